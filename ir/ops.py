@@ -1,0 +1,287 @@
+"""The primitive registry: one declaration per primitive.
+
+Each primitive states, side by side, its shape/dtype rule, its numpy
+reference, its VJP and its fusion kind. Lowerings live in codegen and are
+registered there by primitive name, so this module knows nothing of LLVM.
+
+VJP rules receive the builder module `F`, the operands and output as `Sym`s,
+the output cotangent `g` and the attributes, and return one cotangent per
+operand (None where the operand gets no gradient). A returned cotangent may
+still have the broadcast (output) shape: autodiff sums it back down.
+
+Integer values (labels, argmax results) are exact in float32 lanes below 2**24;
+comparisons return float32 0/1 so that masks multiply directly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .graph import TensorType
+
+KINDS = ("elementwise", "reduction", "matmul", "layout", "opaque")
+
+
+@dataclass(frozen=True)
+class OpDef:
+    name: str
+    kind: str
+    shape_rule: Callable            # (in_types, attrs) -> TensorType
+    reference: Callable             # (arrays, attrs) -> ndarray
+    vjp: Callable | None            # (F, xs, out, g, attrs) -> list; None: not differentiable
+    arity: int
+    normalize: Callable = lambda in_types, attrs: attrs
+
+
+REGISTRY: dict[str, OpDef] = {}
+
+
+def primitive(name, kind, arity, shape_rule, reference, vjp, normalize=None):
+    assert kind in KINDS and name not in REGISTRY
+    REGISTRY[name] = OpDef(name, kind, shape_rule, reference, vjp, arity,
+                           normalize or (lambda in_types, attrs: attrs))
+
+
+def get_op(name: str) -> OpDef:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown primitive {name!r}") from None
+
+
+# ---------------------------------------------------------------- shape rules
+def broadcast_shapes(*shapes) -> tuple[int, ...]:
+    try:
+        return tuple(np.broadcast_shapes(*shapes))
+    except ValueError:
+        raise ValueError(f"shapes {' and '.join(map(str, shapes))} do not broadcast") from None
+
+
+def _same_dtype(name, types):
+    dtypes = {t.dtype for t in types}
+    if len(dtypes) > 1:
+        raise TypeError(f"{name}: operand dtypes differ: {[t.dtype for t in types]}")
+    return dtypes.pop()
+
+
+def _float_only(name, t):
+    if t.dtype != "float32":
+        raise TypeError(f"{name} needs float32 operands, got {t.dtype}")
+
+
+def _unary_rule(name):
+    def rule(ts, attrs):
+        _float_only(name, ts[0])
+        return ts[0]
+    return rule
+
+
+def _binary_rule(name, out_dtype=None):
+    def rule(ts, attrs):
+        dtype = _same_dtype(name, ts)
+        return TensorType(broadcast_shapes(*(t.shape for t in ts)), out_dtype or dtype)
+    return rule
+
+
+# ------------------------------------------------------------ elementwise ops
+def _unary(name, ref, vjp):
+    primitive(name, "elementwise", 1, _unary_rule(name), lambda xs, a: ref(xs[0]), vjp)
+
+
+def _sigmoid(x):
+    return np.where(x >= 0, 1 / (1 + np.exp(-np.abs(x))), np.exp(-np.abs(x)) / (1 + np.exp(-np.abs(x))))
+
+
+_unary("neg", np.negative, lambda F, xs, out, g, a: [-g])
+_unary("exp", np.exp, lambda F, xs, out, g, a: [g * out])
+_unary("log", np.log, lambda F, xs, out, g, a: [g / xs[0]])
+_unary("sqrt", np.sqrt, lambda F, xs, out, g, a: [g / (out * 2.0)])
+_unary("abs", np.abs, lambda F, xs, out, g, a: [g * F.sign(xs[0])])
+_unary("sign", np.sign, lambda F, xs, out, g, a: [None])
+_unary("sigmoid", _sigmoid, lambda F, xs, out, g, a: [g * out * (1.0 - out)])
+_unary("tanh", np.tanh, lambda F, xs, out, g, a: [g * (1.0 - out * out)])
+
+
+def _binary(name, ref, vjp, out_dtype=None):
+    primitive(name, "elementwise", 2, _binary_rule(name, out_dtype), lambda xs, a: ref(xs[0], xs[1]), vjp)
+
+
+_binary("add", np.add, lambda F, xs, out, g, a: [g, g])
+_binary("sub", np.subtract, lambda F, xs, out, g, a: [g, -g])
+_binary("mul", np.multiply, lambda F, xs, out, g, a: [g * xs[1], g * xs[0]])
+_binary("div", np.divide, lambda F, xs, out, g, a: [g / xs[1], -g * out / xs[1]])
+_binary("pow", np.power, lambda F, xs, out, g, a: [
+    g * xs[1] * F.pow(xs[0], xs[1] - 1.0), g * out * F.log(xs[0])])
+# Ties send the gradient to the second operand, so relu = maximum(x, 0) has
+# zero gradient at x == 0 as Keras' relu does.
+_binary("maximum", np.maximum, lambda F, xs, out, g, a: [
+    F.select(F.greater(xs[0], xs[1]), g, 0.0), F.select(F.greater(xs[0], xs[1]), 0.0, g)])
+_binary("minimum", np.minimum, lambda F, xs, out, g, a: [
+    F.select(F.less(xs[0], xs[1]), g, 0.0), F.select(F.less(xs[0], xs[1]), 0.0, g)])
+
+_no_grad = lambda F, xs, out, g, a: [None] * len(xs)  # noqa: E731
+for _name, _ref in [("greater", np.greater), ("greater_equal", np.greater_equal),
+                    ("less", np.less), ("less_equal", np.less_equal),
+                    ("equal", np.equal), ("not_equal", np.not_equal)]:
+    _binary(_name, _ref, _no_grad, out_dtype="float32")
+
+
+def _select_rule(ts, attrs):
+    dtype = _same_dtype("select", ts[1:])
+    return TensorType(broadcast_shapes(*(t.shape for t in ts)), dtype)
+
+
+primitive("select", "elementwise", 3, _select_rule,
+          lambda xs, a: np.where(xs[0] != 0, xs[1], xs[2]),
+          lambda F, xs, out, g, a: [None, F.select(xs[0], g, 0.0), F.select(xs[0], 0.0, g)])
+
+
+def _cast_rule(ts, attrs):
+    return TensorType(ts[0].shape, attrs["dtype"])
+
+
+def _cast_ref(xs, a):
+    x = xs[0]
+    if a["dtype"] == "int32" and x.dtype.kind == "f":
+        x = np.trunc(x)
+    return x
+
+
+primitive("cast", "elementwise", 1, _cast_rule, _cast_ref,
+          lambda F, xs, out, g, a: [F.cast(g, xs[0].dtype) if xs[0].dtype == "float32" else None])
+
+
+# ------------------------------------------------------------------ reductions
+def _reduce_rule(name, float_only=True):
+    def rule(ts, attrs):
+        if float_only:
+            _float_only(name, ts[0])
+        shape = ts[0].shape
+        for ax in attrs["axes"]:
+            if not 0 <= ax < len(shape):
+                raise ValueError(f"{name}: axis {ax} out of range for shape {shape}")
+        if attrs["keepdims"]:
+            out = tuple(1 if i in attrs["axes"] else d for i, d in enumerate(shape))
+        else:
+            out = tuple(d for i, d in enumerate(shape) if i not in attrs["axes"])
+        return TensorType(out, ts[0].dtype)
+    return rule
+
+
+def _normalize_axes(in_types, attrs):
+    rank = in_types[0].rank
+    attrs["axes"] = tuple(sorted({int(a) % rank for a in attrs["axes"]})) if rank else ()
+    attrs["keepdims"] = bool(attrs.get("keepdims", False))
+    return attrs
+
+
+def _keepdims_shape(x, a):
+    return tuple(1 if i in a["axes"] else d for i, d in enumerate(x.shape))
+
+
+def _sum_vjp(F, xs, out, g, a):
+    return [F.broadcast_to(F.reshape(g, _keepdims_shape(xs[0], a)), xs[0].shape)]
+
+
+def _mean_vjp(F, xs, out, g, a):
+    n = int(np.prod([xs[0].shape[i] for i in a["axes"]]))
+    return [F.broadcast_to(F.reshape(g, _keepdims_shape(xs[0], a)), xs[0].shape) * (1.0 / n)]
+
+
+def _max_vjp(F, xs, out, g, a):
+    # Ties share the gradient equally, as JAX and TensorFlow do.
+    ks = _keepdims_shape(xs[0], a)
+    mask = F.equal(xs[0], F.reshape(out, ks))
+    count = F.sum(mask, axis=a["axes"], keepdims=True)
+    return [mask * F.reshape(g, ks) / count]
+
+
+for _name, _ref, _vjp in [("reduce_sum", np.sum, _sum_vjp), ("reduce_max", np.max, _max_vjp),
+                          ("reduce_mean", np.mean, _mean_vjp)]:
+    primitive(_name, "reduction", 1, _reduce_rule(_name),
+              (lambda r: lambda xs, a: r(xs[0], axis=a["axes"], keepdims=a["keepdims"]))(_ref),
+              _vjp, _normalize_axes)
+
+
+def _argmax_rule(ts, attrs):
+    if attrs["axis"] != ts[0].rank - 1:
+        raise ValueError("argmax is supported over the last axis only")
+    return TensorType(ts[0].shape[:-1], "int32")
+
+
+primitive("argmax", "reduction", 1, _argmax_rule,
+          lambda xs, a: np.argmax(xs[0], axis=a["axis"]).astype(np.int32), _no_grad,
+          lambda ts, attrs: {**attrs, "axis": int(attrs["axis"]) % ts[0].rank})
+
+
+# ---------------------------------------------------------------------- matmul
+def _matmul_rule(ts, a):
+    x, y = ts
+    _float_only("matmul", x)
+    _float_only("matmul", y)
+    if x.rank != 2 or y.rank != 2:
+        raise ValueError(f"matmul needs rank-2 operands, got {x.shape} and {y.shape}")
+    m, k = x.shape[::-1] if a["transpose_a"] else x.shape
+    k2, n = y.shape[::-1] if a["transpose_b"] else y.shape
+    if k != k2:
+        raise ValueError(f"matmul: inner dimensions differ: {x.shape} and {y.shape} "
+                         f"(transpose_a={a['transpose_a']}, transpose_b={a['transpose_b']})")
+    return TensorType((m, n), "float32")
+
+
+def _matmul_ref(xs, a):
+    x, y = xs
+    return (x.T if a["transpose_a"] else x) @ (y.T if a["transpose_b"] else y)
+
+
+def _matmul_vjp(F, xs, out, g, a):
+    x, y = xs
+    ta, tb = a["transpose_a"], a["transpose_b"]
+    # C = op(A) op(B); dop(A) = g op(B)^T, dop(B) = op(A)^T g, then undo op().
+    dx = F.matmul(y, g, transpose_a=tb, transpose_b=True) if ta else F.matmul(g, y, transpose_b=not tb)
+    dy = F.matmul(g, x, transpose_a=True, transpose_b=ta) if tb else F.matmul(x, g, transpose_a=not ta)
+    return [dx, dy]
+
+
+primitive("matmul", "matmul", 2, _matmul_rule, _matmul_ref, _matmul_vjp,
+          lambda ts, a: {"transpose_a": bool(a.get("transpose_a", False)),
+                         "transpose_b": bool(a.get("transpose_b", False))})
+
+
+# ---------------------------------------------------------------------- layout
+def _reshape_rule(ts, a):
+    if int(np.prod(a["shape"])) != ts[0].size:
+        raise ValueError(f"cannot reshape {ts[0].shape} to {a['shape']}")
+    return TensorType(a["shape"], ts[0].dtype)
+
+
+primitive("reshape", "layout", 1, _reshape_rule,
+          lambda xs, a: np.reshape(xs[0], a["shape"]),
+          lambda F, xs, out, g, a: [F.reshape(g, xs[0].shape)],
+          lambda ts, a: {"shape": tuple(int(d) for d in a["shape"])})
+
+
+def _transpose_rule(ts, a):
+    if sorted(a["perm"]) != list(range(ts[0].rank)):
+        raise ValueError(f"transpose: {a['perm']} is not a permutation of {ts[0].rank} axes")
+    return TensorType(tuple(ts[0].shape[p] for p in a["perm"]), ts[0].dtype)
+
+
+primitive("transpose", "layout", 1, _transpose_rule,
+          lambda xs, a: np.transpose(xs[0], a["perm"]),
+          lambda F, xs, out, g, a: [F.transpose(g, tuple(np.argsort(a["perm"])))],
+          lambda ts, a: {"perm": tuple(int(p) for p in a["perm"])})
+
+
+def _broadcast_rule(ts, a):
+    if broadcast_shapes(ts[0].shape, a["shape"]) != a["shape"]:
+        raise ValueError(f"cannot broadcast {ts[0].shape} to {a['shape']}")
+    return TensorType(a["shape"], ts[0].dtype)
+
+
+primitive("broadcast_to", "layout", 1, _broadcast_rule,
+          lambda xs, a: np.broadcast_to(xs[0], a["shape"]),
+          lambda F, xs, out, g, a: [g],   # autodiff sums the broadcast cotangent down
+          lambda ts, a: {"shape": tuple(int(d) for d in a["shape"])})

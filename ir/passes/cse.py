@@ -1,0 +1,29 @@
+"""Common-subexpression elimination: one value per (op, operands, attributes)."""
+from __future__ import annotations
+
+from ..graph import Graph
+
+_MAX_CONST_KEY = 4096   # constants up to this size are compared by content
+
+
+def _key(g: Graph, vid: int):
+    n = g.nodes[vid]
+    if n.is_leaf:
+        if n.role == "constant" and n.value.size <= _MAX_CONST_KEY:
+            return ("const", n.type, n.value.tobytes())
+        return None
+    return (n.op, n.inputs, n.attrs)
+
+
+def eliminate_common_subexpressions(graph: Graph) -> Graph:
+    g = graph.copy()
+    seen: dict = {}
+    for vid in g.order():           # operands are canonical before their users are keyed
+        key = _key(g, vid)
+        if key is None:
+            continue
+        if key in seen:
+            g.replace_uses(vid, seen[key])
+        else:
+            seen[key] = vid
+    return g
