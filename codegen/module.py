@@ -1,0 +1,119 @@
+"""Fused, planned graphs -> one llvmlite module.
+
+Each kernel becomes a function taking its distinct buffers as `noalias`
+pointers; each entry point (`train_step`, `eval_step`, `predict`) becomes
+`void entry(ptr state, ptr work)` that calls its kernels in order with
+pointers at planned offsets, then copies back updates that could not be
+written in place. Python pays one call per step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from llvmlite import ir
+
+from ir.passes.fuse import FusedGraph, Kernel
+from ir.passes.plan_memory import MemoryPlan
+from .irutil import F32, I8, I32, I64, PTR, i64
+from .lower.elementwise import Intrinsics
+from .lower.loop import lower_loop
+from .lower.matmul import lower_matmul, scratch_bytes as matmul_scratch
+from .lower.reduce import lower_reduce
+
+LOWER = {"loop": lower_loop, "reduce": lower_reduce, "matmul": lower_matmul}
+
+
+def scratch_bytes(graph, kernel: Kernel) -> int:
+    return matmul_scratch(graph, kernel) if kernel.kind == "matmul" else 0
+
+
+@dataclass
+class Entry:
+    name: str
+    fused: FusedGraph
+    plan: MemoryPlan
+
+
+def _constant_global(module, name, value: np.ndarray):
+    dt = I32 if value.dtype == np.int32 else F32
+    flat = value.reshape(-1)
+    arr_t = ir.ArrayType(dt, max(flat.size, 1))
+    gv = ir.GlobalVariable(module, arr_t, name=name)
+    gv.global_constant = True
+    gv.linkage = "private"
+    gv.align = 64
+    vals = [ir.Constant(dt, int(x) if dt is I32 else float(x)) for x in flat] or [ir.Constant(dt, 0)]
+    gv.initializer = ir.Constant(arr_t, vals)
+    return gv
+
+
+def build_module(entries: list[Entry], name: str = "kcompile") -> ir.Module:
+    module = ir.Module(name=name)
+    fn = Intrinsics(module)
+    for e in entries:
+        _build_entry(module, fn, e)
+    return module
+
+
+def _build_entry(module, fn, e: Entry):
+    g, plan = e.fused.graph, e.plan
+    consts = {v: _constant_global(module, f"{e.name}.c{n}", g.nodes[v].value)
+              for n, v in enumerate(plan.constants)}
+    kernel_fns = []
+    for k in e.fused.kernels:
+        if k.kind == "view":
+            continue
+        kernel_fns.append((k, *_build_kernel(module, fn, e, k)))
+
+    step = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, PTR]), name=e.name)
+    state, work = step.args
+    state.name, work.name = "state", "work"
+    b = ir.IRBuilder(step.append_basic_block("entry"))
+
+    def address(loc):
+        if loc.region == "const":
+            return consts[plan.constants[loc.offset]]
+        base = state if loc.region == "state" else work
+        return b.gep(base, [i64(loc.offset)], inbounds=True, source_etype=I8)
+
+    for k, kf, arg_locs in kernel_fns:
+        args = []
+        for loc in arg_locs:
+            if loc == "scratch":
+                args.append(b.gep(work, [i64(plan.scratch[k.name])], inbounds=True, source_etype=I8))
+            else:
+                args.append(address(loc))
+        b.call(kf, args)
+    memcpy = module.globals.get("llvm.memcpy.p0.p0.i64") or ir.Function(
+        module, ir.FunctionType(ir.VoidType(), [PTR, PTR, I64, ir.IntType(1)]), name="llvm.memcpy.p0.p0.i64")
+    for src, dst in plan.copies:
+        b.call(memcpy, [address(plan.locations[dst]), address(plan.locations[src]),
+                        i64(g.type(dst).nbytes), ir.Constant(ir.IntType(1), 0)])
+    b.ret_void()
+
+
+def _build_kernel(module, fn, e: Entry, k: Kernel):
+    g, plan = e.fused.graph, e.plan
+    # One argument per distinct buffer: an in-place update shares its leaf's buffer.
+    arg_locs, buffers_by_loc = [], {}
+    for v in [*k.inputs, *k.outputs]:
+        loc = plan.locations[v]
+        if loc not in buffers_by_loc:
+            buffers_by_loc[loc] = len(arg_locs)
+            arg_locs.append(loc)
+    needs_scratch = scratch_bytes(g, k) > 0
+    if needs_scratch:
+        arg_locs.append("scratch")
+    kf = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR] * len(arg_locs)),
+                     name=f"{e.name}.{k.name}")
+    kf.linkage = "internal"
+    kf.attributes.add("noinline")
+    kf.attributes.add("nounwind")
+    for a in kf.args:
+        a.add_attribute("noalias")
+    buffers = {v: kf.args[buffers_by_loc[plan.locations[v]]] for v in [*k.inputs, *k.outputs]}
+    b = ir.IRBuilder(kf.append_basic_block("entry"))
+    LOWER[k.kind](b, g, k, buffers, fn, kf.args[-1] if needs_scratch else None)
+    b.ret_void()
+    return kf, arg_locs

@@ -1,0 +1,164 @@
+"""fuse: group the ops of a graph into kernels, each one loop nest.
+
+Kinds of kernel:
+  loop     elementwise and layout ops over one iteration shape
+  reduce   one reduction, with the elementwise ops that produce its input fused
+           in (prologue) and, when it reduces a suffix of the axes, the
+           elementwise ops that consume its result fused after it (epilogue)
+  matmul   one matrix product
+  view     a reshape: no code, its result aliases its operand's buffer
+
+Grouping is greedy in reverse topological order, in the spirit of XLA's
+instruction fusion: a producer joins the group of its users when all its users
+are in one group and it has the shape that group iterates over (so nothing is
+computed twice). Values read by more than one kernel, roots (outputs and
+updates) and leaves are materialized in buffers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from ..graph import Graph
+from ..ops import get_op
+
+FUSIBLE = ("elementwise", "layout")
+
+
+@dataclass
+class Kernel:
+    name: str
+    kind: str                        # loop | reduce | matmul | view
+    members: list[int]               # value ids computed here, topological order
+    outputs: list[int]               # members stored to buffers
+    inputs: list[int] = field(default_factory=list)   # materialized values read
+    shape: tuple = ()                # iteration shape (the outputs' shape)
+    reduce: int | None = None        # the reduction of a reduce kernel
+    scope: str = ""
+
+    prologue: set = field(default_factory=set)   # reduce kernels: members in the input space
+
+    def describe(self, graph: Graph) -> str:
+        ops = ", ".join(graph.nodes[m].op for m in self.members)
+        return f"{self.name} [{self.kind} {self.shape}]: {ops}"
+
+
+@dataclass
+class FusedGraph:
+    graph: Graph
+    kernels: list[Kernel]
+
+    def producer(self) -> dict[int, Kernel]:
+        return {o: k for k in self.kernels for o in k.outputs}
+
+    def __str__(self):
+        return "\n".join(k.describe(self.graph) for k in self.kernels)
+
+
+def is_suffix_reduction(graph: Graph, r: int) -> bool:
+    n = graph.nodes[r]
+    rank = graph.type(n.inputs[0]).rank
+    axes = n.params["axes"] if "axes" in n.params else (n.params["axis"],)
+    return tuple(axes) == tuple(range(rank - len(axes), rank))
+
+
+class _Group:
+    def __init__(self, kind, shape, seed):
+        self.kind = kind
+        self.shape = shape          # the space outputs are computed in
+        self.members = {seed}
+        self.reduce = seed if kind == "reduce" else None
+        self.in_space = set()       # prologue members (the reduction's input shape)
+
+
+def _group_kind(op_kind):
+    return {"elementwise": "loop", "layout": "loop", "reduction": "reduce",
+            "matmul": "matmul"}[op_kind]
+
+
+def fuse(graph: Graph) -> FusedGraph:
+    g = graph
+    roots = set(g.roots())
+    group_of: dict[int, _Group] = {}
+    order = [v for v in g.order() if not g.nodes[v].is_leaf]
+    for v in reversed(order):
+        node = g.nodes[v]
+        kind = get_op(node.op).kind
+        users = g.users(v)
+        user_groups = {id(group_of[u]): group_of[u] for u in users if u in group_of}
+        target = next(iter(user_groups.values())) if len(user_groups) == 1 else None
+        joined = False
+        if target is not None and node.op != "reshape" and len(user_groups) == 1:
+            joined = _try_join(g, target, v, kind)
+        if joined:
+            group_of[v] = target
+            continue
+        grp = _Group("view" if node.op == "reshape" else _group_kind(kind), node.type.shape, v)
+        group_of[v] = grp
+
+    # Build kernels in a deterministic topological order of groups.
+    groups = {id(grp): grp for grp in group_of.values()}
+    gdag = nx.DiGraph()
+    first = {gid: min(grp.members) for gid, grp in groups.items()}
+    for gid in groups:
+        gdag.add_node(gid)
+    for v, grp in group_of.items():
+        for i in g.nodes[v].inputs:
+            if i in group_of and group_of[i] is not grp:
+                gdag.add_edge(id(group_of[i]), id(grp))
+    writes_state = {id(group_of[u]) for u in g.updates.values() if u in group_of}
+    # Groups that write updates go as late as possible, so they can write in place.
+    gorder = list(nx.lexicographical_topological_sort(
+        gdag, key=lambda gid: (gid in writes_state, first[gid])))
+    kernels = []
+    for n, gid in enumerate(gorder):
+        grp = groups[gid]
+        members = [v for v in order if v in grp.members]
+        outputs = [v for v in members
+                   if v in roots or any(group_of.get(u) is not grp for u in g.users(v))]
+        inline_ok = grp.kind in ("loop", "reduce")
+        inputs = sorted({i for v in members for i in g.nodes[v].inputs
+                         if i not in grp.members and not (inline_ok and _inlined_constant(g, i))})
+        k = Kernel(f"k{n}_{g.nodes[members[-1]].op}", grp.kind, members, outputs, inputs,
+                   grp.shape, grp.reduce, g.nodes[members[-1]].scope, set(grp.in_space))
+        kernels.append(k)
+    return FusedGraph(g, kernels)
+
+
+def _inlined_constant(g: Graph, v: int) -> bool:
+    n = g.nodes[v]
+    return n.is_leaf and n.role == "constant" and n.type.size == 1
+
+
+def _try_join(g: Graph, grp: _Group, v: int, kind: str) -> bool:
+    node = g.nodes[v]
+    shape = node.type.shape
+    if grp.kind == "loop":
+        if kind in FUSIBLE and shape == grp.shape:
+            grp.members.add(v)
+            return True
+        if kind == "reduction" and shape == grp.shape and is_suffix_reduction(g, v):
+            # The loop becomes this reduction's epilogue.
+            grp.kind = "reduce"
+            grp.reduce = v
+            grp.members.add(v)
+            return True
+        return False
+    if grp.kind == "reduce":
+        rin = g.type(g.nodes[grp.reduce].inputs[0]).shape
+        if kind not in FUSIBLE:
+            return False
+        users_in = [u for u in g.users(v) if u in grp.members]
+        feeds_prologue = all(u == grp.reduce or u in grp.in_space for u in users_in)
+        feeds_epilogue = all(u != grp.reduce and u not in grp.in_space for u in users_in)
+        if shape == rin and feeds_prologue:
+            grp.members.add(v)
+            grp.in_space.add(v)
+            return True
+        if (shape == grp.shape and feeds_epilogue and grp.reduce is not None
+                and is_suffix_reduction(g, grp.reduce) and grp.shape != rin):
+            grp.members.add(v)
+            return True
+        return False
+    return False
