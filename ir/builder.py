@@ -63,18 +63,27 @@ def _graph_of(args) -> Graph:
     for a in args:
         if isinstance(a, Sym):
             return a.g
+    for a in args:
+        if hasattr(a, "__sym__"):
+            return a.__sym__(None).g
     raise TypeError("an op needs at least one symbolic operand")
 
 
 def lift(g: Graph, x, dtype: str = "float32") -> Sym:
     if isinstance(x, Sym):
         return x
-    return Sym(g, g.constant(np.asarray(x, dtype=dtype), dtype))
+    if hasattr(x, "__sym__"):       # objects that stand for a graph value (model variables)
+        return x.__sym__(g)
+    arr = np.asarray(x)
+    if dtype == "int32" and arr.dtype.kind == "f" and not np.all(arr == np.round(arr)):
+        raise TypeError(f"cannot combine the non-integer {x!r} with an int32 value; cast it first")
+    return Sym(g, g.constant(arr.astype(dtype), dtype))
 
 
 def op(name: str, *args, **attrs) -> Sym:
     """Apply primitive `name`; Python numbers become constants of the operands' dtype."""
     g = _graph_of(args)
+    args = [a.__sym__(g) if hasattr(a, "__sym__") else a for a in args]
     dtype = next(a.dtype for a in args if isinstance(a, Sym))
     syms = [lift(g, a, dtype) for a in args]
     return Sym(g, g.add(name, [s.id for s in syms], **attrs))

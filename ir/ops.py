@@ -104,16 +104,22 @@ _unary("sigmoid", _sigmoid, lambda F, xs, out, g, a: [g * out * (1.0 - out)])
 _unary("tanh", np.tanh, lambda F, xs, out, g, a: [g * (1.0 - out * out)])
 
 
-def _binary(name, ref, vjp, out_dtype=None):
-    primitive(name, "elementwise", 2, _binary_rule(name, out_dtype), lambda xs, a: ref(xs[0], xs[1]), vjp)
+def _binary(name, ref, vjp, out_dtype=None, float_only=False):
+    rule = _binary_rule(name, out_dtype)
+    if float_only:
+        def rule(ts, attrs, _rule=rule):
+            for t in ts:
+                _float_only(name, t)
+            return _rule(ts, attrs)
+    primitive(name, "elementwise", 2, rule, lambda xs, a: ref(xs[0], xs[1]), vjp)
 
 
 _binary("add", np.add, lambda F, xs, out, g, a: [g, g])
 _binary("sub", np.subtract, lambda F, xs, out, g, a: [g, -g])
 _binary("mul", np.multiply, lambda F, xs, out, g, a: [g * xs[1], g * xs[0]])
-_binary("div", np.divide, lambda F, xs, out, g, a: [g / xs[1], -g * out / xs[1]])
+_binary("div", np.divide, lambda F, xs, out, g, a: [g / xs[1], -g * out / xs[1]], float_only=True)
 _binary("pow", np.power, lambda F, xs, out, g, a: [
-    g * xs[1] * F.pow(xs[0], xs[1] - 1.0), g * out * F.log(xs[0])])
+    g * xs[1] * F.pow(xs[0], xs[1] - 1.0), g * out * F.log(xs[0])], float_only=True)
 # Ties send the gradient to the second operand, so relu = maximum(x, 0) has
 # zero gradient at x == 0 as Keras' relu does.
 _binary("maximum", np.maximum, lambda F, xs, out, g, a: [
@@ -170,9 +176,16 @@ def _reduce_rule(name, float_only=True):
     return rule
 
 
+def _check_axis(a, rank, name):
+    a = int(a)
+    if not -rank <= a < rank:
+        raise ValueError(f"{name}: axis {a} is out of range for an operand of rank {rank}")
+    return a % rank
+
+
 def _normalize_axes(in_types, attrs):
     rank = in_types[0].rank
-    attrs["axes"] = tuple(sorted({int(a) % rank for a in attrs["axes"]})) if rank else ()
+    attrs["axes"] = tuple(sorted({_check_axis(a, rank, "reduction") for a in attrs["axes"]}))
     attrs["keepdims"] = bool(attrs.get("keepdims", False))
     return attrs
 
@@ -213,7 +226,7 @@ def _argmax_rule(ts, attrs):
 
 primitive("argmax", "reduction", 1, _argmax_rule,
           lambda xs, a: np.argmax(xs[0], axis=a["axis"]).astype(np.int32), _no_grad,
-          lambda ts, attrs: {**attrs, "axis": int(attrs["axis"]) % ts[0].rank})
+          lambda ts, attrs: {**attrs, "axis": _check_axis(attrs["axis"], ts[0].rank, "argmax")})
 
 
 # ---------------------------------------------------------------------- matmul

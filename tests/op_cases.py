@@ -78,6 +78,10 @@ class Case:
         types = ",".join(str(t) for t in self.in_types)
         parts = [types]
         for k, v in sorted(self.attrs.items()):
+            if isinstance(v, bool):         # flags: named when set
+                if v:
+                    parts.append(k)
+                continue
             if isinstance(v, tuple):
                 v = "(" + ",".join(map(str, v)) + ")"
             parts.append(f"{k}={v}")
@@ -195,6 +199,7 @@ REDUCTION_CASES = [        # (shape, axes, keepdims)
     ((), (), False),
     ((7, 1, 33), (0, 2), False),
     ((7, 5, 33), (1,), True),
+    ((7, 33), (), False),      # no axis: the identity
 ]
 
 MATMUL_MKN = [(7, 33, 1), (1, 7, 33), (33, 1000, 7)]
@@ -287,6 +292,7 @@ def _build_table() -> dict[str, list[Case]]:
         case([(7, 5, 33)], [normal()], attrs=dict(perm=(1, 0, 2))),
         case([(7, 33)], [normal()], attrs=dict(perm=(0, 1)), note="identity"),
         case([(1000,)], [normal()], attrs=dict(perm=(0,))),
+        case([()], [normal()], attrs=dict(perm=())),
         case([(33, 7)], [small_ints(-9, 9)], dtypes=[I32], attrs=dict(perm=(1, 0)), note="int"),
     ]
 

@@ -1,0 +1,18 @@
+"""kcompile: Keras-style deep learning compiled to native CPU code.
+
+    from kcompile import models, layers
+    model = models.Sequential()
+    model.add(layers.Dense(32, activation="relu", input_shape=(784,)))
+    model.add(layers.Dense(10, activation="softmax"))
+    model.compile(optimizer="rmsprop", loss="categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, y, epochs=10, batch_size=32)
+"""
+from . import activations, callbacks, constraints, initializers, layers, losses, metrics
+from . import models, optimizers, regularizers, utils
+from .layers import Input
+from .models import Model, Sequential
+
+__version__ = "0.1.0"
+__all__ = ["activations", "callbacks", "constraints", "initializers", "layers", "losses",
+           "metrics", "models", "optimizers", "regularizers", "utils", "Input", "Model",
+           "Sequential"]

@@ -1,0 +1,92 @@
+"""The functional API: symbolic KerasTensors recording which layer made them.
+
+`layers.Input(shape=...)` returns a KerasTensor; calling a layer on KerasTensors
+returns new ones whose history points at the layer and its inputs. A
+`Model(inputs, outputs)` replays that history on traced values.
+"""
+from __future__ import annotations
+
+from .tracing import Trace, tracing
+
+
+class KerasTensor:
+    def __init__(self, shape, dtype, layer, inputs, index=0, kwargs=None):
+        self.shape = tuple(shape)
+        self.dtype = dtype
+        self.layer = layer            # the layer that produced it (an InputLayer for inputs)
+        self.inputs = inputs          # the layer call's arguments (KerasTensor, list or dict)
+        self.index = index            # which of the layer's outputs
+        self.kwargs = kwargs or {}
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    @property
+    def name(self):
+        return self.layer.name
+
+    def __repr__(self):
+        return f"<KerasTensor shape={self.shape}, dtype={self.dtype}, name={self.layer.name}>"
+
+
+def flatten(x):
+    if isinstance(x, KerasTensor):
+        return [x]
+    if isinstance(x, dict):
+        x = list(x.values())
+    return [t for item in x for t in flatten(item)]
+
+
+def structure_map(fn, x):
+    if isinstance(x, dict):
+        return {k: structure_map(fn, v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return type(x)(structure_map(fn, v) for v in x)
+    return fn(x)
+
+
+def call_symbolic(layer, inputs, kwargs):
+    """Call `layer` on KerasTensors: infer the output shapes by tracing a batch of 1."""
+    trace = Trace()
+    with tracing(trace):
+        syms = structure_map(lambda t: trace.input(f"x{id(t)}", (1, *t.shape[1:]), t.dtype), inputs)
+        out = layer(syms, **kwargs)
+    if isinstance(out, (list, tuple)):
+        return [KerasTensor((None, *o.shape[1:]), o.dtype, layer, inputs, i, kwargs)
+                for i, o in enumerate(out)]
+    return KerasTensor((None, *out.shape[1:]), out.dtype, layer, inputs, 0, kwargs)
+
+
+def topological_tensors(outputs) -> list[KerasTensor]:
+    """Every KerasTensor the outputs depend on, producers first."""
+    seen, order = set(), []
+
+    def visit(t):
+        if id(t) in seen:
+            return
+        seen.add(id(t))
+        for i in flatten(t.inputs):
+            visit(i)
+        order.append(t)
+    for o in flatten(outputs):
+        visit(o)
+    return order
+
+
+def run_graph(inputs, outputs, input_values, training):
+    """Replay the layer calls from `inputs` to `outputs` on traced values."""
+    env = {id(t): v for t, v in zip(flatten(inputs), input_values)}
+    calls = {}
+    for t in topological_tensors(outputs):
+        if id(t) in env:
+            continue
+        if not t.inputs and id(t) not in env:
+            raise ValueError(f"Graph disconnected: {t} is needed but is not one of the model's inputs")
+        key = (id(t.layer), id(t.inputs))
+        if key not in calls:
+            args = structure_map(lambda i: env[id(i)], t.inputs)
+            calls[key] = t.layer(args, training=training, **t.kwargs)
+        out = calls[key]
+        env[id(t)] = out[t.index] if isinstance(out, (list, tuple)) else out
+    return [env[id(o)] for o in flatten(outputs)]

@@ -1,0 +1,5 @@
+"""Keras layers."""
+from .layer import Layer
+from .core import Dense, Activation, InputLayer, Input
+
+__all__ = ["Layer", "Dense", "Activation", "InputLayer", "Input"]

@@ -1,0 +1,220 @@
+"""Models: Sequential and the functional Model, their weights and summary."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import functional
+from .functional import KerasTensor
+from .layers.core import InputLayer
+from .layers.layer import Layer, unique_name
+from .trainer import Trainer
+
+
+class Model(Trainer, Layer):
+    """A functional model: `Model(inputs, outputs)` over layers called on `Input` tensors."""
+
+    def __init__(self, inputs=None, outputs=None, name=None, **kwargs):
+        Layer.__init__(self, name=name or unique_name(_base_name(self)), **kwargs)
+        Trainer.__init__(self)
+        if inputs is None and outputs is None:
+            self._inputs = self._outputs = None
+            return
+        if inputs is None or outputs is None:
+            raise ValueError("A functional Model needs both `inputs` and `outputs`")
+        self._input_struct = inputs
+        self._inputs = functional.flatten(inputs)
+        self._outputs = functional.flatten(outputs)
+        self._output_struct = outputs
+        for t in self._inputs + self._outputs:
+            if not isinstance(t, KerasTensor):
+                raise TypeError(f"Model inputs and outputs must be KerasTensors from "
+                                f"layers.Input(...) and layer calls, got {type(t).__name__}")
+        self.built = True
+
+    # -- structure ---------------------------------------------------------------
+    @property
+    def layers(self) -> list[Layer]:
+        out = []
+        for t in functional.topological_tensors(self._outputs):
+            if t.layer not in out and not (isinstance(t.layer, InputLayer) and False):
+                out.append(t.layer)
+        return out
+
+    @property
+    def input_specs(self) -> list[tuple[tuple, str]]:
+        """(per-sample shape, dtype) of each model input."""
+        return [(t.shape[1:], t.dtype) for t in self._inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [t.layer.name for t in self._outputs]
+
+    def forward(self, xs, training=False):
+        """The model applied to traced inputs; a list of traced outputs."""
+        return functional.run_graph(self._inputs, self._outputs, xs, training)
+
+    # -- weights -----------------------------------------------------------------
+    @property
+    def weights(self):
+        seen, out = set(), []
+        for layer in self.layers:
+            for w in layer.weights:
+                if id(w) not in seen:
+                    seen.add(id(w))
+                    out.append(w)
+        return out
+
+    @property
+    def trainable_weights(self):
+        if not self.trainable:
+            return []
+        return [w for layer in self.layers for w in layer.trainable_weights]
+
+    @property
+    def non_trainable_weights(self):
+        trainable = {id(w) for w in self.trainable_weights}
+        return [w for w in self.weights if id(w) not in trainable]
+
+    def get_weights(self):
+        return [w.numpy() for w in self.weights]
+
+    def set_weights(self, weights):
+        weights = list(weights)
+        ws = self.weights
+        if len(weights) != len(ws):
+            raise ValueError(f"You called `set_weights(weights)` on model {self.name!r} with a "
+                             f"weight list of length {len(weights)}, but the model expects "
+                             f"{len(ws)} weights")
+        for var, w in zip(ws, weights):
+            if np.shape(w) != var.shape:
+                raise ValueError(f"Model {self.name!r}: weight {var.path!r} has shape {var.shape}, "
+                                 f"received {np.shape(w)}")
+        for var, w in zip(ws, weights):
+            var.assign(w)
+
+    def count_params(self):
+        return int(sum(np.prod(w.shape) for w in self.weights))
+
+    def get_layer(self, name=None, index=None):
+        if index is not None:
+            return self.layers[index]
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"No such layer: {name}. Existing layers are: "
+                         f"{[l.name for l in self.layers]}")
+
+    # -- summary ---------------------------------------------------------------------
+    def summary(self, line_length=None, positions=None, print_fn=None, **kwargs):
+        from .summary import format_summary
+        text = format_summary(self)
+        (print_fn or print)(text)
+
+    def _layer_rows(self):
+        rows = []
+        for t in functional.topological_tensors(self._outputs):
+            if t.index:
+                continue
+            if isinstance(t.layer, InputLayer):
+                rows.append((t.layer, t.shape, 0))
+            else:
+                rows.append((t.layer, t.shape, t.layer.count_params()))
+        return rows
+
+
+def _base_name(model):
+    return {"Sequential": "sequential", "Model": "functional"}.get(type(model).__name__,
+                                                                   type(model).__name__.lower())
+
+
+class Sequential(Model):
+    """A linear stack of layers."""
+
+    def __init__(self, layers=None, name=None, trainable=True, **kwargs):
+        Model.__init__(self, name=name, trainable=trainable, **kwargs)
+        self._layers: list[Layer] = []
+        self._input_shape = None
+        self._input_dtype = "float32"
+        for layer in layers or []:
+            self.add(layer)
+
+    def add(self, layer):
+        if isinstance(layer, KerasTensor):
+            if self._layers or self._input_shape is not None:
+                raise ValueError("An Input can only be the first entry of a Sequential model")
+            self._input_shape = layer.shape[1:]
+            self._input_dtype = layer.dtype
+            return
+        if isinstance(layer, InputLayer):
+            self._input_shape = layer._input_shape_arg
+            return
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential.add() takes a Layer instance, received: {layer!r} "
+                            f"of type {type(layer).__name__}")
+        if any(l.name == layer.name for l in self._layers):
+            raise ValueError(f"All layers added to a Sequential model should have unique names. "
+                             f"Name {layer.name!r} is already the name of a layer in this model.")
+        if not self._layers and self._input_shape is None and layer._input_shape_arg is not None:
+            self._input_shape = layer._input_shape_arg
+        self._layers.append(layer)
+        self._invalidate()
+        if self._input_shape is not None:
+            self.build((None, *self._input_shape))
+
+    def pop(self):
+        if not self._layers:
+            raise TypeError("There are no layers in the model.")
+        layer = self._layers.pop()
+        self._invalidate()
+        return layer
+
+    def build(self, input_shape=None):
+        if input_shape is not None:
+            self._input_shape = tuple(input_shape)[1:]
+        if self._input_shape is None:
+            raise ValueError("This Sequential model has no input shape yet: give the first layer "
+                             "`input_shape=`, start with `layers.Input(shape=...)`, or call "
+                             "fit/predict on data")
+        shape = (None, *self._input_shape)
+        for layer in self._layers:
+            if not layer.built or layer.input_shape is None:
+                layer._maybe_build(shape)
+            layer.input_shape = shape
+            shape = layer.compute_output_shape(shape)
+            layer.output_shape = shape
+        self.built = True
+
+    @property
+    def layers(self):
+        return list(self._layers)
+
+    @property
+    def input_specs(self):
+        if self._input_shape is None:
+            raise ValueError("This Sequential model has no input shape yet")
+        return [(tuple(self._input_shape), self._input_dtype)]
+
+    @property
+    def output_names(self):
+        return [self._layers[-1].name] if self._layers else []
+
+    def forward(self, xs, training=False):
+        from .tracing import current
+        (x,) = xs
+        trace = current()
+        for layer in self._layers:
+            with trace.scope(layer.name):
+                x = layer(x, training=training)
+        return [x]
+
+    def _ensure_input_shape(self, x):
+        if self._input_shape is None:
+            self._input_shape = tuple(np.shape(x)[1:])
+            self.build((None, *self._input_shape))
+
+    def _layer_rows(self):
+        return [(l, l.output_shape, l.count_params()) for l in self._layers]
+
+    def get_config(self):
+        return {"name": self.name, "layers": [
+            {"class_name": type(l).__name__, "config": l.get_config()} for l in self._layers]}

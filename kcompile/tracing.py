@@ -1,0 +1,65 @@
+"""Tracing: running layer code on symbolic values to build the model's graph.
+
+While a `Trace` is active, a model variable used in layer code stands for a
+leaf of the trace's graph (a param if trainable, state otherwise); the same
+variable always maps to the same leaf.
+"""
+from __future__ import annotations
+
+import contextlib
+
+from ir.builder import Sym
+from ir.graph import Graph, TensorType
+
+_active: list["Trace"] = []
+
+
+class Trace:
+    def __init__(self):
+        self.graph = Graph()
+        self._leaves: dict[int, Sym] = {}
+        self.variables = []          # in first-use order
+
+    def is_trainable(self, var) -> bool:
+        return var.trainable
+
+    def rebind(self, graph: Graph) -> None:
+        """Continue tracing into `graph`, a pass's copy of this trace's graph (same value ids)."""
+        self.graph = graph
+        self._leaves = {k: Sym(graph, s.id) for k, s in self._leaves.items()}
+
+    def variable(self, var) -> Sym:
+        key = id(var)
+        if key not in self._leaves:
+            role = "param" if self.is_trainable(var) else "state"
+            self._leaves[key] = Sym(self.graph, self.graph.leaf(
+                role, TensorType(var.shape, var.dtype), var.path))
+            self.variables.append(var)
+        return self._leaves[key]
+
+    def input(self, name: str, shape, dtype="float32", role="input") -> Sym:
+        return Sym(self.graph, self.graph.leaf(role, TensorType(tuple(shape), dtype), name))
+
+    @contextlib.contextmanager
+    def scope(self, name: str):
+        prev = self.graph.scope
+        self.graph.scope = f"{prev}/{name}" if prev else name
+        try:
+            yield
+        finally:
+            self.graph.scope = prev
+
+
+@contextlib.contextmanager
+def tracing(trace: Trace):
+    _active.append(trace)
+    try:
+        yield trace
+    finally:
+        _active.pop()
+
+
+def current() -> Trace:
+    if not _active:
+        raise RuntimeError("model variables can only be used symbolically while a model is traced")
+    return _active[-1]

@@ -1,0 +1,74 @@
+"""Model variables: a named array that layers create and the compiled step updates.
+
+Before a model runs, a variable keeps its own numpy array; once the model has a
+`State`, the variable's value is a view into that buffer, so compiled updates
+are seen here without copies.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ir import builder as F
+from . import tracing
+
+
+class Variable:
+    def __init__(self, value, name: str, trainable: bool = True, path: str | None = None):
+        self._value = np.array(value, dtype=np.float32 if np.asarray(value).dtype.kind == "f"
+                               else np.int32)
+        self.name = name
+        self.path = path or name
+        self.trainable = trainable
+        self.constraint = None
+        self.regularizer = None
+
+    @property
+    def shape(self):
+        return self._value.shape
+
+    @property
+    def dtype(self):
+        return str(self._value.dtype)
+
+    def numpy(self) -> np.ndarray:
+        return self._value.copy()
+
+    @property
+    def value(self):
+        return self._value
+
+    def assign(self, value) -> None:
+        value = np.asarray(value)
+        if value.shape != self.shape:
+            raise ValueError(f"cannot assign a value of shape {value.shape} to variable "
+                             f"{self.path!r} of shape {self.shape}")
+        np.copyto(self._value, value, casting="unsafe")
+
+    def bind(self, view: np.ndarray) -> None:
+        """Move the value into `view` (a slice of a State buffer) and live there."""
+        np.copyto(view, self._value)
+        self._value = view
+
+    def __sym__(self, g):
+        return tracing.current().variable(self)
+
+    def __float__(self):
+        return float(self._value)
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self._value, dtype=dtype)
+
+    def __repr__(self):
+        return f"<Variable path={self.path} shape={self.shape} dtype={self.dtype}>"
+
+    # arithmetic in layer code, while traced
+    def __add__(self, o): return F.add(self, o)
+    def __radd__(self, o): return F.add(o, self)
+    def __sub__(self, o): return F.sub(self, o)
+    def __rsub__(self, o): return F.sub(o, self)
+    def __mul__(self, o): return F.mul(self, o)
+    def __rmul__(self, o): return F.mul(o, self)
+    def __truediv__(self, o): return F.div(self, o)
+    def __neg__(self): return F.neg(self)
+    def __matmul__(self, o): return F.matmul(self, o)
+    def __rmatmul__(self, o): return F.matmul(o, self)
