@@ -1,9 +1,10 @@
-"""The one JIT path: verify, optimize at O3 for the host, compile with MCJIT.
+"""The one JIT path: verify, optimize at O3 for the host, emit an object, load it.
 
 Facts this relies on (llvmlite >= 0.45): the new pass manager only; a
 ModulePassManager must not be run twice (it aborts), so each module gets a
-fresh one; invalid IR can crash the optimizer, so `verify()` comes first;
-MCJIT takes ownership of its TargetMachine, so each engine gets a new one.
+fresh one; invalid IR can crash the optimizer, so `verify()` comes first.
+Objects are loaded with ORC (LLJIT), the same way whether they were just
+compiled or read from the disk cache, so a cached model needs no LLVM pass.
 """
 from __future__ import annotations
 
@@ -17,18 +18,21 @@ from . import mathfns
 from .target import _init, target_machine
 
 
+def _debug() -> int:
+    return int(os.environ.get("KC_DEBUG", "0") or 0)
+
+
 @dataclass
-class CompiledModule:
-    engine: object
-    addresses: dict[str, int]
-    llvm_ir: str
+class ObjectCode:
+    obj: bytes
     optimized_ir: str = ""
     timings: dict[str, float] = field(default_factory=dict)
-    _tm: object = None
 
-    def assembly(self) -> str:
-        mod = llvm.parse_assembly(self.optimized_ir)
-        return target_machine().emit_assembly(mod)
+
+@dataclass
+class LoadedCode:
+    addresses: dict[str, int]
+    _keepalive: tuple = ()
 
 
 def optimize(mod, tm, level: int = 3) -> None:
@@ -41,29 +45,54 @@ def optimize(mod, tm, level: int = 3) -> None:
     pb.getModulePassManager().run(mod, pb)
 
 
-def compile_ir(llvm_ir: str, symbols: list[str]) -> CompiledModule:
-    """Compile module text and return the addresses of `symbols`."""
+def parse(llvm_ir: str):
+    """Parse module text, link the vector math in, and verify."""
     _init()
-    t0 = time.perf_counter()
     mod = llvm.parse_assembly(llvm_ir)
     mod.link_in(llvm.parse_assembly(mathfns.IR))
     mod.verify()
+    return mod
+
+
+def build_object(llvm_ir: str, keep_ir: bool = False) -> ObjectCode:
+    t0 = time.perf_counter()
+    mod = parse(llvm_ir)
     t1 = time.perf_counter()
     tm = target_machine()
     mod.triple = llvm.get_process_triple()
     mod.data_layout = str(tm.target_data)
     optimize(mod, tm)
     t2 = time.perf_counter()
-    optimized = str(mod)
-    engine = llvm.create_mcjit_compiler(mod, tm)
-    engine.finalize_object()
+    obj = tm.emit_object(mod)
     t3 = time.perf_counter()
-    addresses = {s: engine.get_function_address(s) for s in symbols}
+    if _debug() >= 1:
+        print(f"[kcompile] llvm parse {1e3*(t1-t0):.1f} ms, O3 {1e3*(t2-t1):.1f} ms, "
+              f"codegen {1e3*(t3-t2):.1f} ms")
+    if _debug() >= 3:
+        print(str(mod))
+    if _debug() >= 4:
+        print(tm.emit_assembly(mod))
+    return ObjectCode(obj, str(mod) if keep_ir else "",
+                      {"parse": t1 - t0, "optimize": t2 - t1, "codegen": t3 - t2})
+
+
+def load_object(obj: bytes, symbols: list[str], name: str = "kcompile") -> LoadedCode:
+    _init()
+    lljit = llvm.create_lljit_compiler(target_machine())
+    builder = llvm.JITLibraryBuilder().add_object_img(obj).add_current_process()
+    for s in symbols:
+        builder = builder.export_symbol(s)
+    lib = builder.link(lljit, name)
+    addresses = {s: lib[s] for s in symbols}
     missing = [s for s, a in addresses.items() if not a]
     if missing:
         raise RuntimeError(f"compiled module lacks symbols {missing}")
-    if int(os.environ.get("KC_DEBUG", "0") or 0) >= 1:
-        print(f"[kcompile] llvm parse {1e3*(t1-t0):.1f} ms, O3 {1e3*(t2-t1):.1f} ms, "
-              f"codegen {1e3*(t3-t2):.1f} ms")
-    return CompiledModule(engine, addresses, llvm_ir, optimized,
-                          {"parse": t1 - t0, "optimize": t2 - t1, "codegen": t3 - t2})
+    return LoadedCode(addresses, (lljit, lib))
+
+
+def assembly(llvm_ir: str) -> str:
+    """Host assembly of a module (optimized as for execution)."""
+    mod = parse(llvm_ir)
+    tm = target_machine()
+    optimize(mod, tm)
+    return tm.emit_assembly(mod)

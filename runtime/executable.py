@@ -9,6 +9,7 @@ Both backends take the same entry graphs and the same `State`:
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import os
 import time
 
@@ -19,8 +20,12 @@ from ir.interpret import interpret
 from ir.passes import simplify
 from ir.passes.fuse import fuse
 from ir.passes.plan_memory import plan_memory
-from codegen.jit import compile_ir
+from codegen import cache
+from codegen.jit import assembly, build_object, load_object
 from codegen.module import Entry, build_module, scratch_bytes
+from codegen.target import fingerprint
+from ir.fingerprint import graph_fingerprint
+from ir.graph import TensorType
 from .arena import aligned_bytes, view
 from .state import State
 
@@ -57,48 +62,104 @@ class ReferenceExecutable:
 
 
 class NativeExecutable:
+    """Entry graphs compiled into one native module (or loaded from the disk cache)."""
     backend = "native"
 
-    def __init__(self, graphs: dict[str, Graph], state: State):
+    def __init__(self, graphs: dict[str, Graph], state: State, use_cache: bool = True):
         t0 = time.perf_counter()
+        self.graphs = graphs
         self.state = state
-        entries = []
-        for name, g in graphs.items():
-            g = simplify(g)
-            fg = fuse(g)
-            plan = plan_memory(fg, state.offsets, lambda k, g=g: scratch_bytes(g, k))
-            entries.append(Entry(name, fg, plan))
-            if _debug() >= 2:
-                print(f"[kcompile] {name}: {len(g)} values, {len(fg.kernels)} kernels, "
-                      f"arena {plan.work_bytes} bytes\n{fg}")
-        self.entries = {e.name: e for e in entries}
-        self.module = build_module(entries)
-        self.llvm_ir = str(self.module)
-        self.compiled = compile_ir(self.llvm_ir, [e.name for e in entries])
-        self.work = aligned_bytes(max([e.plan.work_bytes for e in entries] + [64]))
-        self._fns = {n: _STEP(a) for n, a in self.compiled.addresses.items()}
+        self._entries = None
+        self._llvm_ir = None
+        key = _cache_key(graphs, state)
+        hit = cache.load(key) if use_cache else None
+        self.from_cache = hit is not None
+        if hit is not None:
+            obj, meta = hit
+        else:
+            code = build_object(self.llvm_ir)
+            obj, meta = code.obj, self._metadata()
+            self.llvm_timings = code.timings
+            if use_cache:
+                cache.store(key, obj, meta)
+        self._code = load_object(obj, list(meta["entries"]))
+        self.work = aligned_bytes(max(meta["work_bytes"], 64))
+        self._fns = {n: _STEP(a) for n, a in self._code.addresses.items()}
         self._args = (state.address, self.work.ctypes.data)
-        self._inputs = {}
-        self._outputs = {}
-        for e in entries:
-            g = e.fused.graph
-            locs = e.plan.locations
-            self._inputs[e.name] = {g.nodes[v].name: self._view(locs[v], g.type(v)) for v in _io_leaves(g)}
-            self._outputs[e.name] = {k: self._view(locs[v], g.type(v)) for k, v in g.outputs.items()}
+        self._inputs = {n: {k: self._view(v) for k, v in e["inputs"].items()}
+                        for n, e in meta["entries"].items()}
+        self._outputs = {n: {k: self._view(v) for k, v in e["outputs"].items()}
+                         for n, e in meta["entries"].items()}
         self.compile_seconds = time.perf_counter() - t0
 
-    def _view(self, loc, type):
-        if loc.region == "work":
-            return view(self.work, loc.offset, type)
-        if loc.region == "state":
-            return view(self.state.buffer, loc.offset, type)
-        raise ValueError("an entry output cannot be a module constant")
+    # -- the compiler's products, built on demand (a cached executable skips them) --------
+    @property
+    def entries(self) -> dict[str, Entry]:
+        if self._entries is None:
+            self._entries = {}
+            for name, g in self.graphs.items():
+                g = simplify(g)
+                fg = fuse(g)
+                plan = plan_memory(fg, self.state.offsets, lambda k, g=g: scratch_bytes(g, k))
+                self._entries[name] = Entry(name, fg, plan)
+                if _debug() >= 2:
+                    print(f"[kcompile] {name}: {len(g)} values, {len(fg.kernels)} kernels, "
+                          f"arena {plan.work_bytes} bytes\n{fg}")
+        return self._entries
+
+    @property
+    def llvm_ir(self) -> str:
+        if self._llvm_ir is None:
+            self._llvm_ir = str(build_module(list(self.entries.values())))
+        return self._llvm_ir
+
+    def assembly(self) -> str:
+        return assembly(self.llvm_ir)
+
+    @property
+    def compiled(self):
+        return self     # compatibility: exe.compiled.assembly()
+
+    def _metadata(self) -> dict:
+        def describe(g, plan, v):
+            loc = plan.locations[v]
+            t = g.type(v)
+            if loc.region == "const":
+                return ["const", g.nodes[v].value.tolist(), list(t.shape), t.dtype]
+            return [loc.region, loc.offset, list(t.shape), t.dtype]
+        meta = {"work_bytes": max([e.plan.work_bytes for e in self.entries.values()] + [64]),
+                "entries": {}}
+        for name, e in self.entries.items():
+            g = e.fused.graph
+            meta["entries"][name] = {
+                "inputs": {g.nodes[v].name: describe(g, e.plan, v) for v in _io_leaves(g)},
+                "outputs": {k: describe(g, e.plan, v) for k, v in g.outputs.items()}}
+        return meta
+
+    def _view(self, desc):
+        region, where, shape, dtype = desc
+        t = TensorType(tuple(shape), dtype)
+        if region == "const":
+            return np.asarray(where, dtype=dtype).reshape(shape)
+        return view(self.work if region == "work" else self.state.buffer, where, t)
 
     def run(self, entry: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         for name, dst in self._inputs[entry].items():
             np.copyto(dst, feeds[name], casting="unsafe")
         self._fns[entry](*self._args)
         return {k: v.copy() for k, v in self._outputs[entry].items()}
+
+
+def _cache_key(graphs: dict[str, Graph], state: State) -> str:
+    h = hashlib.sha256()
+    h.update(cache.compiler_version().encode())
+    h.update(fingerprint().encode())
+    h.update(repr(sorted((n, state.offsets[n], state.types[n].shape, state.types[n].dtype)
+                         for n in state.offsets)).encode())
+    for name in sorted(graphs):
+        h.update(name.encode())
+        h.update(graph_fingerprint(graphs[name]).encode())
+    return h.hexdigest()
 
 
 def make_executable(graphs: dict[str, Graph], state: State, backend: str = "native"):

@@ -8,7 +8,7 @@ C's columns does four FMAs per B element loaded (it vectorizes to ymm FMAs).
 from __future__ import annotations
 
 from ir.passes.fuse import Kernel
-from ..irutil import F32, FLAGS, I8, f32, i64, loop
+from ..irutil import F32, FLAGS, I8, REDUCE_FLAGS, f32, i64, loop
 
 ROWS = 4
 
@@ -19,8 +19,6 @@ def scratch_bytes(graph, kernel: Kernel) -> int:
     n = 0
     if node.params["transpose_a"]:
         n += _pad(a[0] * a[1] * 4)
-    if node.params["transpose_b"]:
-        n += _pad(bb[0] * bb[1] * 4)
     return n
 
 
@@ -57,10 +55,38 @@ def lower_matmul(b, graph, kernel: Kernel, buffers, fn, scratch=None):
         A = At
         off += _pad(M * K * 4)
     if node.params["transpose_b"]:
-        Bt = b.gep(scratch, [i64(off)], inbounds=True, source_etype=I8)
-        _transpose_into(b, B, Bt, N, K)
-        B = Bt
-    _matmul_nn(b, A, B, C, M, N, K)
+        _matmul_nt(b, A, B, C, M, N, K)
+    else:
+        _matmul_nn(b, A, B, C, M, N, K)
+
+
+def _matmul_nt(b, A, B, C, M, N, K):
+    """C = A B^T as dot products of rows: four rows of A against one row of B,
+    four reductions over k that vectorize together (reassoc)."""
+    def block(rows):
+        def run(b, i0):
+            arow = [_gep(b, A, b.mul(b.add(i0, i64(r)), i64(K))) for r in range(rows)]
+            crow = [_gep(b, C, b.mul(b.add(i0, i64(r)), i64(N))) for r in range(rows)]
+
+            def col(b, j, _):
+                brow = _gep(b, B, b.mul(j, i64(K)))
+
+                def kstep(b, k, acc):
+                    x = b.load(_gep(b, brow, k), typ=F32)
+                    return [b.fadd(acc[r], b.fmul(b.load(_gep(b, arow[r], k), typ=F32), x,
+                                                  flags=REDUCE_FLAGS), flags=REDUCE_FLAGS)
+                            for r in range(rows)]
+                acc = loop(b, K, kstep, init=[f32(0.0)] * rows, name="k")
+                for r in range(rows):
+                    b.store(acc[r], _gep(b, crow[r], j))
+            loop(b, N, col, name="j")
+        return run
+
+    full = M // ROWS
+    if full:
+        loop(b, full, lambda b, i, _: block(ROWS)(b, b.mul(i, i64(ROWS))), name="ib")
+    for i in range(full * ROWS, M):
+        block(1)(b, i64(i))
 
 
 def _matmul_nn(b, A, B, C, M, N, K):
