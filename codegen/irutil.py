@@ -49,7 +49,7 @@ def loop(b: ir.IRBuilder, n, body, init=(), name: str = "i"):
     nxt = b.add(i, i64(1), flags=("nsw", "nuw"))
     latch = b.block
     i.add_incoming(nxt, latch)
-    for p, v in zip(phis, new or ()):
+    for p, v in zip(phis, new if init else ()):
         p.add_incoming(v, latch)
     b.branch(head)
     b.position_at_end(exit_bb)

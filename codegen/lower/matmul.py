@@ -1,25 +1,27 @@
 """Matrix products C = op(A) @ op(B).
 
-Transposed operands are first copied into the kernel's scratch in plain
-row-major form, so one core loop serves all four forms: rows of C in blocks
-of four; for each k, the four A values are broadcast and the inner loop over
-C's columns does four FMAs per B element loaded (it vectorizes to ymm FMAs).
+A B and A^T B run on the register-blocked micro-kernel of gemm.py (which
+reads A^T in place). A B^T (the backward pass's dX = dZ W^T)
+is computed as dot products of rows: both operands are read contiguously and
+eight rows of A share each row of B.
 """
 from __future__ import annotations
 
 from ir.passes.fuse import Kernel
-from ..irutil import F32, FLAGS, I8, REDUCE_FLAGS, f32, i64, loop
+from ..irutil import F32, I8, REDUCE_FLAGS, f32, i64, loop
+from .gemm import gemm
 
-ROWS = 4
+ROWS = 8
+NT_MIN_K = 64      # below this, A B^T transposes B and uses the GEMM
 
 
 def scratch_bytes(graph, kernel: Kernel) -> int:
     node = graph.nodes[kernel.members[0]]
     a, bb = (graph.type(i).shape for i in node.inputs)
-    n = 0
-    if node.params["transpose_a"]:
-        n += _pad(a[0] * a[1] * 4)
-    return n
+    k = a[0] if node.params["transpose_a"] else a[1]
+    if node.params["transpose_b"] and (node.params["transpose_a"] or k < NT_MIN_K):
+        return _pad(bb[0] * bb[1] * 4)
+    return 0
 
 
 def _pad(n):
@@ -46,18 +48,18 @@ def lower_matmul(b, graph, kernel: Kernel, buffers, fn, scratch=None):
     a_id, b_id = node.inputs
     A, B, C = buffers[a_id], buffers[b_id], buffers[v]
     M, N = graph.type(v).shape
-    ash, bsh = graph.type(a_id).shape, graph.type(b_id).shape
-    K = ash[0] if node.params["transpose_a"] else ash[1]
-    off = 0
-    if node.params["transpose_a"]:
-        At = b.gep(scratch, [i64(off)], inbounds=True, source_etype=I8)
-        _transpose_into(b, A, At, K, M)
-        A = At
-        off += _pad(M * K * 4)
-    if node.params["transpose_b"]:
+    ash = graph.type(a_id).shape
+    ta, tb = node.params["transpose_a"], node.params["transpose_b"]
+    K = ash[0] if ta else ash[1]
+    if tb and (ta or K < NT_MIN_K):
+        # Short rows make poor dot products: transpose B into scratch, use the GEMM.
+        Bt = b.gep(scratch, [i64(0)], inbounds=True, source_etype=I8)
+        _transpose_into(b, B, Bt, N, K)
+        gemm(b, A, Bt, C, M, N, K, a_trans=ta)
+    elif tb:
         _matmul_nt(b, A, B, C, M, N, K)
     else:
-        _matmul_nn(b, A, B, C, M, N, K)
+        gemm(b, A, B, C, M, N, K, a_trans=ta)
 
 
 def _matmul_nt(b, A, B, C, M, N, K):
@@ -80,38 +82,6 @@ def _matmul_nt(b, A, B, C, M, N, K):
                 for r in range(rows):
                     b.store(acc[r], _gep(b, crow[r], j))
             loop(b, N, col, name="j")
-        return run
-
-    full = M // ROWS
-    if full:
-        loop(b, full, lambda b, i, _: block(ROWS)(b, b.mul(i, i64(ROWS))), name="ib")
-    for i in range(full * ROWS, M):
-        block(1)(b, i64(i))
-
-
-def _matmul_nn(b, A, B, C, M, N, K):
-    def block(rows):
-        def run(b, i0):
-            crow = [_gep(b, C, b.mul(b.add(i0, i64(r)), i64(N))) for r in range(rows)]
-            arow = [_gep(b, A, b.mul(b.add(i0, i64(r)), i64(K))) for r in range(rows)]
-
-            def zero(b, j, _):
-                for r in range(rows):
-                    b.store(f32(0.0), _gep(b, crow[r], j))
-            loop(b, N, zero, name="z")
-
-            def kstep(b, k, _):
-                a = [b.load(_gep(b, arow[r], k), typ=F32) for r in range(rows)]
-                brow = _gep(b, B, b.mul(k, i64(N)))
-
-                def col(b, j, _):
-                    x = b.load(_gep(b, brow, j), typ=F32)
-                    for r in range(rows):
-                        p = _gep(b, crow[r], j)
-                        c = b.load(p, typ=F32)
-                        b.store(b.fadd(c, b.fmul(a[r], x, flags=FLAGS), flags=FLAGS), p)
-                loop(b, N, col, name="j")
-            loop(b, K, kstep, name="k")
         return run
 
     full = M // ROWS

@@ -1,0 +1,131 @@
+"""A register-blocked GEMM micro-kernel in explicit vector IR (C = A @ B, row-major).
+
+The BLIS "small/unpacked" structure: C is cut into tiles of MR rows by NR
+columns (NR = V vectors of the machine's width W). For a tile, MR*V vector
+accumulators stay in registers for the whole k loop; each k step loads V
+vectors of a row of B, broadcasts MR values of A, and issues MR*V FMAs.
+Column tiles are the outer loop so the K x NR panel of B stays in cache
+while every row tile uses it. Columns past the last full tile use the same
+tile with masked loads and stores on its last vector.
+
+With AVX-512 (W=16): MR=6, V=4: 24 zmm accumulators. With AVX2 (W=8): MR=6,
+V=2: 12 ymm accumulators, the classic 6x16 tile.
+"""
+from __future__ import annotations
+
+import functools
+
+from llvmlite import ir
+
+from ..irutil import F32, I32, i64, loop
+from ..target import host
+
+MR = 6
+
+
+@functools.cache
+def vector_shape() -> tuple[int, int]:
+    """(W, V): floats per vector register and vectors per tile row on this host."""
+    features = host()[2]
+    if "+avx512f" in features.split(","):
+        return 16, 4
+    if "+avx" in features.split(","):
+        return 8, 2
+    return 4, 2
+
+
+def _gep(b, p, off, typ=F32):
+    return b.gep(p, [off], inbounds=True, source_etype=typ)
+
+
+def _fma(module, vec):
+    name = f"llvm.fma.v{vec.count}f32"
+    fn = module.globals.get(name)
+    return fn or ir.Function(module, ir.FunctionType(vec, [vec, vec, vec]), name=name)
+
+
+def _splat(b, x, vec):
+    v = b.insert_element(ir.Constant(vec, ir.Undefined), x, ir.Constant(I32, 0))
+    mask = ir.Constant(ir.VectorType(I32, vec.count), [0] * vec.count)
+    return b.shuffle_vector(v, ir.Constant(vec, ir.Undefined), mask)
+
+
+def _masked(module, kind, vec):
+    name = f"llvm.masked.{kind}.v{vec.count}f32.p0"
+    fn = module.globals.get(name)
+    if fn:
+        return fn
+    mask_t = ir.VectorType(ir.IntType(1), vec.count)
+    if kind == "load":
+        fnty = ir.FunctionType(vec, [ir.PointerType(), I32, mask_t, vec])
+    else:
+        fnty = ir.FunctionType(ir.VoidType(), [vec, ir.PointerType(), I32, mask_t])
+    return ir.Function(module, fnty, name=name)
+
+
+def _tile(b, A, B, C, K, lda, ldb, ldc, i0, j0, rows, W, V, last_lanes=None, a_trans=False):
+    """One rows x (V*W) tile of C; the last vector covers only `last_lanes` columns
+    (masked loads and stores) when given. With a_trans, A is stored K x M (C = A^T B):
+    the values broadcast at step k are then contiguous, and no transpose is needed."""
+    vec = ir.VectorType(F32, W)
+    fma = _fma(b.module, vec)
+    zero = ir.Constant(vec, [0.0] * W)
+    mask = None
+    if last_lanes is not None and last_lanes < W:
+        mask = ir.Constant(ir.VectorType(ir.IntType(1), W), [int(l < last_lanes) for l in range(W)])
+    if a_trans:
+        arow = [_gep(b, A, b.add(i0, i64(r))) for r in range(rows)]
+    else:
+        arow = [_gep(b, A, b.mul(b.add(i0, i64(r)), i64(lda))) for r in range(rows)]
+    a_step = (lambda b, k: b.mul(k, i64(lda))) if a_trans else (lambda b, k: k)
+
+    def load_b(b, p, v):
+        if mask is not None and v == V - 1:
+            return b.call(_masked(b.module, "load", vec), [p, ir.Constant(I32, 4), mask, zero])
+        return b.load(p, typ=vec, align=4)
+
+    def kstep(b, k, acc):
+        brow = _gep(b, B, b.add(b.mul(k, i64(ldb)), j0))
+        bv = [load_b(b, _gep(b, brow, i64(v * W)), v) for v in range(V)]
+        ak = a_step(b, k)
+        out = []
+        for r in range(rows):
+            a = _splat(b, b.load(_gep(b, arow[r], ak), typ=F32), vec)
+            out += [b.call(fma, [a, bv[v], acc[r * V + v]]) for v in range(V)]
+        return out
+    acc = loop(b, K, kstep, init=[zero] * (rows * V), name="k")
+    for r in range(rows):
+        crow = _gep(b, C, b.add(b.mul(b.add(i0, i64(r)), i64(ldc)), j0))
+        for v in range(V):
+            p = _gep(b, crow, i64(v * W))
+            if mask is not None and v == V - 1:
+                b.call(_masked(b.module, "store", vec), [acc[r * V + v], p, ir.Constant(I32, 4), mask])
+            else:
+                b.store(acc[r * V + v], p, align=4)
+
+
+def _row_tiles(b, A, B, C, M, K, lda, ldb, ldc, j0, W, V, last_lanes, a_trans):
+    m_tiles, rem = M // MR, M % MR
+    if m_tiles:
+        loop(b, m_tiles, lambda b, it, _: _tile(b, A, B, C, K, lda, ldb, ldc, b.mul(it, i64(MR)),
+                                                 j0, MR, W, V, last_lanes, a_trans), name="it")
+    if rem:
+        _tile(b, A, B, C, K, lda, ldb, ldc, i64(m_tiles * MR), j0, rem, W, V, last_lanes, a_trans)
+
+
+def gemm(b, A, B, C, M, N, K, a_trans=False):
+    """C (M x N) = op(A) @ B (K x N), row-major; op(A) = A (M x K), or A^T for A (K x M)."""
+    lda, ldb, ldc = (M if a_trans else K), N, N
+    W, vmax = vector_shape()
+    V = max(1, min(vmax, N // W))
+    NR = W * V
+    n_tiles = N // NR
+    if n_tiles:
+        loop(b, n_tiles, lambda b, jt, _: _row_tiles(b, A, B, C, M, K, lda, ldb, ldc,
+                                                      b.mul(jt, i64(NR)), W, V, None, a_trans),
+             name="jt")
+    rest = N - n_tiles * NR
+    if rest:
+        # The columns past the last full tile: ceil(rest / W) vectors, the last one masked.
+        _row_tiles(b, A, B, C, M, K, lda, ldb, ldc, i64(n_tiles * NR), W, -(-rest // W),
+                   rest - (-(-rest // W) - 1) * W, a_trans)
