@@ -24,12 +24,13 @@ def i64(x: int) -> ir.Constant:
     return ir.Constant(I64, int(x))
 
 
-def loop(b: ir.IRBuilder, n, body, init=(), name: str = "i"):
-    """Emit `for i in range(n)` carrying values; body(b, i, carried) -> new carried.
+def loop(b: ir.IRBuilder, n, body, init=(), name: str = "i", start=0):
+    """Emit `for i in range(start, n)` carrying values; body(b, i, carried) -> new carried.
 
     Returns the carried values after the loop.
     """
     n = i64(n) if isinstance(n, int) else n
+    start = i64(start) if isinstance(start, int) else start
     pre = b.block
     head = b.append_basic_block(f"{name}.head")
     body_bb = b.append_basic_block(f"{name}.body")
@@ -37,7 +38,7 @@ def loop(b: ir.IRBuilder, n, body, init=(), name: str = "i"):
     b.branch(head)
     b.position_at_end(head)
     i = b.phi(I64, name=name)
-    i.add_incoming(i64(0), pre)
+    i.add_incoming(start, pre)
     phis = []
     for v in init:
         p = b.phi(v.type)
@@ -56,17 +57,62 @@ def loop(b: ir.IRBuilder, n, body, init=(), name: str = "i"):
     return phis
 
 
-def loop_nest(b: ir.IRBuilder, shape, body, name: str = "d"):
-    """Nested loops over `shape` (row-major); body(b, idx) with idx a tuple of i64 values."""
+def loop_nest(b: ir.IRBuilder, shape, body, name: str = "d", part=None, align: int = 1):
+    """Nested loops over `shape` (row-major); body(b, idx) with idx a tuple of i64 values.
+
+    With a Partition, this thread runs only its share of the outermost axis.
+    """
     def rec(level, idx):
         if level == len(shape):
             body(b, tuple(idx))
+            return
+        if level == 0 and part is not None and part.nthreads > 1:
+            lo, hi = part.share(b, shape[0], align)
+            loop(b, hi, lambda b, i, _: rec(1, [i]), name=f"{name}0", start=lo)
             return
         if shape[level] == 1:
             rec(level + 1, idx + [i64(0)])
             return
         loop(b, shape[level], lambda b, i, _: rec(level + 1, idx + [i]), name=f"{name}{level}")
+    if not shape and part is not None and part.nthreads > 1:
+        part.only_first(b, lambda: body(b, ()))
+        return
     rec(0, [])
+
+
+class Partition:
+    """How one thread of an SPMD step splits a kernel's work: `tid` is a runtime
+    value, `nthreads` fixed when the module is compiled."""
+
+    def __init__(self, tid, nthreads: int):
+        self.tid = tid
+        self.nthreads = nthreads
+
+    def share(self, b, size: int, align: int = 1):
+        """[lo, hi) of range(size) for this thread: contiguous chunks, multiples of align."""
+        if self.nthreads == 1:
+            return i64(0), i64(size)
+        chunk = -(-size // self.nthreads)
+        chunk = -(-chunk // align) * align
+        lo = b.mul(self.tid, i64(chunk))
+        lo = b.select(b.icmp_signed("<", lo, i64(size)), lo, i64(size))
+        hi = b.add(lo, i64(chunk))
+        hi = b.select(b.icmp_signed("<", hi, i64(size)), hi, i64(size))
+        return lo, hi
+
+    def only_first(self, b, emit):
+        """Run `emit` on thread 0 only (work too small or too serial to split)."""
+        if self.nthreads == 1:
+            emit()
+            return
+        then = b.append_basic_block("t0.only")
+        done = b.append_basic_block("t0.done")
+        b.cbranch(b.icmp_signed("==", self.tid, i64(0)), then, done)
+        b.position_at_end(then)
+        emit()
+        b.branch(done)
+        b.position_at_end(done)
+
 
 
 def linear_index(b: ir.IRBuilder, idx, shape):

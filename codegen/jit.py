@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import llvmlite.binding as llvm
 
-from . import mathfns
+from . import mathfns, sync
 from .target import _init, target_machine
 
 
@@ -50,6 +50,7 @@ def parse(llvm_ir: str):
     _init()
     mod = llvm.parse_assembly(llvm_ir)
     mod.link_in(llvm.parse_assembly(mathfns.IR))
+    mod.link_in(llvm.parse_assembly(sync.ir_text()))
     mod.verify()
     return mod
 

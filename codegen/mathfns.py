@@ -22,6 +22,10 @@ def _c(x):
     return _hex(float(x))
 
 
+# The largest float32 whose exp is finite (the next one, 88.72283935..., exceeds
+# ln(FLT_MAX)); below -103.972 exp rounds to zero even as a subnormal.
+_EXP_MAX = 88.72283172607422
+
 IR = f"""
 declare float @llvm.rint.f32(float)
 declare float @llvm.fabs.f32(float)
@@ -32,7 +36,7 @@ declare float @llvm.maxnum.f32(float, float)
 ; from two exponent fields so results reach the subnormal range.
 define float @kc_exp(float %x) alwaysinline {{
   %lo = call float @llvm.maxnum.f32(float %x, float {_c(-103.972)})
-  %c = call float @llvm.minnum.f32(float %lo, float {_c(88.7228)})
+  %c = call float @llvm.minnum.f32(float %lo, float {_c(_EXP_MAX)})
   %t = fmul float %c, {_c(1.44269504088896341)}
   %fn = call float @llvm.rint.f32(float %t)
   %a1 = fmul contract float %fn, {_c(0.693359375)}
@@ -64,8 +68,10 @@ define float @kc_exp(float %x) alwaysinline {{
   %s2 = bitcast i32 %b2 to float
   %q = fmul float %p, %s1
   %y = fmul float %q, %s2
-  %big = fcmp ogt float %x, {_c(88.7228)}
-  %y2 = select i1 %big, float 0x7FF0000000000000, float %y
+  %big = fcmp ogt float %x, {_c(_EXP_MAX)}
+  %y1 = select i1 %big, float 0x7FF0000000000000, float %y
+  %tiny = fcmp olt float %x, {_c(-103.972)}
+  %y2 = select i1 %tiny, float 0.0, float %y1
   %nan = fcmp uno float %x, %x
   %res = select i1 %nan, float %x, float %y2
   ret float %res

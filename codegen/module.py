@@ -1,10 +1,11 @@
 """Fused, planned graphs -> one llvmlite module.
 
-Each kernel becomes a function taking its distinct buffers as `noalias`
-pointers; each entry point (`train_step`, `eval_step`, `predict`) becomes
-`void entry(ptr state, ptr work)` that calls its kernels in order with
-pointers at planned offsets, then copies back updates that could not be
-written in place. Python pays one call per step.
+Each kernel becomes a function taking the thread id and its distinct buffers
+as `noalias` pointers; each entry point (`train_step`, `eval_step`, `predict`)
+becomes `void entry(ptr state, ptr work, i64 tid, ptr sync)` that calls its
+kernels in order with pointers at planned offsets (a barrier between kernels
+when the module runs on several threads), then copies back updates that could
+not be written in place. Python pays one call per step.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from llvmlite import ir
 
 from ir.passes.fuse import FusedGraph, Kernel
 from ir.passes.plan_memory import MemoryPlan
-from .irutil import F32, I8, I32, I64, PTR, i64
+from .irutil import F32, I8, I32, I64, PTR, Partition, i64
 from .lower.elementwise import Intrinsics
 from .lower.loop import lower_loop
 from .lower.matmul import lower_matmul, scratch_bytes as matmul_scratch
@@ -24,8 +25,8 @@ from .lower.reduce import lower_reduce
 LOWER = {"loop": lower_loop, "reduce": lower_reduce, "matmul": lower_matmul}
 
 
-def scratch_bytes(graph, kernel: Kernel) -> int:
-    return matmul_scratch(graph, kernel) if kernel.kind == "matmul" else 0
+def scratch_bytes(graph, kernel: Kernel, nthreads: int = 1) -> int:
+    return matmul_scratch(graph, kernel, nthreads) if kernel.kind == "matmul" else 0
 
 
 @dataclass
@@ -48,15 +49,15 @@ def _constant_global(module, name, value: np.ndarray):
     return gv
 
 
-def build_module(entries: list[Entry], name: str = "kcompile") -> ir.Module:
+def build_module(entries: list[Entry], nthreads: int = 1, name: str = "kcompile") -> ir.Module:
     module = ir.Module(name=name)
     fn = Intrinsics(module)
     for e in entries:
-        _build_entry(module, fn, e)
+        _build_entry(module, fn, e, nthreads)
     return module
 
 
-def _build_entry(module, fn, e: Entry):
+def _build_entry(module, fn, e: Entry, nthreads: int):
     g, plan = e.fused.graph, e.plan
     consts = {v: _constant_global(module, f"{e.name}.c{n}", g.nodes[v].value)
               for n, v in enumerate(plan.constants)}
@@ -64,12 +65,18 @@ def _build_entry(module, fn, e: Entry):
     for k in e.fused.kernels:
         if k.kind == "view":
             continue
-        kernel_fns.append((k, *_build_kernel(module, fn, e, k)))
+        kernel_fns.append((k, *_build_kernel(module, fn, e, k, nthreads)))
 
-    step = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, PTR]), name=e.name)
-    state, work = step.args
-    state.name, work.name = "state", "work"
+    step = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, PTR, I64, PTR]), name=e.name)
+    state, work, tid, sync = step.args
+    state.name, work.name, tid.name, sync.name = "state", "work", "tid", "sync"
     b = ir.IRBuilder(step.append_basic_block("entry"))
+    barrier = module.globals.get("kc_barrier") or ir.Function(
+        module, ir.FunctionType(ir.VoidType(), [PTR, I32]), name="kc_barrier")
+
+    def sync_threads():
+        if nthreads > 1:
+            b.call(barrier, [sync, ir.Constant(I32, nthreads)])
 
     def address(loc):
         if loc.region == "const":
@@ -78,22 +85,31 @@ def _build_entry(module, fn, e: Entry):
         return b.gep(base, [i64(loc.offset)], inbounds=True, source_etype=I8)
 
     for k, kf, arg_locs in kernel_fns:
-        args = []
+        args = [tid]
         for loc in arg_locs:
             if loc == "scratch":
                 args.append(b.gep(work, [i64(plan.scratch[k.name])], inbounds=True, source_etype=I8))
             else:
                 args.append(address(loc))
         b.call(kf, args)
+        sync_threads()
     memcpy = module.globals.get("llvm.memcpy.p0.p0.i64") or ir.Function(
         module, ir.FunctionType(ir.VoidType(), [PTR, PTR, I64, ir.IntType(1)]), name="llvm.memcpy.p0.p0.i64")
-    for src, dst in plan.copies:
-        b.call(memcpy, [address(plan.locations[dst]), address(plan.locations[src]),
-                        i64(g.type(dst).nbytes), ir.Constant(ir.IntType(1), 0)])
+    if plan.copies:
+        first = b.append_basic_block("copies")
+        done = b.append_basic_block("done")
+        b.cbranch(b.icmp_signed("==", tid, i64(0)), first, done)
+        b.position_at_end(first)
+        for src, dst in plan.copies:
+            b.call(memcpy, [address(plan.locations[dst]), address(plan.locations[src]),
+                            i64(g.type(dst).nbytes), ir.Constant(ir.IntType(1), 0)])
+        b.branch(done)
+        b.position_at_end(done)
+        sync_threads()
     b.ret_void()
 
 
-def _build_kernel(module, fn, e: Entry, k: Kernel):
+def _build_kernel(module, fn, e: Entry, k: Kernel, nthreads: int):
     g, plan = e.fused.graph, e.plan
     # One argument per distinct buffer: an in-place update shares its leaf's buffer.
     arg_locs, buffers_by_loc = [], {}
@@ -105,15 +121,18 @@ def _build_kernel(module, fn, e: Entry, k: Kernel):
     needs_scratch = scratch_bytes(g, k) > 0
     if needs_scratch:
         arg_locs.append("scratch")
-    kf = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR] * len(arg_locs)),
+    kf = ir.Function(module, ir.FunctionType(ir.VoidType(), [I64] + [PTR] * len(arg_locs)),
                      name=f"{e.name}.{k.name}")
     kf.linkage = "internal"
     kf.attributes.add("noinline")
     kf.attributes.add("nounwind")
-    for a in kf.args:
+    tid, *ptrs = kf.args
+    tid.name = "tid"
+    for a in ptrs:
         a.add_attribute("noalias")
-    buffers = {v: kf.args[buffers_by_loc[plan.locations[v]]] for v in [*k.inputs, *k.outputs]}
+    buffers = {v: ptrs[buffers_by_loc[plan.locations[v]]] for v in [*k.inputs, *k.outputs]}
     b = ir.IRBuilder(kf.append_basic_block("entry"))
-    LOWER[k.kind](b, g, k, buffers, fn, kf.args[-1] if needs_scratch else None)
+    part = Partition(tid, nthreads) if nthreads > 1 else None
+    LOWER[k.kind](b, g, k, buffers, fn, ptrs[-1] if needs_scratch else None, part)
     b.ret_void()
     return kf, arg_locs

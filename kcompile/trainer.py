@@ -18,7 +18,9 @@ import numpy as np
 
 from ir import builder as F
 from ir.passes import autodiff, optimizer_step, simplify
+from ir.cost import flops
 from runtime.executable import make_executable
+from runtime.threads import default_threads
 from runtime.state import State
 from ir.graph import TensorType
 from . import losses as losses_mod, metrics as metrics_mod, optimizers as optimizers_mod
@@ -44,7 +46,8 @@ class Trainer:
     # -- compile ------------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None,
                 weighted_metrics=None, run_eagerly=False, steps_per_execution=1,
-                jit_compile="auto", auto_scale_loss=True, backend="native", **kwargs):
+                jit_compile="auto", auto_scale_loss=True, backend="native", nthreads=None,
+                **kwargs):
         if kwargs:
             raise TypeError(f"compile() got unexpected arguments {sorted(kwargs)}")
         if backend not in ("native", "reference"):
@@ -54,6 +57,10 @@ class Trainer:
         self._loss_weights = loss_weights
         self._metric_spec = metrics
         self._backend = backend
+        if nthreads is not None and (isinstance(nthreads, bool) or not isinstance(nthreads, int)
+                                     or nthreads < 1):
+            raise ValueError(f"`nthreads` must be a positive integer or None, received {nthreads!r}")
+        self._nthreads = nthreads
         self.compiled = True
         self._executables = {}
         self._state = None
@@ -113,8 +120,10 @@ class Trainer:
         if y_specs is not None:
             graphs["eval_step"] = self._trace_loss(batch_size, y_specs, training=False)
             graphs["train_step"] = self._trace_train(batch_size, y_specs)
+        nthreads = getattr(self, "_nthreads", None) or default_threads(
+            max(flops(g) for g in graphs.values()))
         t0 = time.perf_counter()
-        exe = make_executable(graphs, state, self._backend)
+        exe = make_executable(graphs, state, self._backend, nthreads)
         self.compile_time = time.perf_counter() - t0
         self._executables[key] = exe
         return exe

@@ -9,6 +9,7 @@ Both backends take the same entry graphs and the same `State`:
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import os
 import time
@@ -20,7 +21,7 @@ from ir.interpret import interpret
 from ir.passes import simplify
 from ir.passes.fuse import fuse
 from ir.passes.plan_memory import plan_memory
-from codegen import cache
+from codegen import cache, sync
 from codegen.jit import assembly, build_object, load_object
 from codegen.module import Entry, build_module, scratch_bytes
 from codegen.target import fingerprint
@@ -28,8 +29,9 @@ from ir.fingerprint import graph_fingerprint
 from ir.graph import TensorType
 from .arena import aligned_bytes, view
 from .state import State
+from .threads import WorkerPool
 
-_STEP = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
+_STEP = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p)
 
 
 def _debug() -> int:
@@ -65,13 +67,15 @@ class NativeExecutable:
     """Entry graphs compiled into one native module (or loaded from the disk cache)."""
     backend = "native"
 
-    def __init__(self, graphs: dict[str, Graph], state: State, use_cache: bool = True):
+    def __init__(self, graphs: dict[str, Graph], state: State, use_cache: bool = True,
+                 nthreads: int = 1):
         t0 = time.perf_counter()
         self.graphs = graphs
         self.state = state
+        self.nthreads = nthreads
         self._entries = None
         self._llvm_ir = None
-        key = _cache_key(graphs, state)
+        key = _cache_key(graphs, state, nthreads)
         hit = cache.load(key) if use_cache else None
         self.from_cache = hit is not None
         if hit is not None:
@@ -82,10 +86,17 @@ class NativeExecutable:
             self.llvm_timings = code.timings
             if use_cache:
                 cache.store(key, obj, meta)
-        self._code = load_object(obj, list(meta["entries"]))
+        self._code = load_object(obj, [*meta["entries"], *sync.SYMBOLS])
         self.work = aligned_bytes(max(meta["work_bytes"], 64))
-        self._fns = {n: _STEP(a) for n, a in self._code.addresses.items()}
-        self._args = (state.address, self.work.ctypes.data)
+        self._sync = aligned_bytes(128)
+        addresses = self._code.addresses
+        if nthreads > 1:
+            self._pool = WorkerPool(self._code, nthreads, state.address, self.work.ctypes.data)
+            self._fns = {n: functools.partial(self._pool.run, addresses[n]) for n in meta["entries"]}
+        else:
+            self._pool = None
+            args = (state.address, self.work.ctypes.data, 0, self._sync.ctypes.data)
+            self._fns = {n: functools.partial(_STEP(addresses[n]), *args) for n in meta["entries"]}
         self._inputs = {n: {k: self._view(v) for k, v in e["inputs"].items()}
                         for n, e in meta["entries"].items()}
         self._outputs = {n: {k: self._view(v) for k, v in e["outputs"].items()}
@@ -100,7 +111,8 @@ class NativeExecutable:
             for name, g in self.graphs.items():
                 g = simplify(g)
                 fg = fuse(g)
-                plan = plan_memory(fg, self.state.offsets, lambda k, g=g: scratch_bytes(g, k))
+                plan = plan_memory(fg, self.state.offsets,
+                                   lambda k, g=g: scratch_bytes(g, k, self.nthreads))
                 self._entries[name] = Entry(name, fg, plan)
                 if _debug() >= 2:
                     print(f"[kcompile] {name}: {len(g)} values, {len(fg.kernels)} kernels, "
@@ -110,7 +122,7 @@ class NativeExecutable:
     @property
     def llvm_ir(self) -> str:
         if self._llvm_ir is None:
-            self._llvm_ir = str(build_module(list(self.entries.values())))
+            self._llvm_ir = str(build_module(list(self.entries.values()), self.nthreads))
         return self._llvm_ir
 
     def assembly(self) -> str:
@@ -146,12 +158,13 @@ class NativeExecutable:
     def run(self, entry: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         for name, dst in self._inputs[entry].items():
             np.copyto(dst, feeds[name], casting="unsafe")
-        self._fns[entry](*self._args)
+        self._fns[entry]()
         return {k: v.copy() for k, v in self._outputs[entry].items()}
 
 
-def _cache_key(graphs: dict[str, Graph], state: State) -> str:
+def _cache_key(graphs: dict[str, Graph], state: State, nthreads: int) -> str:
     h = hashlib.sha256()
+    h.update(f"threads={nthreads}".encode())
     h.update(cache.compiler_version().encode())
     h.update(fingerprint().encode())
     h.update(repr(sorted((n, state.offsets[n], state.types[n].shape, state.types[n].dtype)
@@ -162,9 +175,10 @@ def _cache_key(graphs: dict[str, Graph], state: State) -> str:
     return h.hexdigest()
 
 
-def make_executable(graphs: dict[str, Graph], state: State, backend: str = "native"):
+def make_executable(graphs: dict[str, Graph], state: State, backend: str = "native",
+                    nthreads: int = 1):
     if backend == "native":
-        return NativeExecutable(graphs, state)
+        return NativeExecutable(graphs, state, nthreads=nthreads)
     if backend == "reference":
         return ReferenceExecutable(graphs, state)
     raise ValueError(f"unknown backend {backend!r}; expected 'native' or 'reference'")

@@ -325,20 +325,23 @@ def case_id(name: str, index: int, c: Case | None = None) -> str:
 
 
 # ------------------------------------------------------------------ graphs
-def build_case_graph(opname: str, case: Case, rng: np.random.Generator | None = None
-                     ) -> tuple[Graph, dict[str, np.ndarray]]:
+def build_case_graph(opname: str, case: Case, rng: np.random.Generator | None = None,
+                     prefix: str = "") -> tuple[Graph, dict[str, np.ndarray]]:
     """A graph computing 'out' = op(x0, x1, ...) and the leaf values for it.
 
     Float operands are 'param' leaves (or 'input' if listed in case.nodiff),
     int32 operands are 'input' leaves. Values come from `case.make_inputs`
-    (seeded by case.seed unless `rng` is given).
+    (seeded by case.seed unless `rng` is given). `prefix` is prepended to every
+    leaf name (and so to the keys of the returned values), so that the graphs
+    of many cases can share one `runtime.state.State`.
     """
     g = Graph()
+    names = [prefix + n for n in case.leaf_names()]
     syms = [Sym(g, g.leaf(role, t, name))
-            for t, name, role in zip(case.in_types, case.leaf_names(), case.leaf_roles())]
+            for t, name, role in zip(case.in_types, names, case.leaf_roles())]
     out = F.op(opname, *syms, **case.attrs)
     g.outputs["out"] = out.id
-    values = dict(zip(case.leaf_names(), case.make_inputs(rng)))
+    values = dict(zip(names, case.make_inputs(rng)))
     return g, values
 
 

@@ -104,28 +104,61 @@ def _tile(b, A, B, C, K, lda, ldb, ldc, i0, j0, rows, W, V, last_lanes=None, a_t
                 b.store(acc[r * V + v], p, align=4)
 
 
-def _row_tiles(b, A, B, C, M, K, lda, ldb, ldc, j0, W, V, last_lanes, a_trans):
+def _when(b, cond, emit):
+    then = b.append_basic_block("when")
+    done = b.append_basic_block("when.done")
+    b.cbranch(cond, then, done)
+    b.position_at_end(then)
+    emit()
+    b.branch(done)
+    b.position_at_end(done)
+
+
+def _row_tiles(b, A, B, C, M, K, lda, ldb, ldc, j0, W, V, last_lanes, a_trans, rows=None):
+    """The tiles of one column panel, for row tiles in `rows` = (lo, hi) (default: all)."""
     m_tiles, rem = M // MR, M % MR
+    count = m_tiles + (1 if rem else 0)
+    lo, hi = rows or (i64(0), i64(count))
+    full_hi = b.select(b.icmp_signed("<", hi, i64(m_tiles)), hi, i64(m_tiles)) if rows else i64(m_tiles)
     if m_tiles:
-        loop(b, m_tiles, lambda b, it, _: _tile(b, A, B, C, K, lda, ldb, ldc, b.mul(it, i64(MR)),
-                                                 j0, MR, W, V, last_lanes, a_trans), name="it")
+        loop(b, full_hi, lambda b, it, _: _tile(b, A, B, C, K, lda, ldb, ldc, b.mul(it, i64(MR)),
+                                                 j0, MR, W, V, last_lanes, a_trans),
+             name="it", start=lo)
     if rem:
-        _tile(b, A, B, C, K, lda, ldb, ldc, i64(m_tiles * MR), j0, rem, W, V, last_lanes, a_trans)
+        emit = lambda: _tile(b, A, B, C, K, lda, ldb, ldc, i64(m_tiles * MR), j0, rem, W, V,  # noqa: E731
+                             last_lanes, a_trans)
+        if rows:
+            _when(b, b.icmp_signed("==", hi, i64(count)), emit)
+        else:
+            emit()
 
 
-def gemm(b, A, B, C, M, N, K, a_trans=False):
-    """C (M x N) = op(A) @ B (K x N), row-major; op(A) = A (M x K), or A^T for A (K x M)."""
+def gemm(b, A, B, C, M, N, K, a_trans=False, part=None):
+    """C (M x N) = op(A) @ B (K x N), row-major; op(A) = A (M x K), or A^T for A (K x M).
+
+    Threads split the column panels when there are enough of them, else the row tiles.
+    """
     lda, ldb, ldc = (M if a_trans else K), N, N
     W, vmax = vector_shape()
     V = max(1, min(vmax, N // W))
     NR = W * V
     n_tiles = N // NR
-    if n_tiles:
-        loop(b, n_tiles, lambda b, jt, _: _row_tiles(b, A, B, C, M, K, lda, ldb, ldc,
-                                                      b.mul(jt, i64(NR)), W, V, None, a_trans),
-             name="jt")
     rest = N - n_tiles * NR
+    edge_v = -(-rest // W)
+    edge_lanes = rest - (edge_v - 1) * W
+    col_count = n_tiles + (1 if rest else 0)
+    nthreads = part.nthreads if part is not None else 1
+    split_cols = nthreads > 1 and col_count >= nthreads
+    split_rows = nthreads > 1 and not split_cols
+    rows = part.share(b, -(-M // MR)) if split_rows else None
+    lo, hi = part.share(b, col_count) if split_cols else (i64(0), i64(col_count))
+    full_hi = b.select(b.icmp_signed("<", hi, i64(n_tiles)), hi, i64(n_tiles))
+    if n_tiles:
+        loop(b, full_hi, lambda b, jt, _: _row_tiles(b, A, B, C, M, K, lda, ldb, ldc,
+                                                      b.mul(jt, i64(NR)), W, V, None, a_trans, rows),
+             name="jt", start=lo)
     if rest:
-        # The columns past the last full tile: ceil(rest / W) vectors, the last one masked.
-        _row_tiles(b, A, B, C, M, K, lda, ldb, ldc, i64(n_tiles * NR), W, -(-rest // W),
-                   rest - (-(-rest // W) - 1) * W, a_trans)
+        # The columns past the last full panel: ceil(rest / W) vectors, the last one masked.
+        _when(b, b.icmp_signed("==", hi, i64(col_count)),
+              lambda: _row_tiles(b, A, B, C, M, K, lda, ldb, ldc, i64(n_tiles * NR), W, edge_v,
+                                 edge_lanes, a_trans, rows))

@@ -24,7 +24,7 @@ def flat_shape_of(graph, kernel: Kernel):
     return lambda v: (size,) if graph.type(v).size == size and size != 1 else ()
 
 
-def lower_loop(b, graph, kernel: Kernel, buffers, fn, scratch=None):
+def lower_loop(b, graph, kernel: Kernel, buffers, fn, scratch=None, part=None):
     shape_of = flat_shape_of(graph, kernel)
     shape = (math.prod(kernel.shape),) if shape_of else kernel.shape
     em = Emitter(b, graph, set(kernel.members), buffers, fn, shape_of)
@@ -33,4 +33,5 @@ def lower_loop(b, graph, kernel: Kernel, buffers, fn, scratch=None):
         em.reset()
         for o in kernel.outputs:
             em.store(o, idx, em.value(o, idx))
-    loop_nest(b, shape, body)
+    # Flat loops split in chunks of 64 floats: whole cache lines per thread.
+    loop_nest(b, shape, body, part=part, align=64 if shape_of else 1)

@@ -15,12 +15,12 @@ ROWS = 8
 NT_MIN_K = 64      # below this, A B^T transposes B and uses the GEMM
 
 
-def scratch_bytes(graph, kernel: Kernel) -> int:
+def scratch_bytes(graph, kernel: Kernel, nthreads: int = 1) -> int:
     node = graph.nodes[kernel.members[0]]
     a, bb = (graph.type(i).shape for i in node.inputs)
     k = a[0] if node.params["transpose_a"] else a[1]
     if node.params["transpose_b"] and (node.params["transpose_a"] or k < NT_MIN_K):
-        return _pad(bb[0] * bb[1] * 4)
+        return _pad(bb[0] * bb[1] * 4) * nthreads
     return 0
 
 
@@ -42,7 +42,7 @@ def _transpose_into(b, src, dst, rows, cols):
     loop(b, rows, row, name="ti")
 
 
-def lower_matmul(b, graph, kernel: Kernel, buffers, fn, scratch=None):
+def lower_matmul(b, graph, kernel: Kernel, buffers, fn, scratch=None, part=None):
     v = kernel.members[0]
     node = graph.nodes[v]
     a_id, b_id = node.inputs
@@ -53,16 +53,19 @@ def lower_matmul(b, graph, kernel: Kernel, buffers, fn, scratch=None):
     K = ash[0] if ta else ash[1]
     if tb and (ta or K < NT_MIN_K):
         # Short rows make poor dot products: transpose B into scratch, use the GEMM.
-        Bt = b.gep(scratch, [i64(0)], inbounds=True, source_etype=I8)
+        # Each thread transposes into its own scratch slice: no barrier inside a kernel.
+        per_thread = _pad(N * K * 4)
+        off = b.mul(part.tid, i64(per_thread)) if part is not None else i64(0)
+        Bt = b.gep(scratch, [off], inbounds=True, source_etype=I8)
         _transpose_into(b, B, Bt, N, K)
-        gemm(b, A, Bt, C, M, N, K, a_trans=ta)
+        gemm(b, A, Bt, C, M, N, K, a_trans=ta, part=part)
     elif tb:
-        _matmul_nt(b, A, B, C, M, N, K)
+        _matmul_nt(b, A, B, C, M, N, K, part)
     else:
-        gemm(b, A, B, C, M, N, K, a_trans=ta)
+        gemm(b, A, B, C, M, N, K, a_trans=ta, part=part)
 
 
-def _matmul_nt(b, A, B, C, M, N, K):
+def _matmul_nt(b, A, B, C, M, N, K, part=None):
     """C = A B^T as dot products of rows: four rows of A against one row of B,
     four reductions over k that vectorize together (reassoc)."""
     def block(rows):
@@ -85,7 +88,17 @@ def _matmul_nt(b, A, B, C, M, N, K):
         return run
 
     full = M // ROWS
+    if part is None or part.nthreads == 1:
+        if full:
+            loop(b, full, lambda b, i, _: block(ROWS)(b, b.mul(i, i64(ROWS))), name="ib")
+        for i in range(full * ROWS, M):
+            block(1)(b, i64(i))
+        return
+    # Threads split the rows: full blocks of ROWS, then the leftover rows one by one.
+    lo, hi = part.share(b, full) if full else (i64(0), i64(0))
     if full:
-        loop(b, full, lambda b, i, _: block(ROWS)(b, b.mul(i, i64(ROWS))), name="ib")
-    for i in range(full * ROWS, M):
-        block(1)(b, i64(i))
+        loop(b, hi, lambda b, i, _: block(ROWS)(b, b.mul(i, i64(ROWS))), name="ib", start=lo)
+    if M % ROWS:
+        rlo, rhi = part.share(b, M - full * ROWS)
+        loop(b, b.add(rhi, i64(full * ROWS)), lambda b, i, _: block(1)(b, i), name="ir",
+             start=b.add(rlo, i64(full * ROWS)))

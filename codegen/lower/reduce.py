@@ -24,7 +24,7 @@ def _combine(b, fn, op, acc, x):
     return b.fadd(acc, x, flags=REDUCE_FLAGS)
 
 
-def lower_reduce(b, graph, kernel: Kernel, buffers, fn, scratch=None):
+def lower_reduce(b, graph, kernel: Kernel, buffers, fn, scratch=None, part=None):
     r = kernel.reduce
     node = graph.nodes[r]
     src = node.inputs[0]
@@ -33,12 +33,17 @@ def lower_reduce(b, graph, kernel: Kernel, buffers, fn, scratch=None):
     in_outputs = [o for o in kernel.outputs if o in kernel.prologue]
     out_outputs = [o for o in kernel.outputs if o not in kernel.prologue]
     if is_suffix_reduction(graph, r):
-        _lower_suffix(b, graph, kernel, em, node, src, rin, in_outputs, out_outputs, fn)
-    else:
+        _lower_suffix(b, graph, kernel, em, node, src, rin, in_outputs, out_outputs, fn, part)
+    elif part is None:
         _lower_scatter(b, graph, kernel, em, r, node, src, rin, in_outputs, fn)
+    else:
+        # Accumulating into the output from several threads would race: one thread
+        # does it (these are small: a bias gradient summed over the batch).
+        part.only_first(b, lambda: _lower_scatter(b, graph, kernel, em, r, node, src, rin,
+                                                  in_outputs, fn))
 
 
-def _lower_suffix(b, graph, kernel, em, node, src, rin, in_outputs, out_outputs, fn):
+def _lower_suffix(b, graph, kernel, em, node, src, rin, in_outputs, out_outputs, fn, part):
     nred = len(node.params["axes"]) if "axes" in node.params else 1
     keep, red = rin[:len(rin) - nred], rin[len(rin) - nred:]
     count = math.prod(red)
@@ -73,7 +78,7 @@ def _lower_suffix(b, graph, kernel, em, node, src, rin, in_outputs, out_outputs,
         for o in out_outputs:
             em.store(o, oidx, em.value(o, oidx))
         del em.override[kernel.reduce]
-    loop_nest(b, keep, outer, name="k")
+    loop_nest(b, keep, outer, name="k", part=part)
 
 
 def _lower_scatter(b, graph, kernel, em, r, node, src, rin, in_outputs, fn):

@@ -1,0 +1,22 @@
+"""Rough work estimates of a graph: floating-point operations and bytes moved."""
+from __future__ import annotations
+
+from .graph import Graph
+from .ops import get_op
+
+
+def flops(graph: Graph) -> float:
+    """2*M*N*K per matmul, one per output element for other ops."""
+    total = 0.0
+    for v, n in graph.nodes.items():
+        if n.is_leaf:
+            continue
+        if n.op == "matmul":
+            a = graph.type(n.inputs[0]).shape
+            k = a[0] if n.params["transpose_a"] else a[1]
+            total += 2.0 * n.type.size * k
+        elif get_op(n.op).kind == "reduction":
+            total += graph.type(n.inputs[0]).size
+        else:
+            total += n.type.size
+    return total

@@ -1,0 +1,72 @@
+"""Worker threads for SPMD steps.
+
+Each worker is a Python thread that makes one ctypes call into the native
+`kc_worker` loop (ctypes releases the GIL) and stays there until shutdown,
+so a step costs one native call on the main thread and no Python at all on
+the workers. See codegen/sync.py for the control block they share.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+import weakref
+
+import numpy as np
+
+from .arena import aligned_bytes
+
+_WORKER = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64)
+_RUN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
+_STOP = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+
+
+def available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def default_threads(flops_per_step: float) -> int:
+    """Threads for a step: 1 for small steps (a barrier per kernel would dominate),
+    else the CPUs this process may use; KCOMPILE_NUM_THREADS overrides."""
+    env = os.environ.get("KCOMPILE_NUM_THREADS")
+    if env:
+        return max(1, int(env))
+    return available_cpus() if flops_per_step >= 20e6 else 1
+
+
+class WorkerPool:
+    def __init__(self, code, nthreads: int, state_addr: int, work_addr: int):
+        addresses = code.addresses
+        self.nthreads = nthreads
+        self.ctl = aligned_bytes(256)
+        self.sync = aligned_bytes(128)
+        words = self.ctl.view(np.uint64)
+        words[17] = state_addr                  # +136
+        words[18] = work_addr                   # +144
+        words[19] = self.sync.ctypes.data       # +152
+        self.ctl_addr = self.ctl.ctypes.data
+        self._run = _RUN(addresses["kc_run"])
+        stop = _STOP(addresses["kc_stop"])
+        worker = _WORKER(addresses["kc_worker"])
+        self.threads = [threading.Thread(target=worker, args=(self.ctl_addr, tid), daemon=True,
+                                         name=f"kcompile-worker-{tid}")
+                        for tid in range(1, nthreads)]
+        for t in self.threads:
+            t.start()
+        # The finalizer holds the code: workers run inside it until they are stopped.
+        self._finalizer = weakref.finalize(self, _shutdown, stop, self.ctl, self.threads, code)
+
+    def run(self, entry_addr: int) -> None:
+        self._run(self.ctl_addr, entry_addr)
+
+    def close(self):
+        self._finalizer()
+
+
+def _shutdown(stop, ctl, threads, code):
+    stop(ctl.ctypes.data)
+    for t in threads:
+        t.join(timeout=5)
