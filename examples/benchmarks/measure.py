@@ -1,0 +1,50 @@
+"""Run one peer on one workload in this process and print its timings as JSON.
+
+    python measure.py PEER WORKLOAD [--steps N] [--warmup N]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+
+import numpy as np
+
+from peers import PEERS, Unavailable
+from workloads import WORKLOADS
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("peer")
+    ap.add_argument("workload")
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--warmup", type=int, default=20)
+    args = ap.parse_args()
+    w = WORKLOADS[args.workload]
+    t0 = time.perf_counter()
+    try:
+        step = PEERS[args.peer](w)
+    except Unavailable as e:
+        print(json.dumps({"skipped": str(e)}))
+        return
+    setup = time.perf_counter() - t0
+    for _ in range(args.warmup):
+        step()
+    times = []
+    deadline = time.perf_counter() + 20.0      # bound slow peers
+    for _ in range(args.steps):
+        t = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t)
+        if time.perf_counter() > deadline and len(times) >= 10:
+            break
+    print(json.dumps({"median_s": float(np.median(times)), "min_s": float(np.min(times)),
+                      "steps": len(times), "setup_s": setup,
+                      "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

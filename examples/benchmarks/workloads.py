@@ -1,0 +1,46 @@
+"""The benchmark workloads (see WORKLOADS in the README): shapes and data, shared by every peer."""
+from __future__ import annotations
+
+import numpy as np
+
+WORKLOADS = {
+    "W1": dict(kind="train", layers=[(784, 512, "relu"), (512, 256, "relu"), (256, 10, "softmax")],
+               optimizer="adam", batch=128, title="mlp-train: 784-512-256-10, Adam, batch 128"),
+    "W2a": dict(kind="predict", layers=[(784, 512, "relu"), (512, 256, "relu"), (256, 10, "softmax")],
+                batch=1, title="mlp-predict latency, batch 1"),
+    "W2b": dict(kind="predict", layers=[(784, 512, "relu"), (512, 256, "relu"), (256, 10, "softmax")],
+                batch=1024, title="mlp-predict throughput, batch 1024"),
+    "W5": dict(kind="train", layers=[(784, 32, "relu"), (32, 10, "softmax")], optimizer="rmsprop",
+               batch=32, title="tiny-mlp-train: 784-32-10, RMSprop, batch 32"),
+    "W6a": dict(kind="sgemm", m=128, k=784, n=512, title="sgemm (128x784)@(784x512)"),
+    "W6b": dict(kind="sgemm", m=1024, k=1024, n=1024, title="sgemm 1024^3"),
+}
+
+
+def data(w, seed=0):
+    rng = np.random.default_rng(seed)
+    if w["kind"] == "sgemm":
+        return (rng.standard_normal((w["m"], w["k"]), dtype=np.float32),
+                rng.standard_normal((w["k"], w["n"]), dtype=np.float32))
+    d_in, d_out = w["layers"][0][0], w["layers"][-1][1]
+    x = rng.standard_normal((w["batch"], d_in), dtype=np.float32)
+    y = np.eye(d_out, dtype=np.float32)[rng.integers(0, d_out, w["batch"])]
+    return x, y
+
+
+def weights(w, seed=1):
+    """Glorot-uniform kernels and zero biases, the same for every peer."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for fan_in, fan_out, _ in w["layers"]:
+        lim = np.sqrt(6.0 / (fan_in + fan_out))
+        out.append(rng.uniform(-lim, lim, (fan_in, fan_out)).astype(np.float32))
+        out.append(np.zeros(fan_out, np.float32))
+    return out
+
+
+def flops(w):
+    if w["kind"] == "sgemm":
+        return 2.0 * w["m"] * w["k"] * w["n"]
+    fwd = sum(2.0 * w["batch"] * a * b for a, b, _ in w["layers"])
+    return 3 * fwd if w["kind"] == "train" else fwd
