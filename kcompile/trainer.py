@@ -216,6 +216,13 @@ class Trainer:
             return out
         return optimizer_step(g, rule)
 
+    # -- inspection ------------------------------------------------------------------------
+    def compiled_graph(self, entry="train_step", stage="fused", batch_size=32):
+        """The compiled form of an entry point at one stage of the pipeline
+        (see kcompile/inspect.py): an object with __str__, to_json() and to_dot()."""
+        from .inspect import compiled_graph
+        return compiled_graph(self, entry, stage, batch_size)
+
     # -- fit ------------------------------------------------------------------------------
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
