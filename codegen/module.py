@@ -21,8 +21,10 @@ from .lower.elementwise import Intrinsics
 from .lower.loop import lower_loop
 from .lower.matmul import lower_matmul, scratch_bytes as matmul_scratch
 from .lower.reduce import lower_reduce
+from .lower.scatter import lower_scatter
 
-LOWER = {"loop": lower_loop, "reduce": lower_reduce, "matmul": lower_matmul}
+LOWER = {"loop": lower_loop, "reduce": lower_reduce, "matmul": lower_matmul,
+         "scatter": lower_scatter}
 
 
 def scratch_bytes(graph, kernel: Kernel, nthreads: int = 1) -> int:

@@ -6,6 +6,8 @@ call adds one primitive op to the graph the operands live in.
 """
 from __future__ import annotations
 
+import builtins
+
 import numpy as np
 
 from .graph import Graph, TensorType
@@ -198,3 +200,52 @@ def sum_to_shape(x: Sym, shape: tuple) -> Sym:
         lead + i for i, d in enumerate(shape) if d == 1 and x.shape[lead + i] != 1)
     out = sum(x, axis=axes, keepdims=True) if axes else x
     return reshape(out, shape)
+
+
+def slice(x, start, size):
+    start, size = tuple(int(s) for s in start), tuple(int(s) for s in size)
+    if start == (0,) * x.ndim and size == x.shape:
+        return x
+    return op("slice", x, start=start, size=size)
+
+
+def slice_axis(x, axis, begin, end):
+    """x[..., begin:end, ...] along one axis."""
+    axis = axis % x.ndim
+    start = [0] * x.ndim
+    size = list(x.shape)
+    start[axis], size[axis] = begin, end - begin
+    return slice(x, start, size)
+
+
+def pad(x, lo, hi):
+    if not any(lo) and not any(hi):
+        return x
+    return op("pad", x, lo=tuple(lo), hi=tuple(hi))
+
+
+def concatenate(xs, axis=-1):
+    """Concatenation as a sum of zero-padded operands (fuses into one loop)."""
+    axis = axis % xs[0].ndim
+    total = builtins.sum(x.shape[axis] for x in xs)
+    out, offset = None, 0
+    for x in xs:
+        lo = [0] * x.ndim
+        hi = [0] * x.ndim
+        lo[axis], hi[axis] = offset, total - offset - x.shape[axis]
+        part = pad(x, lo, hi)
+        out = part if out is None else out + part
+        offset += x.shape[axis]
+    return out
+
+
+def gather(table, indices):
+    return op("gather", table, indices)
+
+
+def scatter_add(indices, updates, num):
+    return op("scatter_add", indices, updates, num=num)
+
+
+def random_uniform(key, shape, salt):
+    return op("random_uniform", key, shape=tuple(shape), salt=int(salt))

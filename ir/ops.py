@@ -21,7 +21,7 @@ import numpy as np
 
 from .graph import TensorType
 
-KINDS = ("elementwise", "reduction", "matmul", "layout", "opaque")
+KINDS = ("elementwise", "reduction", "matmul", "layout", "gather", "scatter", "loop", "opaque")
 
 
 @dataclass(frozen=True)
@@ -298,3 +298,113 @@ primitive("broadcast_to", "layout", 1, _broadcast_rule,
           lambda xs, a: np.broadcast_to(xs[0], a["shape"]),
           lambda F, xs, out, g, a: [g],   # autodiff sums the broadcast cotangent down
           lambda ts, a: {"shape": tuple(int(d) for d in a["shape"])})
+
+
+# ----------------------------------------------------------- slicing and padding
+def _slice_rule(ts, a):
+    shape = ts[0].shape
+    if len(a["start"]) != len(shape) or len(a["size"]) != len(shape):
+        raise ValueError(f"slice: start {a['start']} / size {a['size']} do not match rank {len(shape)}")
+    for s, n, d in zip(a["start"], a["size"], shape):
+        if s < 0 or n < 0 or s + n > d:
+            raise ValueError(f"slice: start {a['start']} size {a['size']} out of bounds for {shape}")
+    return TensorType(tuple(a["size"]), ts[0].dtype)
+
+
+def _slice_ref(xs, a):
+    return xs[0][tuple(slice(s, s + n) for s, n in zip(a["start"], a["size"]))]
+
+
+def _slice_vjp(F, xs, out, g, a):
+    lo = a["start"]
+    hi = tuple(d - s - n for d, s, n in zip(xs[0].shape, a["start"], a["size"]))
+    return [F.pad(g, lo, hi)]
+
+
+primitive("slice", "layout", 1, _slice_rule, _slice_ref, _slice_vjp,
+          lambda ts, a: {"start": tuple(int(s) for s in a["start"]),
+                         "size": tuple(int(s) for s in a["size"])})
+
+
+def _pad_rule(ts, a):
+    shape = ts[0].shape
+    if len(a["lo"]) != len(shape) or len(a["hi"]) != len(shape) or min(a["lo"] + a["hi"], default=0) < 0:
+        raise ValueError(f"pad: lo {a['lo']} / hi {a['hi']} invalid for shape {shape}")
+    return TensorType(tuple(d + l + h for d, l, h in zip(shape, a["lo"], a["hi"])), ts[0].dtype)
+
+
+primitive("pad", "layout", 1, _pad_rule,
+          lambda xs, a: np.pad(xs[0], list(zip(a["lo"], a["hi"]))),
+          lambda F, xs, out, g, a: [F.slice(g, a["lo"], xs[0].shape)],
+          lambda ts, a: {"lo": tuple(int(s) for s in a["lo"]), "hi": tuple(int(s) for s in a["hi"])})
+
+
+# ------------------------------------------------------------ gather and scatter
+def _gather_rule(ts, a):
+    table, idx = ts
+    if idx.dtype != "int32":
+        raise TypeError(f"gather: indices must be int32, got {idx.dtype}")
+    if table.rank < 1:
+        raise ValueError("gather: the table needs at least one axis")
+    return TensorType(idx.shape + table.shape[1:], table.dtype)
+
+
+def _gather_ref(xs, a):
+    table, idx = xs
+    return table[np.clip(idx, 0, table.shape[0] - 1)]
+
+
+primitive("gather", "gather", 2, _gather_rule, _gather_ref,
+          lambda F, xs, out, g, a: [F.scatter_add(xs[1], g, xs[0].shape[0]), None])
+
+
+def _scatter_rule(ts, a):
+    idx, upd = ts
+    if idx.dtype != "int32":
+        raise TypeError(f"scatter_add: indices must be int32, got {idx.dtype}")
+    if upd.shape[:idx.rank] != idx.shape:
+        raise ValueError(f"scatter_add: updates {upd.shape} do not start with indices {idx.shape}")
+    return TensorType((a["num"],) + upd.shape[idx.rank:], upd.dtype)
+
+
+def _scatter_ref(xs, a):
+    idx, upd = xs
+    out = np.zeros((a["num"],) + upd.shape[idx.ndim:], dtype=upd.dtype)
+    np.add.at(out, np.clip(idx, 0, a["num"] - 1), upd)
+    return out
+
+
+primitive("scatter_add", "scatter", 2, _scatter_rule, _scatter_ref,
+          lambda F, xs, out, g, a: [None, F.gather(g, xs[0])],
+          lambda ts, a: {"num": int(a["num"])})
+
+
+# ------------------------------------------------------------------- random bits
+def hash_uniform(index: np.ndarray, key, salt: int) -> np.ndarray:
+    """Counter-based uniform [0, 1) floats: a murmur3 finalizer of (index, key, salt).
+
+    The compiled lowering computes the same 32-bit arithmetic, bit for bit.
+    """
+    m = np.uint64(0xFFFFFFFF)
+    h = (index.astype(np.uint64) * np.uint64(0x9E3779B1)
+         + np.uint64(int(key) & 0xFFFFFFFF) * np.uint64(0x85EBCA77)
+         + np.uint64(salt & 0xFFFFFFFF) * np.uint64(0xC2B2AE3D)) & m
+    h ^= h >> np.uint64(16)
+    h = (h * np.uint64(0x85EBCA6B)) & m
+    h ^= h >> np.uint64(13)
+    h = (h * np.uint64(0xC2B2AE35)) & m
+    h ^= h >> np.uint64(16)
+    return ((h >> np.uint64(8)).astype(np.float64) * 2.0 ** -24).astype(np.float32)
+
+
+def _random_rule(ts, a):
+    if ts[0].shape != ():
+        raise ValueError(f"random_uniform: the key must be a scalar, got {ts[0].shape}")
+    return TensorType(tuple(a["shape"]), "float32")
+
+
+primitive("random_uniform", "elementwise", 1, _random_rule,
+          lambda xs, a: hash_uniform(np.arange(int(np.prod(a["shape"]))), xs[0], a["salt"]
+                                     ).reshape(a["shape"]),
+          lambda F, xs, out, g, a: [None],
+          lambda ts, a: {"shape": tuple(int(d) for d in a["shape"]), "salt": int(a["salt"])})

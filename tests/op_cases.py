@@ -306,6 +306,46 @@ def _build_table() -> dict[str, list[Case]]:
         case([(7, 1)], [small_ints(-9, 9)], dtypes=[I32], attrs=dict(shape=(7, 33)), note="int"),
     ]
 
+    t["slice"] = [
+        case([(7, 33)], [normal()], attrs=dict(start=(2, 5), size=(3, 20))),
+        case([(1000,)], [normal()], attrs=dict(start=(1,), size=(999,))),
+        case([(7, 1, 33)], [normal()], attrs=dict(start=(0, 0, 32), size=(7, 1, 1))),
+        case([(33, 7)], [small_ints(-9, 9)], dtypes=[I32], attrs=dict(start=(3, 0), size=(1, 7)),
+             note="int"),
+    ]
+
+    t["pad"] = [
+        case([(7, 33)], [normal()], attrs=dict(lo=(1, 0), hi=(2, 5))),
+        case([(1000,)], [normal()], attrs=dict(lo=(0,), hi=(0,)), note="identity"),
+        case([(1, 7)], [normal()], attrs=dict(lo=(3, 1), hi=(0, 1))),
+        case([(7, 1, 33)], [normal()], attrs=dict(lo=(0, 2, 0), hi=(1, 0, 7))),
+    ]
+
+    def ids(hi):
+        return lambda rng, shape: rng.integers(0, hi, shape)
+
+    t["gather"] = [
+        case([(50, 8), (4, 7)], [normal(), ids(50)], dtypes=[F32, I32]),
+        case([(1000,), (33,)], [normal(), ids(1000)], dtypes=[F32, I32], note="vector table"),
+        case([(7, 3, 5), (1,)], [normal(), ids(7)], dtypes=[F32, I32]),
+        case([(33, 1), (7, 1)], [normal(), ids(33)], dtypes=[F32, I32]),
+    ]
+
+    t["scatter_add"] = [
+        case([(4, 7), (4, 7, 8)], [ids(50), normal()], dtypes=[I32, F32], attrs=dict(num=50)),
+        case([(33,), (33,)], [ids(7), normal()], dtypes=[I32, F32], attrs=dict(num=7),
+             note="repeated ids"),
+        case([(1,), (1, 3, 5)], [ids(7), normal()], dtypes=[I32, F32], attrs=dict(num=7)),
+    ]
+
+    t["random_uniform"] = [
+        case([()], [lambda rng, shape: np.float32(rng.integers(0, 1000))], attrs=dict(shape=(33, 7), salt=1),
+             nodiff=(0,)),
+        case([()], [lambda rng, shape: np.float32(5)], attrs=dict(shape=(1000,), salt=123456),
+             nodiff=(0,)),
+        case([()], [lambda rng, shape: np.float32(0)], attrs=dict(shape=(), salt=0), nodiff=(0,)),
+    ]
+
     for name, cases in t.items():
         for i, c in enumerate(cases):
             c.seed = zlib.crc32(f"{name}/{i}".encode())

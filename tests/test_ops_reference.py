@@ -115,6 +115,34 @@ def _cmp(fn):
     return lambda xs, a: fn(xs[0], xs[1]).astype(np.float64)
 
 
+def _pad(xs, a):
+    x = xs[0]
+    out = np.zeros(tuple(d + l + h for d, l, h in zip(x.shape, a["lo"], a["hi"])), x.dtype)
+    out[tuple(np.s_[l:l + d] for l, d in zip(a["lo"], x.shape))] = x
+    return out
+
+
+def _scatter_add(xs, a):
+    idx, upd = xs
+    idx = idx.astype(np.int64).ravel()
+    rows = upd.reshape(len(idx), -1)
+    out = np.zeros((a["num"], rows.shape[1]), upd.dtype)
+    for i, r in zip(idx, rows):       # a plain loop, not np.add.at
+        out[i] += r
+    return out.reshape((a["num"],) + upd.shape[xs[0].ndim:])
+
+
+def _random_uniform(xs, a):
+    """Statistics, not bits: the hash is checked bit for bit against the compiled code."""
+    n = int(np.prod(a["shape"]))
+    ref = np.asarray(REGISTRY["random_uniform"].reference(
+        [np.float32(xs[0])], a), dtype=np.float64).reshape(a["shape"])
+    assert np.all((ref >= 0) & (ref < 1))
+    if n >= 100:
+        assert abs(ref.mean() - 0.5) < 4 / np.sqrt(12 * n)
+    return ref
+
+
 EXPECTED = {
     "neg": lambda xs, a: 0 - xs[0],
     "exp": lambda xs, a: np.power(np.e, xs[0]),
@@ -147,6 +175,11 @@ EXPECTED = {
     "reshape": lambda xs, a: xs[0].ravel().reshape(a["shape"]),
     "transpose": _transpose,
     "broadcast_to": lambda xs, a: xs[0] + np.zeros(a["shape"], xs[0].dtype),
+    "slice": lambda xs, a: xs[0][tuple(np.s_[s:s + n] for s, n in zip(a["start"], a["size"]))],
+    "pad": _pad,
+    "gather": lambda xs, a: np.take(xs[0], xs[1].astype(np.int64), axis=0),
+    "scatter_add": _scatter_add,
+    "random_uniform": _random_uniform,
 }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from llvmlite import ir
 
 from ir.graph import Graph
-from ..irutil import F32, I32, f32, i64, linear_index
+from ..irutil import F32, I32, I64, f32, i64, linear_index
 from .elementwise import SCALAR, Intrinsics
 
 
@@ -36,6 +36,10 @@ class Emitter:
     # -- index mapping --------------------------------------------------------
     def operand_index(self, node, v, operand, idx):
         oshape = self.shape_of(operand)
+        if node.op == "slice":
+            return tuple(i if s == 0 else self.b.add(i, i64(s)) for i, s in zip(idx, node.params["start"]))
+        if node.op == "gather":     # operand 1: the indices, at the leading positions
+            return tuple(idx[:len(oshape)])
         if node.op == "transpose":
             perm = node.params["perm"]
             out = [None] * len(perm)
@@ -54,9 +58,11 @@ class Emitter:
         if key in self.memo:
             return self.memo[key]
         node = self.g.nodes[v]
-        if v in self.members:
+        if v in self.members and node.op in SPECIAL:
+            out = SPECIAL[node.op](self, node, v, idx)
+        elif v in self.members:
             xs = [self.value(i, self.operand_index(node, v, i, idx)) for i in node.inputs]
-            if node.op in ("broadcast_to", "transpose", "reshape"):
+            if node.op in ("broadcast_to", "transpose", "reshape", "slice"):
                 out = xs[0]
             else:
                 out = SCALAR[node.op](self.b, self.fn, xs, node.params)
@@ -66,6 +72,12 @@ class Emitter:
             out = self.load(v, idx)
         self.memo[key] = out
         return out
+
+    def clamp(self, i, n: int):
+        """i limited to [0, n): loads stay inside their buffer whatever the data says."""
+        b = self.b
+        i = b.select(b.icmp_signed("<", i, i64(0)), i64(0), i)
+        return b.select(b.icmp_signed(">", i, i64(n - 1)), i64(n - 1), i)
 
     def pointer(self, v: int, idx: tuple):
         off = linear_index(self.b, idx, self.shape_of(v))
@@ -80,3 +92,49 @@ class Emitter:
     def store(self, v: int, idx: tuple, x: ir.Value) -> None:
         ptr, dt = self.pointer(v, idx)
         self.b.store(self.b.fptosi(x, I32) if dt is I32 else x, ptr)
+
+
+def _pad(em, node, v, idx):
+    """Zero outside the operand, the operand (at a clamped, in-bounds index) inside."""
+    b = em.b
+    src = node.inputs[0]
+    shape = em.g.type(src).shape
+    inside = None
+    inner = []
+    for i, lo, n in zip(idx, node.params["lo"], shape):
+        j = b.sub(i, i64(lo)) if lo else i
+        ok = b.and_(b.icmp_signed(">=", j, i64(0)), b.icmp_signed("<", j, i64(n)))
+        inside = ok if inside is None else b.and_(inside, ok)
+        inner.append(em.clamp(j, n))
+    x = em.value(src, tuple(inner))
+    return b.select(inside, x, f32(0.0)) if inside is not None else x
+
+
+def _gather(em, node, v, idx):
+    """table[indices[i...], d...]: the row index comes from data (clamped in bounds;
+    the runtime rejects out-of-range ids before the step runs)."""
+    b = em.b
+    table, indices = node.inputs
+    irank = em.g.type(indices).rank
+    row = em.value(indices, tuple(idx[:irank]))
+    row = em.clamp(b.fptosi(row, I64), em.g.type(table).shape[0])
+    return em.value(table, (row, *idx[irank:]))
+
+
+def _random(em, node, v, idx):
+    """The same murmur3-finalized counter hash as ir.ops.hash_uniform, in i32."""
+    b = em.b
+    i32 = lambda x: ir.Constant(I32, x & 0xFFFFFFFF)  # noqa: E731
+    lin = b.trunc(linear_index(b, idx, em.shape_of(v)), I32)
+    key = b.fptoui(em.value(node.inputs[0], ()), I32)
+    h = b.add(b.add(b.mul(lin, i32(0x9E3779B1)), b.mul(key, i32(0x85EBCA77))),
+              i32((node.params["salt"] * 0xC2B2AE3D) & 0xFFFFFFFF))
+    h = b.xor(h, b.lshr(h, i32(16)))
+    h = b.mul(h, i32(0x85EBCA6B))
+    h = b.xor(h, b.lshr(h, i32(13)))
+    h = b.mul(h, i32(0xC2B2AE35))
+    h = b.xor(h, b.lshr(h, i32(16)))
+    return b.fmul(b.uitofp(b.lshr(h, i32(8)), F32), f32(2.0 ** -24))
+
+
+SPECIAL = {"pad": _pad, "gather": _gather, "random_uniform": _random}

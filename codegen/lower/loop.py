@@ -15,7 +15,8 @@ from .emitter import Emitter
 
 def flat_shape_of(graph, kernel: Kernel):
     """A shape function that views the kernel as 1-D, or None when it can't."""
-    if any(graph.nodes[m].op in ("transpose", "broadcast_to") for m in kernel.members):
+    if any(graph.nodes[m].op in ("transpose", "broadcast_to", "slice", "pad", "gather")
+           for m in kernel.members):
         return None
     size = math.prod(kernel.shape)
     for v in kernel.inputs:

@@ -23,7 +23,7 @@ import networkx as nx
 from ..graph import Graph
 from ..ops import get_op
 
-FUSIBLE = ("elementwise", "layout")
+FUSIBLE = ("elementwise", "layout", "gather")
 
 
 @dataclass
@@ -73,8 +73,8 @@ class _Group:
 
 
 def _group_kind(op_kind):
-    return {"elementwise": "loop", "layout": "loop", "reduction": "reduce",
-            "matmul": "matmul"}[op_kind]
+    return {"elementwise": "loop", "layout": "loop", "gather": "loop", "reduction": "reduce",
+            "matmul": "matmul", "scatter": "scatter"}[op_kind]
 
 
 def fuse(graph: Graph) -> FusedGraph:
@@ -131,9 +131,17 @@ def _inlined_constant(g: Graph, v: int) -> bool:
     return n.is_leaf and n.role == "constant" and n.type.size == 1
 
 
+def _read_by_index(g: Graph, grp: _Group, v: int) -> bool:
+    """Is v the table of a gather in grp? (read at data-dependent rows: must be a buffer)"""
+    return any(g.nodes[u].op == "gather" and g.nodes[u].inputs[0] == v
+               for u in g.users(v) if u in grp.members)
+
+
 def _try_join(g: Graph, grp: _Group, v: int, kind: str) -> bool:
     node = g.nodes[v]
     shape = node.type.shape
+    if _read_by_index(g, grp, v):
+        return False
     if grp.kind == "loop":
         if kind in FUSIBLE and shape == grp.shape:
             grp.members.add(v)
