@@ -28,7 +28,12 @@ LOWER = {"loop": lower_loop, "reduce": lower_reduce, "matmul": lower_matmul,
 
 
 def scratch_bytes(graph, kernel: Kernel, nthreads: int = 1) -> int:
-    return matmul_scratch(graph, kernel, nthreads) if kernel.kind == "matmul" else 0
+    if kernel.kind == "matmul":
+        return matmul_scratch(graph, kernel, nthreads)
+    if kernel.kind == "scan":
+        from .lower.scan import scan_scratch_bytes
+        return scan_scratch_bytes(graph, kernel, nthreads)
+    return 0
 
 
 @dataclass
@@ -53,40 +58,71 @@ def _constant_global(module, name, value: np.ndarray):
 
 def build_module(entries: list[Entry], nthreads: int = 1, name: str = "kcompile") -> ir.Module:
     module = ir.Module(name=name)
-    fn = Intrinsics(module)
+    ctx = _Context(module, Intrinsics(module), nthreads)
     for e in entries:
-        _build_entry(module, fn, e, nthreads)
+        step = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, PTR, I64, PTR]), name=e.name)
+        state, work, tid, sync = step.args
+        state.name, work.name, tid.name, sync.name = "state", "work", "tid", "sync"
+        b = ir.IRBuilder(step.append_basic_block("entry"))
+        emit_entry(ctx, b, e, state, work, tid, sync, inputs={})
+        b.ret_void()
     return module
 
 
-def _build_entry(module, fn, e: Entry, nthreads: int):
+class _Context:
+    def __init__(self, module, fn, nthreads):
+        self.module, self.fn, self.nthreads = module, fn, nthreads
+
+    def barrier(self, b, sync):
+        if self.nthreads > 1:
+            f = self.module.globals.get("kc_barrier") or ir.Function(
+                self.module, ir.FunctionType(ir.VoidType(), [PTR, I32]), name="kc_barrier")
+            b.call(f, [sync, ir.Constant(I32, self.nthreads)])
+
+    def memcpy(self, b, dst, src, nbytes):
+        f = self.module.globals.get("llvm.memcpy.p0.p0.i64") or ir.Function(
+            self.module, ir.FunctionType(ir.VoidType(), [PTR, PTR, I64, ir.IntType(1)]),
+            name="llvm.memcpy.p0.p0.i64")
+        b.call(f, [dst, src, nbytes if isinstance(nbytes, ir.Value) else i64(nbytes),
+                   ir.Constant(ir.IntType(1), 0)])
+
+    def thread0(self, b, tid, emit):
+        """emit() on thread 0 only."""
+        then = b.append_basic_block("t0")
+        done = b.append_basic_block("t0.done")
+        b.cbranch(b.icmp_signed("==", tid, i64(0)), then, done)
+        b.position_at_end(then)
+        emit()
+        b.branch(done)
+        b.position_at_end(done)
+
+
+def emit_entry(ctx: _Context, b, e: Entry, state, work, tid, sync, inputs: dict):
+    """Call e's kernels in order (a barrier after each), then its copy-backs.
+
+    state/work: base pointers of the regions; inputs: pointers bound to pinned
+    input leaves (scan bodies), by leaf id.
+    """
     g, plan = e.fused.graph, e.plan
-    consts = {v: _constant_global(module, f"{e.name}.c{n}", g.nodes[v].value)
+    consts = {v: _constant_global(ctx.module, f"{e.name}.c{n}", g.nodes[v].value)
               for n, v in enumerate(plan.constants)}
-    kernel_fns = []
-    for k in e.fused.kernels:
-        if k.kind == "view":
-            continue
-        kernel_fns.append((k, *_build_kernel(module, fn, e, k, nthreads)))
-
-    step = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, PTR, I64, PTR]), name=e.name)
-    state, work, tid, sync = step.args
-    state.name, work.name, tid.name, sync.name = "state", "work", "tid", "sync"
-    b = ir.IRBuilder(step.append_basic_block("entry"))
-    barrier = module.globals.get("kc_barrier") or ir.Function(
-        module, ir.FunctionType(ir.VoidType(), [PTR, I32]), name="kc_barrier")
-
-    def sync_threads():
-        if nthreads > 1:
-            b.call(barrier, [sync, ir.Constant(I32, nthreads)])
 
     def address(loc):
         if loc.region == "const":
             return consts[plan.constants[loc.offset]]
+        if loc.region == "input":
+            return inputs[loc.offset]
         base = state if loc.region == "state" else work
         return b.gep(base, [i64(loc.offset)], inbounds=True, source_etype=I8)
 
-    for k, kf, arg_locs in kernel_fns:
+    for k in e.fused.kernels:
+        if k.kind == "view":
+            continue
+        if k.kind == "scan":
+            from .lower.scan import emit_scan
+            emit_scan(ctx, b, e, k, address, work, tid, sync)
+            continue
+        kf, arg_locs = _build_kernel(ctx.module, ctx.fn, e, k, ctx.nthreads)
         args = [tid]
         for loc in arg_locs:
             if loc == "scratch":
@@ -94,21 +130,14 @@ def _build_entry(module, fn, e: Entry, nthreads: int):
             else:
                 args.append(address(loc))
         b.call(kf, args)
-        sync_threads()
-    memcpy = module.globals.get("llvm.memcpy.p0.p0.i64") or ir.Function(
-        module, ir.FunctionType(ir.VoidType(), [PTR, PTR, I64, ir.IntType(1)]), name="llvm.memcpy.p0.p0.i64")
+        ctx.barrier(b, sync)
     if plan.copies:
-        first = b.append_basic_block("copies")
-        done = b.append_basic_block("done")
-        b.cbranch(b.icmp_signed("==", tid, i64(0)), first, done)
-        b.position_at_end(first)
-        for src, dst in plan.copies:
-            b.call(memcpy, [address(plan.locations[dst]), address(plan.locations[src]),
-                            i64(g.type(dst).nbytes), ir.Constant(ir.IntType(1), 0)])
-        b.branch(done)
-        b.position_at_end(done)
-        sync_threads()
-    b.ret_void()
+        def copies():
+            for src, dst in plan.copies:
+                ctx.memcpy(b, address(plan.locations[dst]), address(plan.locations[src]),
+                           g.type(dst).nbytes)
+        ctx.thread0(b, tid, copies)
+        ctx.barrier(b, sync)
 
 
 def _build_kernel(module, fn, e: Entry, k: Kernel, nthreads: int):
@@ -120,7 +149,7 @@ def _build_kernel(module, fn, e: Entry, k: Kernel, nthreads: int):
         if loc not in buffers_by_loc:
             buffers_by_loc[loc] = len(arg_locs)
             arg_locs.append(loc)
-    needs_scratch = scratch_bytes(g, k) > 0
+    needs_scratch = scratch_bytes(g, k, nthreads) > 0
     if needs_scratch:
         arg_locs.append("scratch")
     kf = ir.Function(module, ir.FunctionType(ir.VoidType(), [I64] + [PTR] * len(arg_locs)),

@@ -86,6 +86,8 @@ def op(name: str, *args, **attrs) -> Sym:
     """Apply primitive `name`; Python numbers become constants of the operands' dtype."""
     g = _graph_of(args)
     args = [a.__sym__(g) if hasattr(a, "__sym__") else a for a in args]
+    if any(isinstance(a, Sym) and a.g is not g for a in args):
+        raise ValueError(f"{name}: operands come from different graphs")
     dtype = next(a.dtype for a in args if isinstance(a, Sym))
     syms = [lift(g, a, dtype) for a in args]
     return Sym(g, g.add(name, [s.id for s in syms], **attrs))
@@ -249,3 +251,34 @@ def scatter_add(indices, updates, num):
 
 def random_uniform(key, shape, salt):
     return op("random_uniform", key, shape=tuple(shape), salt=int(salt))
+
+
+def scan(step, consts, init, xs, length=None, reverse=False):
+    """A loop over the leading axis of `xs`, whose body is traced once.
+
+    step(consts, carry, x) -> (new_carry, ys): lists of Syms of a fresh body graph.
+    Returns (final carries, stacked ys) as Syms of the outer graph.
+    """
+    from .ops import Body, scan_result_types
+    g = _graph_of([*consts, *init, *xs])
+    length = length if length is not None else xs[0].shape[0]
+    bg = Graph()
+    k = [Sym(bg, bg.leaf("input", c.type, f"k{i}")) for i, c in enumerate(consts)]
+    c = [Sym(bg, bg.leaf("state", s.type, f"c{i}")) for i, s in enumerate(init)]
+    x = [Sym(bg, bg.leaf("input", TensorType(s.shape[1:], s.dtype), f"x{j}"))
+         for j, s in enumerate(xs)]
+    new_c, ys = step(k, c, x)
+    for old, new in zip(c, new_c):
+        if new.g is not bg:
+            raise ValueError("a scan body may only use its own arguments (pass outer values as consts)")
+        if new.id != old.id:
+            bg.updates[old.id] = new.id
+    for j, y in enumerate(ys):
+        bg.outputs[f"y{j}"] = y.id
+    body = Body(bg, len(consts), len(init), len(xs), len(ys))
+    s = op("scan", *consts, *init, *xs, body=body, length=length, reverse=reverse)
+    types = scan_result_types(body, length)
+
+    def result(i):
+        return Sym(g, g.add("scan_result", [s.id], index=i, shape=types[i].shape, dtype=types[i].dtype))
+    return [result(i) for i in range(len(init))], [result(len(init) + j) for j in range(len(ys))]

@@ -35,6 +35,9 @@ def interpret(graph: Graph, leaf_values: dict[str, np.ndarray], float64: bool = 
                                          f"{node.type.shape}, got {np.shape(val)}")
             else:
                 val = get_op(node.op).reference([env[i] for i in node.inputs], node.params)
+                if node.op == "scan":       # a tuple of results, read by scan_result
+                    env[vid] = val
+                    continue
             env[vid] = as_type(val, node.type)
     outputs = {k: env[v] for k, v in graph.outputs.items()}
     updates = {graph.nodes[leaf].name: env[v] for leaf, v in graph.updates.items()}

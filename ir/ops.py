@@ -21,7 +21,7 @@ import numpy as np
 
 from .graph import TensorType
 
-KINDS = ("elementwise", "reduction", "matmul", "layout", "gather", "scatter", "loop", "opaque")
+KINDS = ("elementwise", "reduction", "matmul", "layout", "gather", "scatter", "scan", "opaque")
 
 
 @dataclass(frozen=True)
@@ -408,3 +408,106 @@ primitive("random_uniform", "elementwise", 1, _random_rule,
                                      ).reshape(a["shape"]),
           lambda F, xs, out, g, a: [None],
           lambda ts, a: {"shape": tuple(int(d) for d in a["shape"]), "salt": int(a["salt"])})
+
+
+# ------------------------------------------------------------------------- scan
+class Body:
+    """The graph of one step of a scan, compared and hashed by content.
+
+    Leaves: 'state' leaves c0, c1, ... are the carries (the graph's updates give
+    their next values); 'input' leaves k0, ... are loop-invariant operands and
+    x0, ... the current slices of the scanned sequences. Outputs y0, ... are the
+    per-step results, stacked along a new leading axis by the scan.
+    """
+
+    def __init__(self, graph, n_consts: int, n_carry: int, n_xs: int, n_ys: int):
+        from .fingerprint import graph_fingerprint
+        self.graph = graph
+        self.n_consts, self.n_carry, self.n_xs, self.n_ys = n_consts, n_carry, n_xs, n_ys
+        self.key = graph_fingerprint(graph)
+
+    def leaf(self, name):
+        return self.graph.leaf_by_name(name)
+
+    def type_of(self, name):
+        return self.graph.type(self.leaf(name))
+
+    def __eq__(self, other):
+        return isinstance(other, Body) and other.key == self.key
+
+    def __hash__(self):
+        return hash(self.key)
+
+    def __repr__(self):
+        return f"Body#{self.key[:10]}"
+
+
+def scan_result_types(body: Body, length: int):
+    """Types of a scan's results, by index: final carries, stacked ys, stacked carries
+    as they were at the start of each step (kept for the backward pass)."""
+    carries = [body.type_of(f"c{i}") for i in range(body.n_carry)]
+    ys = [body.graph.type(body.graph.outputs[f"y{j}"]) for j in range(body.n_ys)]
+    return (carries + [TensorType((length, *t.shape), t.dtype) for t in ys]
+            + [TensorType((length, *t.shape), t.dtype) for t in carries])
+
+
+def _scan_rule(ts, a):
+    body = a["body"]
+    n = body.n_consts + body.n_carry + body.n_xs
+    if len(ts) != n:
+        raise ValueError(f"scan: expected {n} operands, got {len(ts)}")
+    consts, carries, xs = ts[:body.n_consts], ts[body.n_consts:n - body.n_xs], ts[n - body.n_xs:]
+    for i, t in enumerate(consts):
+        if t != body.type_of(f"k{i}"):
+            raise ValueError(f"scan: constant {i} is {t}, the body expects {body.type_of(f'k{i}')}")
+    for i, t in enumerate(carries):
+        if t != body.type_of(f"c{i}"):
+            raise ValueError(f"scan: carry {i} is {t}, the body expects {body.type_of(f'c{i}')}")
+    for j, t in enumerate(xs):
+        want = body.type_of(f"x{j}")
+        if t.shape != (a["length"], *want.shape) or t.dtype != want.dtype:
+            raise ValueError(f"scan: sequence {j} is {t}, expected {a['length']} steps of {want}")
+    return TensorType((0,), "float32")      # a scan's value is its results, see scan_result
+
+
+def _scan_ref(xs, a):
+    from .interpret import interpret
+    body, T = a["body"], a["length"]
+    nk, nc = body.n_consts, body.n_carry
+    consts, carry, seqs = xs[:nk], list(xs[nk:nk + nc]), xs[nk + nc:]
+    float64 = any(np.asarray(x).dtype == np.float64 for x in xs)
+    ys = [[] for _ in range(body.n_ys)]
+    saved = [[] for _ in range(nc)]
+    for step in range(T):
+        t = T - 1 - step if a["reverse"] else step
+        vals = {f"k{i}": k for i, k in enumerate(consts)}
+        vals.update({f"c{i}": c for i, c in enumerate(carry)})
+        vals.update({f"x{j}": s[t] for j, s in enumerate(seqs)})
+        for i, c in enumerate(carry):
+            saved[i].append((t, c))
+        outs, new = interpret(body.graph, vals, float64=float64)
+        carry = [new.get(f"c{i}", carry[i]) for i in range(nc)]
+        for j in range(body.n_ys):
+            ys[j].append((t, outs[f"y{j}"]))
+
+    def stack(items, t):
+        arr = np.zeros(t.shape, dtype=np.float64 if float64 else t.dtype)
+        for step, v in items:
+            arr[step] = v
+        return arr
+    types = scan_result_types(body, T)
+    return tuple(carry) + tuple(stack(ys[j], types[nc + j]) for j in range(body.n_ys)) + \
+        tuple(stack(saved[i], types[nc + body.n_ys + i]) for i in range(nc))
+
+
+primitive("scan", "scan", -1, _scan_rule, _scan_ref, None,
+          lambda ts, a: {"body": a["body"], "length": int(a["length"]),
+                         "reverse": bool(a.get("reverse", False))})
+
+
+def _scan_result_rule(ts, a):
+    return TensorType(tuple(a["shape"]), a["dtype"])
+
+
+primitive("scan_result", "scan", 1, _scan_result_rule, lambda xs, a: xs[0][a["index"]], None,
+          lambda ts, a: {"index": int(a["index"]), "shape": tuple(a["shape"]), "dtype": a["dtype"]})

@@ -354,6 +354,10 @@ def _build_table() -> dict[str, list[Case]]:
 
 OP_CASES: dict[str, list[Case]] = _build_table()
 
+# Primitives whose operands are not plain arrays (a scan carries a body graph):
+# their reference, compiled and finite-difference checks live in the named file.
+TESTED_ELSEWHERE = {"scan": "tests/test_scan.py", "scan_result": "tests/test_scan.py"}
+
 
 def all_cases():
     """[(op name, index, case)] over the whole table."""

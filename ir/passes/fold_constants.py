@@ -15,7 +15,7 @@ def fold_constants(graph: Graph) -> Graph:
     g = graph.copy()
     for vid in g.order():
         n = g.nodes[vid]
-        if n.is_leaf or n.type.size > MAX_FOLDED_SIZE:
+        if n.is_leaf or n.type.size > MAX_FOLDED_SIZE or get_op(n.op).kind == "scan":
             continue
         if all(g.nodes[i].is_leaf and g.nodes[i].role == "constant" for i in n.inputs):
             value = get_op(n.op).reference([g.nodes[i].value for i in n.inputs], n.params)

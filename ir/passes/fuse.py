@@ -6,6 +6,8 @@ Kinds of kernel:
            in (prologue) and, when it reduces a suffix of the axes, the
            elementwise ops that consume its result fused after it (epilogue)
   matmul   one matrix product
+  scatter  one scatter_add
+  scan     a loop running the kernels of its body graph once per step
   view     a reshape: no code, its result aliases its operand's buffer
 
 Grouping is greedy in reverse topological order, in the spirit of XLA's
@@ -29,7 +31,7 @@ FUSIBLE = ("elementwise", "layout", "gather")
 @dataclass
 class Kernel:
     name: str
-    kind: str                        # loop | reduce | matmul | view
+    kind: str                        # loop | reduce | matmul | scatter | scan | view
     members: list[int]               # value ids computed here, topological order
     outputs: list[int]               # members stored to buffers
     inputs: list[int] = field(default_factory=list)   # materialized values read
@@ -82,9 +84,18 @@ def fuse(graph: Graph) -> FusedGraph:
     roots = set(g.roots())
     group_of: dict[int, _Group] = {}
     order = [v for v in g.order() if not g.nodes[v].is_leaf]
+    scan_groups: dict[int, _Group] = {}
     for v in reversed(order):
         node = g.nodes[v]
         kind = get_op(node.op).kind
+        if kind == "scan":
+            # A scan and the results read from it are one kernel (one loop).
+            s = node.inputs[0] if node.op == "scan_result" else v
+            if s not in scan_groups:
+                scan_groups[s] = _Group("scan", (), s)
+            scan_groups[s].members.add(v)
+            group_of[v] = scan_groups[s]
+            continue
         users = g.users(v)
         user_groups = {id(group_of[u]): group_of[u] for u in users if u in group_of}
         target = next(iter(user_groups.values())) if len(user_groups) == 1 else None

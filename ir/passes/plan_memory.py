@@ -24,8 +24,8 @@ ALIGN = 64
 
 @dataclass(frozen=True)
 class Location:
-    region: str          # state | work | const
-    offset: int          # bytes into the region (const: index of the constant)
+    region: str          # state | work | const | input
+    offset: int          # bytes into the region (const: index of the constant; input: leaf id)
 
 
 @dataclass
@@ -63,7 +63,11 @@ def _in_place_ok(fg: FusedGraph, kidx: dict, leaf: int, upd: int, producer: dict
 
 
 def plan_memory(fg: FusedGraph, state_offsets: dict[str, int],
-                scratch_bytes: Callable[[Kernel], int] = lambda k: 0) -> MemoryPlan:
+                scratch_bytes: Callable[[Kernel], int] = lambda k: 0,
+                pinned_inputs: bool = False) -> MemoryPlan:
+    """pinned_inputs: input leaves are not placed in the arena but bound by the
+    caller (Location('input', n) for the n-th input leaf): a scan body's inputs
+    are slices of buffers outside it."""
     g = fg.graph
     kidx = {k.name: n for n, k in enumerate(fg.kernels)}
     producer = fg.producer()
@@ -76,6 +80,8 @@ def plan_memory(fg: FusedGraph, state_offsets: dict[str, int],
         n = g.nodes[v]
         if n.role in ("param", "state"):
             loc[v] = Location("state", state_offsets[n.name])
+        elif pinned_inputs and n.role in ("input", "target"):
+            loc[v] = Location("input", v)
         elif n.role == "constant":
             loc[v] = Location("const", len(constants))
             constants.append(v)

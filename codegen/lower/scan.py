@@ -1,0 +1,124 @@
+"""scan: a loop in the step function around the kernels of the body graph.
+
+The body is compiled like an entry of its own (simplify, fuse, plan) with its
+carries as its state region and its inputs pinned: each step binds the
+loop-invariant operands and the current slices of the scanned sequences. The
+scan's scratch holds the carries and the body's arena:
+
+  [ carries | body arena ]
+
+Per step (t, or T-1-t for a reverse scan): the carries are saved to the
+step's slot of the saved-carries result (when something reads it), the body
+kernels run (threads split each one, barriers between them), the body's
+outputs are copied to their slots. Copies are made by thread 0 between
+barriers. The graph and the compile time do not grow with the sequence length.
+"""
+from __future__ import annotations
+
+import functools
+
+from ir.passes import simplify
+from ir.passes.fuse import fuse
+from ir.passes.plan_memory import plan_memory
+from ..irutil import I8, i64, loop
+
+ALIGN = 64
+
+
+def _pad(n):
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+@functools.lru_cache(maxsize=64)
+def scan_layout(body, nthreads: int):
+    """(fused body, plan, carry offsets by name, carry bytes) for a Body."""
+    from ..module import scratch_bytes
+    g = simplify(body.graph)
+    offsets, off = {}, 0
+    for i in range(body.n_carry):
+        offsets[f"c{i}"] = off
+        off += _pad(body.type_of(f"c{i}").nbytes)
+    fg = fuse(g)
+    plan = plan_memory(fg, offsets, lambda k: scratch_bytes(g, k, nthreads), pinned_inputs=True)
+    return fg, plan, offsets, off
+
+
+def scan_scratch_bytes(graph, kernel, nthreads: int) -> int:
+    body = graph.nodes[kernel.members[0]].params["body"]
+    _, plan, _, carry_bytes = scan_layout(body, nthreads)
+    return carry_bytes + _pad(plan.work_bytes)
+
+
+def emit_scan(ctx, b, e, k, address, work, tid, sync):
+    from ..module import Entry, emit_entry
+    g, plan = e.fused.graph, e.plan
+    scan = k.members[0]
+    node = g.nodes[scan]
+    body, T, reverse = node.params["body"], node.params["length"], node.params["reverse"]
+    nk, nc, ny = body.n_consts, body.n_carry, body.n_ys
+    fg, bplan, offsets, carry_bytes = scan_layout(body, ctx.nthreads)
+    base = b.gep(work, [i64(plan.scratch[k.name])], inbounds=True, source_etype=I8)
+    carries = base
+    body_work = b.gep(base, [i64(carry_bytes)], inbounds=True, source_etype=I8)
+    consts = node.inputs[:nk]
+    init = node.inputs[nk:nk + nc]
+    seqs = node.inputs[nk + nc:]
+    results = {g.nodes[r].params["index"]: r for r in k.members[1:]}
+
+    def carry_ptr(i):
+        return b.gep(carries, [i64(offsets[f"c{i}"])], inbounds=True, source_etype=I8)
+
+    def slot(buf, nbytes, t):
+        return b.gep(buf, [b.mul(t, i64(nbytes))], inbounds=True, source_etype=I8)
+
+    def load_init():
+        for i, v in enumerate(init):
+            ctx.memcpy(b, carry_ptr(i), address(plan.locations[v]), g.type(v).nbytes)
+    ctx.thread0(b, tid, load_init)
+    ctx.barrier(b, sync)
+    bg = fg.graph
+    body_entry = Entry(f"{e.name}.{k.name}", fg, bplan)
+
+    def step(b, i, _):
+        t = b.sub(i64(T - 1), i) if reverse else i
+        saved = [(n, results[nc + ny + n]) for n in range(nc) if nc + ny + n in results]
+        if saved:
+            def save():
+                for n, r in saved:
+                    nbytes = body.type_of(f"c{n}").nbytes
+                    ctx.memcpy(b, slot(address(plan.locations[r]), nbytes, t), carry_ptr(n), nbytes)
+            ctx.thread0(b, tid, save)
+        inputs = {}
+        for v in bg.leaves("input"):
+            name = bg.nodes[v].name
+            if name.startswith("k"):
+                inputs[v] = address(plan.locations[consts[int(name[1:])]])
+            else:
+                j = int(name[1:])
+                inputs[v] = slot(address(plan.locations[seqs[j]]), bg.type(v).nbytes, t)
+        emit_entry(ctx, b, body_entry, carries, body_work, tid, sync, inputs)
+        outs = [(j, results[nc + j]) for j in range(ny) if nc + j in results]
+        if outs:
+            def store():
+                for j, r in outs:
+                    y = bg.outputs[f"y{j}"]
+                    loc = bplan.locations[y]
+                    src = {"state": carries, "work": body_work}.get(loc.region)
+                    src = inputs[loc.offset] if loc.region == "input" else (
+                        b.gep(src, [i64(loc.offset)], inbounds=True, source_etype=I8)
+                        if src is not None else None)
+                    if src is None:
+                        raise NotImplementedError("a scan output that is a constant")
+                    nbytes = bg.type(y).nbytes
+                    ctx.memcpy(b, slot(address(plan.locations[r]), nbytes, t), src, nbytes)
+            ctx.thread0(b, tid, store)
+            ctx.barrier(b, sync)
+    loop(b, T, step, name="t")
+
+    finals = [(i, results[i]) for i in range(nc) if i in results]
+    if finals:
+        def store_final():
+            for i, r in finals:
+                ctx.memcpy(b, address(plan.locations[r]), carry_ptr(i), g.type(r).nbytes)
+        ctx.thread0(b, tid, store_final)
+        ctx.barrier(b, sync)
