@@ -6,6 +6,8 @@ their number), so a padded last batch counts only its real rows.
 """
 from __future__ import annotations
 
+import inspect
+
 from ir import builder as F
 
 EPSILON = 1e-7
@@ -77,17 +79,24 @@ def log_cosh(y_true, y_pred):
     return F.mean(x + softplus - 0.6931471805599453, axis=-1)
 
 
+def _hinge_labels(y_true):
+    """As Keras: 0/1 labels become -1/1, but only when every label is 0 or 1."""
+    binary = F.maximum(F.equal(y_true, 0.0), F.equal(y_true, 1.0))
+    all_binary = F.equal(F.sum(binary), float(y_true.type.size))
+    return F.select(all_binary, 2.0 * y_true - 1.0, y_true)
+
+
 def hinge(y_true, y_pred):
     y_true, y_pred = _align_ranks(_float(y_true), y_pred)
     _check_same_shape(y_true, y_pred)
-    y_true = F.select(F.equal(y_true, 0.0), -1.0, y_true)
+    y_true = _hinge_labels(y_true)
     return F.mean(F.relu(1.0 - y_true * y_pred), axis=-1)
 
 
 def squared_hinge(y_true, y_pred):
     y_true, y_pred = _align_ranks(_float(y_true), y_pred)
     _check_same_shape(y_true, y_pred)
-    y_true = F.select(F.equal(y_true, 0.0), -1.0, y_true)
+    y_true = _hinge_labels(y_true)
     return F.mean(F.square(F.relu(1.0 - y_true * y_pred)), axis=-1)
 
 
@@ -214,13 +223,33 @@ def _snake(name):
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
-def _loss_class(name, fn, **defaults):
-    def __init__(self, reduction="sum_over_batch_size", name=None, **kwargs):
-        unknown = set(kwargs) - set(defaults)
+def _loss_class(cls_name, fn, **defaults):
+    """A Loss class with Keras' signature: the loss's own options first (in
+    Keras' order), then reduction, name and dtype, positionally or by name."""
+    order = [*defaults, "reduction", "name", "dtype"]
+
+    def __init__(self, *args, **kwargs):
+        if len(args) > len(order):
+            raise TypeError(f"{cls_name} takes at most {len(order)} positional arguments")
+        for key, value in zip(order, args):
+            if key in kwargs:
+                raise TypeError(f"{cls_name} got multiple values for argument {key!r}")
+            kwargs[key] = value
+        unknown = set(kwargs) - set(order)
         if unknown:
-            raise TypeError(f"{type(self).__name__} got unexpected arguments {sorted(unknown)}")
-        Loss.__init__(self, reduction=reduction, name=name, **{**defaults, **kwargs})
-    return type(name, (Loss,), {"fn": staticmethod(fn), "__init__": __init__})
+            raise TypeError(f"{cls_name} got unexpected arguments {sorted(unknown)}")
+        kwargs.pop("dtype", None)
+        reduction = kwargs.pop("reduction", "sum_over_batch_size")
+        name = kwargs.pop("name", None)
+        Loss.__init__(self, reduction=reduction, name=name or _snake(cls_name), **{**defaults, **kwargs})
+    P = inspect.Parameter
+    __init__.__signature__ = inspect.Signature(
+        [P("self", P.POSITIONAL_OR_KEYWORD)]
+        + [P(k, P.POSITIONAL_OR_KEYWORD, default=v) for k, v in defaults.items()]
+        + [P("reduction", P.POSITIONAL_OR_KEYWORD, default="sum_over_batch_size"),
+           P("name", P.POSITIONAL_OR_KEYWORD, default=_snake(cls_name)),
+           P("dtype", P.POSITIONAL_OR_KEYWORD, default=None)])
+    return type(cls_name, (Loss,), {"fn": staticmethod(fn), "__init__": __init__})
 
 
 MeanSquaredError = _loss_class("MeanSquaredError", mean_squared_error)
@@ -241,7 +270,7 @@ CategoricalCrossentropy = _loss_class("CategoricalCrossentropy", categorical_cro
                                       from_logits=False, label_smoothing=0.0, axis=-1)
 SparseCategoricalCrossentropy = _loss_class("SparseCategoricalCrossentropy",
                                             sparse_categorical_crossentropy,
-                                            from_logits=False, ignore_class=None, axis=-1)
+                                            from_logits=False, ignore_class=None)
 
 _FUNCTIONS = {
     "mean_squared_error": mean_squared_error, "mse": mse, "MSE": mse,

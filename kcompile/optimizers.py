@@ -28,6 +28,14 @@ class Optimizer:
         self.decay = float(kwargs.pop("decay", 0.0) or 0.0)
         if kwargs:
             raise TypeError(f"{type(self).__name__} got unexpected arguments {sorted(kwargs)}")
+        # Accepted by Keras but not done here: refuse rather than silently differ.
+        if use_ema:
+            raise NotImplementedError("use_ema=True is not supported by kcompile optimizers")
+        if gradient_accumulation_steps not in (None, 1):
+            raise NotImplementedError("gradient_accumulation_steps is not supported by "
+                                      "kcompile optimizers")
+        if loss_scale_factor not in (None, 1, 1.0):
+            raise NotImplementedError("loss_scale_factor is not supported by kcompile optimizers")
         if sum(x is not None for x in (clipnorm, clipvalue, global_clipnorm)) > 1:
             raise ValueError("Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be set.")
         self.name = name or type(self).__name__.lower()

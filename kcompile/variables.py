@@ -55,6 +55,14 @@ class Variable:
     def __float__(self):
         return float(self._value)
 
+    def __int__(self):
+        return int(self._value)
+
+    def __index__(self):
+        if self._value.dtype.kind == "f" and self._value != np.round(self._value):
+            raise TypeError(f"variable {self.path!r} holds a non-integer value")
+        return int(self._value)
+
     def __array__(self, dtype=None, copy=None):
         return np.asarray(self._value, dtype=dtype)
 
