@@ -91,6 +91,7 @@ class Graph:
         self.nodes: dict[int, Node] = {}
         self.outputs: dict[str, int] = {}
         self.updates: dict[int, int] = {}
+        self.input_bounds: dict[str, int] = {}   # input name -> ids must lie in [0, bound)
         self._next = 0
         self.scope = ""
 
@@ -163,6 +164,7 @@ class Graph:
         g.nodes = dict(self.nodes)
         g.outputs = dict(self.outputs)
         g.updates = dict(self.updates)
+        g.input_bounds = dict(self.input_bounds)
         g._next = self._next
         return g
 

@@ -19,6 +19,9 @@ class Trace:
         self.graph = Graph()
         self._leaves: dict[int, Sym] = {}
         self.variables = []          # in first-use order
+        self.updates = {}            # Variable -> Sym: state a layer updates in training
+        self.masks: dict[int, Sym] = {}   # value id -> its Keras mask (batch, steps)
+        self.sample_mask = None      # (batch,) 1 for real samples, 0 for padding
 
     def is_trainable(self, var) -> bool:
         return var.trainable

@@ -155,10 +155,15 @@ class Trainer:
     def _trace_loss(self, batch_size, y_specs, training):
         trace = self._new_trace()
         with tracing(trace):
-            outs = self.forward(self._trace_inputs(trace, batch_size), training=training)
-            g = trace.graph
+            xs = self._trace_inputs(trace, batch_size)
             mask = trace.input("mask", (batch_size,))
+            trace.sample_mask = mask        # batch statistics skip the padding rows
             weight = trace.input("sample_weight", (batch_size,))
+            outs = self.forward(xs, training=training)
+            g = trace.graph
+            if training:                    # layer state updates (moving means, seeds)
+                for var, value in trace.updates.items():
+                    g.updates[trace.variable(var).id] = value.id
             count = F.sum(mask)
             denom = F.maximum(count, 1.0)
             n = len(outs)

@@ -38,6 +38,20 @@ def _debug() -> int:
     return int(os.environ.get("KC_DEBUG", "0") or 0)
 
 
+def check_input_bounds(g: Graph, feeds: dict) -> None:
+    """Reject ids outside [0, bound) before any step runs (they would index a table)."""
+    for name, bound in g.input_bounds.items():
+        arr = feeds.get(name)
+        if arr is None:
+            continue
+        arr = np.asarray(arr)
+        bad = (arr < 0) | (arr >= bound) | (arr != np.trunc(arr))
+        if bad.any():
+            pos = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(f"input {name!r}: id {arr[pos]!r} at position {pos} is out of "
+                             f"range: ids must be integers in [0, {bound})")
+
+
 def _io_leaves(g: Graph):
     return [v for v in g.leaves() if g.nodes[v].role in ("input", "target")]
 
@@ -52,6 +66,7 @@ class ReferenceExecutable:
 
     def run(self, entry: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         g = self.graphs[entry]
+        check_input_bounds(g, feeds)
         values = dict(feeds)
         for v in g.leaves():
             n = g.nodes[v]
@@ -156,6 +171,7 @@ class NativeExecutable:
         return view(self.work if region == "work" else self.state.buffer, where, t)
 
     def run(self, entry: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        check_input_bounds(self.graphs[entry], feeds)
         for name, dst in self._inputs[entry].items():
             np.copyto(dst, feeds[name], casting="unsafe")
         self._fns[entry]()

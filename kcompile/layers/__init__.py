@@ -1,5 +1,13 @@
 """Keras layers."""
 from .layer import Layer
 from .core import Dense, Activation, InputLayer, Input
+from .embedding import Embedding
+from .merging import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract, add, concatenate
+from .normalization import BatchNormalization
+from .recurrent import GRU, LSTM, SimpleRNN
+from .regularization import Dropout
+from .reshaping import Flatten, Reshape
 
-__all__ = ["Layer", "Dense", "Activation", "InputLayer", "Input"]
+__all__ = ["Layer", "Dense", "Activation", "InputLayer", "Input", "Embedding", "Add", "Average",
+           "Concatenate", "Maximum", "Minimum", "Multiply", "Subtract", "add", "concatenate",
+           "BatchNormalization", "GRU", "LSTM", "SimpleRNN", "Dropout", "Flatten", "Reshape"]

@@ -63,6 +63,11 @@ class Layer:
         self._weights.append(var)
         return var
 
+    def add_update(self, variable, value) -> None:
+        """While traced for training: `variable` takes `value` after the step."""
+        from ..tracing import current
+        current().updates[variable] = value
+
     @property
     def weights(self) -> list[Variable]:
         return list(self._weights)
