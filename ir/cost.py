@@ -20,3 +20,7 @@ def flops(graph: Graph) -> float:
         else:
             total += n.type.size
     return total
+
+
+def has_scan(graph: Graph) -> bool:
+    return any(n.op == "scan" for n in graph.nodes.values())

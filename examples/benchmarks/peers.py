@@ -33,8 +33,31 @@ def _kcompile_model(w, backend, nthreads):
     return model
 
 
+def _kcompile_rnn(w, backend, nthreads):
+    from kcompile import layers, models, optimizers
+    if w["model"] == "imdb":
+        model = models.Sequential([layers.Embedding(w["vocab"], w["embed"]), layers.LSTM(w["units"]),
+                                   layers.Dense(1, activation="sigmoid")])
+        model.build((None, w["steps"]))
+        loss = "binary_crossentropy"
+    else:
+        model = models.Sequential([layers.LSTM(w["units"], input_shape=(w["steps"], 1)),
+                                   layers.Dense(1)])
+        loss = "mse"
+    model.compile(optimizer=optimizers.Adam(1e-3), loss=loss, backend=backend, nthreads=nthreads)
+    return model
+
+
 def kcompile_peer(w, backend="native", nthreads=None):
     x, y = data(w)
+    if w["kind"] == "rnn":
+        model = _kcompile_rnn(w, backend, nthreads)
+        model.train_on_batch(x, y)
+        exe = next(iter(model._executables.values()))
+        n = len(x)
+        feeds = {"x0": x, "y0": y, "mask": np.ones(n, np.float32),
+                 "sample_weight": np.ones(n, np.float32)}
+        return lambda: exe.run("train_step", feeds)
     if w["kind"] == "sgemm":
         if backend != "native":
             raise Unavailable("sgemm is measured on the native backend only")
@@ -67,6 +90,8 @@ def kcompile_peer(w, backend="native", nthreads=None):
 # -------------------------------------------------------------------------------- numpy
 def numpy_peer(w):
     """A hand-written numpy MLP (forward, backward, optimizer), the plain baseline."""
+    if w["kind"] == "rnn":
+        raise Unavailable("no hand-written numpy LSTM")
     x, y = data(w)
     if w["kind"] == "sgemm":
         return lambda: x @ y
@@ -120,6 +145,8 @@ def torch_peer(w, threads=1, compiled=False):
     except ImportError:
         raise Unavailable("torch is not installed") from None
     torch.set_num_threads(threads)
+    if w["kind"] == "rnn":
+        return _torch_rnn(torch, w, compiled)
     x, y = (torch.from_numpy(a) for a in data(w))
     if w["kind"] == "sgemm":
         return lambda: x @ y
@@ -154,6 +181,32 @@ def torch_peer(w, threads=1, compiled=False):
     return torch.compile(step) if compiled else step
 
 
+def _torch_rnn(torch, w, compiled):
+    x, y = (torch.from_numpy(a) for a in data(w))
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = torch.nn.Embedding(w["vocab"], w["embed"]) if w["model"] == "imdb" else None
+            self.lstm = torch.nn.LSTM(w.get("embed", 1), w["units"], batch_first=True)
+            self.out = torch.nn.Linear(w["units"], 1)
+
+        def forward(self, x):
+            h = self.emb(x.long()) if self.emb is not None else x
+            _, (hT, _) = self.lstm(h)
+            return self.out(hT[-1])
+    net = Net()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3, eps=1e-7)
+    lossf = torch.nn.BCEWithLogitsLoss() if w["model"] == "imdb" else torch.nn.MSELoss()
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = lossf(net(x), y)
+        loss.backward()
+        opt.step()
+    return step
+
+
 # ---------------------------------------------------------------------------------- jax
 def jax_peer(w):
     try:
@@ -161,6 +214,8 @@ def jax_peer(w):
         import jax.numpy as jnp
     except ImportError:
         raise Unavailable("jax is not installed") from None
+    if w["kind"] == "rnn":
+        raise Unavailable("no JAX LSTM peer written yet")
     x, y = (jnp.asarray(a) for a in data(w))
     if w["kind"] == "sgemm":
         mm = jax.jit(lambda a, b: a @ b)
@@ -220,6 +275,17 @@ def keras_peer(w):
     if w["kind"] == "sgemm":
         raise Unavailable("sgemm is not a Keras workload")
     x, y = data(w)
+    if w["kind"] == "rnn":
+        if w["model"] == "imdb":
+            model = keras.Sequential([keras.Input((w["steps"],)), keras.layers.Embedding(w["vocab"], w["embed"]),
+                                      keras.layers.LSTM(w["units"]), keras.layers.Dense(1, activation="sigmoid")])
+            model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy")
+        else:
+            model = keras.Sequential([keras.Input((w["steps"], 1)), keras.layers.LSTM(w["units"]),
+                                      keras.layers.Dense(1)])
+            model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+        model.train_on_batch(x, y)
+        return lambda: model.train_on_batch(x, y)
     model = keras.Sequential([keras.Input((w["layers"][0][0],))] + [
         keras.layers.Dense(b, activation=act) for _, b, act in w["layers"]])
     opt = keras.optimizers.Adam(1e-3) if w.get("optimizer") == "adam" else keras.optimizers.RMSprop()

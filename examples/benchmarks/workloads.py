@@ -10,6 +10,10 @@ WORKLOADS = {
                 batch=1, title="mlp-predict latency, batch 1"),
     "W2b": dict(kind="predict", layers=[(784, 512, "relu"), (512, 256, "relu"), (256, 10, "softmax")],
                 batch=1024, title="mlp-predict throughput, batch 1024"),
+    "W3": dict(kind="rnn", model="imdb", batch=64, steps=200, vocab=5000, embed=64, units=100,
+               optimizer="adam", title="imdb-lstm-train: Embedding(5000,64)-LSTM(100)-Dense(1), Adam, batch 64, 200 steps"),
+    "W4": dict(kind="rnn", model="ts", batch=32, steps=30, units=64, optimizer="adam",
+               title="ts-lstm-train: LSTM(64) on (30, 1)-Dense(1), mse, Adam, batch 32"),
     "W5": dict(kind="train", layers=[(784, 32, "relu"), (32, 10, "softmax")], optimizer="rmsprop",
                batch=32, title="tiny-mlp-train: 784-32-10, RMSprop, batch 32"),
     "W6a": dict(kind="sgemm", m=128, k=784, n=512, title="sgemm (128x784)@(784x512)"),
@@ -19,6 +23,12 @@ WORKLOADS = {
 
 def data(w, seed=0):
     rng = np.random.default_rng(seed)
+    if w["kind"] == "rnn":
+        if w["model"] == "imdb":
+            x = rng.integers(1, w["vocab"], (w["batch"], w["steps"])).astype(np.int32)
+            return x, rng.integers(0, 2, (w["batch"], 1)).astype(np.float32)
+        x = rng.standard_normal((w["batch"], w["steps"], 1), dtype=np.float32)
+        return x, rng.standard_normal((w["batch"], 1), dtype=np.float32)
     if w["kind"] == "sgemm":
         return (rng.standard_normal((w["m"], w["k"]), dtype=np.float32),
                 rng.standard_normal((w["k"], w["n"]), dtype=np.float32))
@@ -40,6 +50,10 @@ def weights(w, seed=1):
 
 
 def flops(w):
+    if w["kind"] == "rnn":
+        d_in = w.get("embed", 1)
+        per_step = 2.0 * w["batch"] * (d_in + w["units"]) * 4 * w["units"]
+        return 3 * per_step * w["steps"]
     if w["kind"] == "sgemm":
         return 2.0 * w["m"] * w["k"] * w["n"]
     fwd = sum(2.0 * w["batch"] * a * b for a, b, _ in w["layers"])
