@@ -122,10 +122,13 @@ _binary("pow", np.power, lambda F, xs, out, g, a: [
     g * xs[1] * F.pow(xs[0], xs[1] - 1.0), g * out * F.log(xs[0])], float_only=True)
 # Ties send the gradient to the second operand, so relu = maximum(x, 0) has
 # zero gradient at x == 0 as Keras' relu does.
+# The masks are written with the output (out > y iff x > y), so the backward pass of
+# relu(z) = maximum(z, 0) reads the activation it keeps anyway, not z: z then
+# fuses into the forward kernel instead of being stored.
 _binary("maximum", np.maximum, lambda F, xs, out, g, a: [
-    F.select(F.greater(xs[0], xs[1]), g, 0.0), F.select(F.greater(xs[0], xs[1]), 0.0, g)])
+    F.select(F.greater(out, xs[1]), g, 0.0), F.select(F.greater(out, xs[1]), 0.0, g)])
 _binary("minimum", np.minimum, lambda F, xs, out, g, a: [
-    F.select(F.less(xs[0], xs[1]), g, 0.0), F.select(F.less(xs[0], xs[1]), 0.0, g)])
+    F.select(F.less(out, xs[1]), g, 0.0), F.select(F.less(out, xs[1]), 0.0, g)])
 
 _no_grad = lambda F, xs, out, g, a: [None] * len(xs)  # noqa: E731
 for _name, _ref in [("greater", np.greater), ("greater_equal", np.greater_equal),
