@@ -31,9 +31,11 @@ class Optimizer:
         # Accepted by Keras but not done here: refuse rather than silently differ.
         if use_ema:
             raise NotImplementedError("use_ema=True is not supported by kcompile optimizers")
-        if gradient_accumulation_steps not in (None, 1):
-            raise NotImplementedError("gradient_accumulation_steps is not supported by "
-                                      "kcompile optimizers")
+        if gradient_accumulation_steps is not None and (
+                not isinstance(gradient_accumulation_steps, int) or gradient_accumulation_steps < 1):
+            raise ValueError(f"`gradient_accumulation_steps` must be an integer >= 1. Received: "
+                             f"gradient_accumulation_steps={gradient_accumulation_steps}")
+        self.gradient_accumulation_steps = gradient_accumulation_steps
         if loss_scale_factor not in (None, 1, 1.0):
             raise NotImplementedError("loss_scale_factor is not supported by kcompile optimizers")
         if sum(x is not None for x in (clipnorm, clipvalue, global_clipnorm)) > 1:
@@ -41,7 +43,7 @@ class Optimizer:
         self.name = name or type(self).__name__.lower()
         self.weight_decay = weight_decay
         self.clipnorm, self.clipvalue, self.global_clipnorm = clipnorm, clipvalue, global_clipnorm
-        self._iterations = Variable(np.zeros((), np.float32), "iterations", trainable=False,
+        self._iterations = Variable(np.zeros((), np.int32), "iterations", trainable=False,
                                     path=f"{self.name}/iterations")
         self._learning_rate = Variable(np.array(float(learning_rate), np.float32), "learning_rate",
                                        trainable=False, path=f"{self.name}/learning_rate")
@@ -68,10 +70,14 @@ class Optimizer:
                 self._slots[var.path] = {
                     s: Variable(self._slot_init(s, var), s, trainable=False,
                                 path=f"{self.name}/{var.path}/{s}")
-                    for s in self.slot_names_for(var)}
+                    for s in self._all_slot_names(var)}
 
     def slot_names_for(self, var):
         return self.slot_names
+
+    def _all_slot_names(self, var):
+        extra = ("_accumulated_gradient",) if (self.gradient_accumulation_steps or 1) > 1 else ()
+        return tuple(self.slot_names_for(var)) + extra
 
     def _slot_init(self, slot, var):
         return np.zeros(var.shape, np.float32)
@@ -88,21 +94,41 @@ class Optimizer:
     def emit_updates(self, trace: Trace, pairs) -> dict:
         """pairs: (Variable, param Sym, gradient Sym). Returns {Variable: new value Sym}."""
         self.build([v for v, _, _ in pairs])
-        it = trace.variable(self._iterations)
+        it_int = trace.variable(self._iterations)     # int32: exact step counts
+        it = F.cast(it_int, "float32")
         lr = trace.variable(self._learning_rate)
         if self.decay:
             lr = lr / (1.0 + self.decay * it)     # Keras 2 inverse-time decay
-        grads = self._clip([gr for _, _, gr in pairs])
+        grads = [gr for _, _, gr in pairs]
+        steps = self.gradient_accumulation_steps or 1
+        if steps > 1:
+            # As Keras: accumulate, and every `steps`-th call update with the mean.
+            accs = [trace.variable(self._slots[var.path]["_accumulated_gradient"])
+                    for var, _, _ in pairs]
+            nxt = it_int + 1
+            quot = F.cast(F.cast(nxt, "float32") * (1.0 / steps) + 1e-3, "int32")
+            is_update = F.equal(nxt - quot * steps, F.lift(it_int.g, 0, "int32"))
+            grads = [(g + a) * (1.0 / steps) for g, a in zip(grads, accs)]
+        grads = self._clip(grads)
         updates = {}
-        for (var, p, _), gr in zip(pairs, grads):
-            slots = {s: trace.variable(v) for s, v in self._slots[var.path].items()}
-            if self.weight_decay:
-                p = p - p * (self.weight_decay * lr)
+        for (var, p0, _), gr in zip(pairs, grads):
+            slots = {s: trace.variable(v) for s, v in self._slots[var.path].items()
+                     if not s.startswith("_")}
+            p = p0 - p0 * (self.weight_decay * lr) if self.weight_decay else p0
             new_p, new_slots = self.update_step(gr, p, lr, it, slots)
             updates[var] = new_p
             for s, val in new_slots.items():
                 updates[self._slots[var.path][s]] = val
-        updates[self._iterations] = it + 1.0
+        if steps > 1:
+            for var, _, _ in pairs:      # between update steps, nothing but the sum moves
+                for v in [var, *(self._slots[var.path][s] for s in self._slots[var.path]
+                                 if not s.startswith("_"))]:
+                    if v in updates:
+                        updates[v] = F.select(is_update, updates[v], trace.variable(v))
+            for (var, _, raw), acc in zip(pairs, accs):
+                slot = self._slots[var.path]["_accumulated_gradient"]
+                updates[slot] = F.select(is_update, 0.0, acc + raw)
+        updates[self._iterations] = it_int + 1
         return updates
 
     def _clip(self, grads):
@@ -245,6 +271,8 @@ class Adagrad(Optimizer):
     slot_names = ("accumulator",)
 
     def _slot_init(self, slot, var):
+        if slot != "accumulator":
+            return super()._slot_init(slot, var)
         return np.full(var.shape, self.initial_accumulator_value, np.float32)
 
     def update_step(self, g, p, lr, it, slots):

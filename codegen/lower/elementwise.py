@@ -1,14 +1,14 @@
-"""Scalar lowering of each elementwise primitive, in float32 lanes.
+"""Scalar lowering of each elementwise primitive.
 
-Every fused value is computed as a float inside a kernel: int32 buffers are
-converted on load and store (exact below 2**24), comparisons give 1.0/0.0.
-The loop vectorizer widens these scalar rules to ymm code.
+float32 values are computed in float lanes, int32 values (labels, ids, step
+counters) in integer lanes, exactly; comparisons give 1.0/0.0 floats. The
+loop vectorizer widens these scalar rules to vector code.
 """
 from __future__ import annotations
 
 from llvmlite import ir
 
-from ..irutil import F32, FLAGS, f32
+from ..irutil import F32, FLAGS, I32, f32
 
 
 class Intrinsics:
@@ -29,8 +29,29 @@ class Intrinsics:
         return b.call(self.get(name, len(args)), list(args))
 
 
+def is_int(x) -> bool:
+    return isinstance(x.type, ir.IntType)
+
+
 def _cmp(pred):
-    return lambda b, fn, xs, a: b.uitofp(b.fcmp_ordered(pred, xs[0], xs[1]), F32)
+    def lower(b, fn, xs, a):
+        if is_int(xs[0]):
+            return b.uitofp(b.icmp_signed(pred, xs[0], xs[1]), F32)
+        return b.uitofp(b.fcmp_ordered(pred, xs[0], xs[1]), F32)
+    return lower
+
+
+def _not_equal(b, fn, xs, a):
+    if is_int(xs[0]):
+        return b.uitofp(b.icmp_signed("!=", xs[0], xs[1]), F32)
+    return b.uitofp(b.fcmp_unordered("!=", xs[0], xs[1]), F32)
+
+
+def _select(b, fn, xs, a):
+    c = xs[0]
+    cond = b.icmp_signed("!=", c, ir.Constant(c.type, 0)) if is_int(c) else \
+        b.fcmp_unordered("!=", c, f32(0))
+    return b.select(cond, xs[1], xs[2])
 
 
 def _sign(b, fn, xs, a):
@@ -40,8 +61,32 @@ def _sign(b, fn, xs, a):
 
 
 def _cast(b, fn, xs, a):
-    # Values are float lanes; a cast to int32 truncates toward zero like C.
-    return fn.call(b, "llvm.trunc.f32", xs[0]) if a["dtype"] == "int32" else xs[0]
+    x = xs[0]
+    if a["dtype"] == "int32":
+        return x if is_int(x) else b.fptosi(x, I32)     # truncates toward zero, like C
+    return b.sitofp(x, F32) if is_int(x) else x
+
+
+def _int_max(b, fn, xs, a):
+    return b.select(b.icmp_signed(">", xs[0], xs[1]), xs[0], xs[1])
+
+
+def _int_min(b, fn, xs, a):
+    return b.select(b.icmp_signed("<", xs[0], xs[1]), xs[0], xs[1])
+
+
+# Integer lanes for the ops an int32 value may come from (type rules keep
+# div, pow and the transcendental functions float-only).
+INT_SCALAR = {
+    "neg": lambda b, fn, xs, a: b.neg(xs[0]),
+    "abs": lambda b, fn, xs, a: b.select(b.icmp_signed("<", xs[0], ir.Constant(I32, 0)),
+                                         b.neg(xs[0]), xs[0]),
+    "add": lambda b, fn, xs, a: b.add(xs[0], xs[1]),
+    "sub": lambda b, fn, xs, a: b.sub(xs[0], xs[1]),
+    "mul": lambda b, fn, xs, a: b.mul(xs[0], xs[1]),
+    "maximum": _int_max,
+    "minimum": _int_min,
+}
 
 
 SCALAR = {
@@ -66,7 +111,7 @@ SCALAR = {
     "less": _cmp("<"),
     "less_equal": _cmp("<="),
     "equal": _cmp("=="),
-    "not_equal": lambda b, fn, xs, a: b.uitofp(b.fcmp_unordered("!=", xs[0], xs[1]), F32),
-    "select": lambda b, fn, xs, a: b.select(b.fcmp_unordered("!=", xs[0], f32(0)), xs[1], xs[2]),
+    "not_equal": _not_equal,
+    "select": _select,
     "cast": _cast,
 }

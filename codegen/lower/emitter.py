@@ -11,7 +11,7 @@ from llvmlite import ir
 
 from ir.graph import Graph
 from ..irutil import F32, I32, I64, f32, i64, linear_index
-from .elementwise import SCALAR, Intrinsics
+from .elementwise import INT_SCALAR, SCALAR, Intrinsics, is_int
 
 
 def _idx_key(idx):
@@ -64,10 +64,13 @@ class Emitter:
             xs = [self.value(i, self.operand_index(node, v, i, idx)) for i in node.inputs]
             if node.op in ("broadcast_to", "transpose", "reshape", "slice"):
                 out = xs[0]
+            elif node.type.dtype == "int32" and node.op in INT_SCALAR:
+                out = INT_SCALAR[node.op](self.b, self.fn, xs, node.params)
             else:
                 out = SCALAR[node.op](self.b, self.fn, xs, node.params)
         elif node.is_leaf and node.role == "constant" and node.type.size == 1:
-            out = f32(node.value.reshape(()).item())
+            value = node.value.reshape(()).item()
+            out = ir.Constant(I32, int(value)) if node.type.dtype == "int32" else f32(value)
         else:
             out = self.load(v, idx)
         self.memo[key] = out
@@ -86,12 +89,13 @@ class Emitter:
 
     def load(self, v: int, idx: tuple) -> ir.Value:
         ptr, dt = self.pointer(v, idx)
-        x = self.b.load(ptr, typ=dt)
-        return self.b.sitofp(x, F32) if dt is I32 else x
+        return self.b.load(ptr, typ=dt)       # int32 values stay in integer lanes
 
     def store(self, v: int, idx: tuple, x: ir.Value) -> None:
         ptr, dt = self.pointer(v, idx)
-        self.b.store(self.b.fptosi(x, I32) if dt is I32 else x, ptr)
+        if dt is I32 and not is_int(x):
+            x = self.b.fptosi(x, I32)
+        self.b.store(x, ptr)
 
 
 def _pad(em, node, v, idx):
@@ -117,7 +121,8 @@ def _gather(em, node, v, idx):
     table, indices = node.inputs
     irank = em.g.type(indices).rank
     row = em.value(indices, tuple(idx[:irank]))
-    row = em.clamp(b.fptosi(row, I64), em.g.type(table).shape[0])
+    row = em.clamp(b.sext(row, I64) if is_int(row) else b.fptosi(row, I64),
+                   em.g.type(table).shape[0])
     return em.value(table, (row, *idx[irank:]))
 
 
@@ -126,7 +131,8 @@ def _random(em, node, v, idx):
     b = em.b
     i32 = lambda x: ir.Constant(I32, x & 0xFFFFFFFF)  # noqa: E731
     lin = b.trunc(linear_index(b, idx, em.shape_of(v)), I32)
-    key = b.fptoui(em.value(node.inputs[0], ()), I32)
+    key = em.value(node.inputs[0], ())
+    key = key if is_int(key) else b.fptoui(key, I32)
     h = b.add(b.add(b.mul(lin, i32(0x9E3779B1)), b.mul(key, i32(0x85EBCA77))),
               i32((node.params["salt"] * 0xC2B2AE3D) & 0xFFFFFFFF))
     h = b.xor(h, b.lshr(h, i32(16)))

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import math
 
+from llvmlite import ir
+
 from ir.passes.fuse import Kernel, is_suffix_reduction
-from ..irutil import F32, REDUCE_FLAGS, f32, i64, loop, loop_nest
+from ..irutil import F32, I32, REDUCE_FLAGS, f32, i64, loop, loop_nest
 from .emitter import Emitter
 
 _IDENTITY = {"reduce_sum": 0.0, "reduce_mean": 0.0, "reduce_max": float("-inf")}
@@ -63,13 +65,15 @@ def _lower_suffix(b, graph, kernel, em, node, src, rin, in_outputs, out_outputs,
                 em.store(o, idx, em.value(o, idx))
             if node.op == "argmax":
                 best, pos = carried
+                if isinstance(x.type, ir.IntType):
+                    x = b.sitofp(x, F32)
                 better = b.fcmp_ordered(">", x, best)
                 return [b.select(better, x, best), b.select(better, b.sitofp(ridx[-1], F32), pos)]
             return [_combine(b, fn, node.op, carried[0], x)]
 
         init = [f32(float("-inf")), f32(0.0)] if node.op == "argmax" else [f32(_IDENTITY[node.op])]
         acc = inner(0, [], init)
-        result = acc[1] if node.op == "argmax" else acc[0]
+        result = b.fptosi(acc[1], I32) if node.op == "argmax" else acc[0]
         if node.op == "reduce_mean":
             result = b.fmul(result, f32(1.0 / count))
         em.reset()
