@@ -7,12 +7,12 @@
     model.compile(optimizer="rmsprop", loss="categorical_crossentropy", metrics=["accuracy"])
     model.fit(x, y, epochs=10, batch_size=32)
 """
-from . import activations, callbacks, constraints, initializers, layers, losses, metrics
-from . import models, optimizers, regularizers, utils
+from . import activations, callbacks, constraints, data, datasets, initializers, layers, losses
+from . import metrics, models, optimizers, preprocessing, regularizers, saving, utils
 from .layers import Input
 from .models import Model, Sequential
 
 __version__ = "0.1.0"
-__all__ = ["activations", "callbacks", "constraints", "initializers", "layers", "losses",
-           "metrics", "models", "optimizers", "regularizers", "utils", "Input", "Model",
-           "Sequential"]
+__all__ = ["activations", "callbacks", "constraints", "data", "datasets", "initializers", "layers",
+           "losses", "metrics", "models", "optimizers", "preprocessing", "regularizers", "saving",
+           "utils", "Input", "Model", "Sequential"]

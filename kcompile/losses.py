@@ -199,6 +199,15 @@ class Loss:
     def per_sample(self, y_true, y_pred):
         return type(self).fn(y_true, y_pred, **self.kwargs)
 
+    def valid_samples(self, y_true, y_pred):
+        """1/0 per sample entry when some labels are ignored (ignore_class), else None."""
+        ignore = self.kwargs.get("ignore_class")
+        if ignore is None:
+            return None
+        if y_true.ndim == y_pred.ndim and y_true.shape[-1] == 1:
+            y_true = F.squeeze(y_true, -1)
+        return F.not_equal(F.cast(y_true, "float32"), float(ignore))
+
     def __call__(self, y_true, y_pred, sample_weight=None):
         values = self.per_sample(y_true, y_pred)
         if sample_weight is not None:
@@ -223,10 +232,12 @@ def _snake(name):
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
-def _loss_class(cls_name, fn, **defaults):
+def _loss_class(cls_name, fn, _after_reduction=(), **defaults):
     """A Loss class with Keras' signature: the loss's own options first (in
-    Keras' order), then reduction, name and dtype, positionally or by name."""
-    order = [*defaults, "reduction", "name", "dtype"]
+    Keras' order), then reduction, (options Keras lists after it), name and dtype,
+    positionally or by name."""
+    before = [k for k in defaults if k not in _after_reduction]
+    order = [*before, "reduction", *_after_reduction, "name", "dtype"]
 
     def __init__(self, *args, **kwargs):
         if len(args) > len(order):
@@ -243,12 +254,11 @@ def _loss_class(cls_name, fn, **defaults):
         name = kwargs.pop("name", None)
         Loss.__init__(self, reduction=reduction, name=name or _snake(cls_name), **{**defaults, **kwargs})
     P = inspect.Parameter
+    default_of = {**defaults, "reduction": "sum_over_batch_size", "name": _snake(cls_name),
+                  "dtype": None}
     __init__.__signature__ = inspect.Signature(
         [P("self", P.POSITIONAL_OR_KEYWORD)]
-        + [P(k, P.POSITIONAL_OR_KEYWORD, default=v) for k, v in defaults.items()]
-        + [P("reduction", P.POSITIONAL_OR_KEYWORD, default="sum_over_batch_size"),
-           P("name", P.POSITIONAL_OR_KEYWORD, default=_snake(cls_name)),
-           P("dtype", P.POSITIONAL_OR_KEYWORD, default=None)])
+        + [P(k, P.POSITIONAL_OR_KEYWORD, default=default_of[k]) for k in order])
     return type(cls_name, (Loss,), {"fn": staticmethod(fn), "__init__": __init__})
 
 
@@ -270,7 +280,8 @@ CategoricalCrossentropy = _loss_class("CategoricalCrossentropy", categorical_cro
                                       from_logits=False, label_smoothing=0.0, axis=-1)
 SparseCategoricalCrossentropy = _loss_class("SparseCategoricalCrossentropy",
                                             sparse_categorical_crossentropy,
-                                            from_logits=False, ignore_class=None)
+                                            _after_reduction=("axis",),
+                                            from_logits=False, ignore_class=None, axis=-1)
 
 _FUNCTIONS = {
     "mean_squared_error": mean_squared_error, "mse": mse, "MSE": mse,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import functional
+from . import functional, saving  # noqa: F401  (kcompile.saving, used by the methods below)
 from .functional import KerasTensor
 from .layers.core import InputLayer
 from .layers.layer import Layer, unique_name
@@ -103,6 +103,50 @@ class Model(Trainer, Layer):
                 return layer
         raise ValueError(f"No such layer: {name}. Existing layers are: "
                          f"{[l.name for l in self.layers]}")
+
+    def call(self, inputs, training=None):
+        """The model used as a layer of another model (nested models)."""
+        xs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        outs = self.forward(xs, training=training)
+        return outs[0] if len(outs) == 1 else outs
+
+    # -- saving (kcompile/saving) --------------------------------------------------------
+    def save(self, filepath, overwrite=True, include_optimizer=True, **kwargs):
+        """Architecture, weights, compile settings and optimizer state: `.keras` or `.h5`."""
+        from .saving import save_model
+        save_model(self, filepath, overwrite=overwrite, include_optimizer=include_optimizer,
+                   **kwargs)
+
+    def save_weights(self, filepath, overwrite=True):
+        """`.weights.h5` (Keras 3 layout) or `.h5` (legacy layout)."""
+        from .saving import save_weights
+        save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath, skip_mismatch=False, by_name=False, **kwargs):
+        from .saving import load_weights
+        if kwargs:
+            raise TypeError(f"load_weights() got unexpected arguments {sorted(kwargs)}")
+        load_weights(self, filepath, skip_mismatch=skip_mismatch, by_name=by_name)
+
+    def get_config(self):
+        if self._outputs is None:
+            raise NotImplementedError(f"Model {type(self).__name__} is not a functional model: "
+                                      f"override get_config() to make it serializable")
+        from .saving.model_config import functional_config
+        return functional_config(self)
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        from .saving.model_config import functional_from_config
+        from .saving.serialization import custom_object_scope
+        with custom_object_scope(custom_objects):
+            return functional_from_config(cls, config, custom_objects)
+
+    def to_json(self, **kwargs):
+        """The model's {"class_name", "config"} as a JSON string."""
+        from .saving.api import to_json
+        from .saving.model_config import model_to_config
+        return to_json(model_to_config(self))
 
     # -- summary ---------------------------------------------------------------------
     def summary(self, line_length=None, positions=None, print_fn=None, **kwargs):
@@ -216,5 +260,33 @@ class Sequential(Model):
         return [(l, l.output_shape, l.count_params()) for l in self._layers]
 
     def get_config(self):
-        return {"name": self.name, "layers": [
-            {"class_name": type(l).__name__, "config": l.get_config()} for l in self._layers]}
+        """Keras 3's Sequential config: name, layers (an InputLayer entry first when the
+        input shape is known) and build_input_shape."""
+        from .saving.model_config import sequential_config
+        return sequential_config(self)
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        from .saving.model_config import sequential_from_config
+        from .saving.serialization import custom_object_scope
+        with custom_object_scope(custom_objects):
+            return sequential_from_config(cls, config, custom_objects)
+
+
+def save_model(model, filepath, overwrite=True, include_optimizer=True, **kwargs):
+    """keras.models.save_model: `model.save(filepath)`."""
+    from .saving import save_model as _save
+    _save(model, filepath, overwrite=overwrite, include_optimizer=include_optimizer, **kwargs)
+
+
+def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
+    """A model saved by `model.save` (or by Keras 2/3 in `.h5` or `.keras` format)."""
+    from .saving import load_model as _load
+    return _load(filepath, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)
+
+
+def model_from_json(json_string, custom_objects=None):
+    """A model (uncompiled, freshly initialized) from `model.to_json()`."""
+    import json
+    from .saving.model_config import model_from_config
+    return model_from_config(json.loads(json_string), custom_objects)

@@ -22,6 +22,7 @@ class Trace:
         self.updates = {}            # Variable -> Sym: state a layer updates in training
         self.masks: dict[int, Sym] = {}   # value id -> its Keras mask (batch, steps)
         self.sample_mask = None      # (batch,) 1 for real samples, 0 for padding
+        self.losses = []             # extra loss terms (activity regularizers)
 
     def is_trainable(self, var) -> bool:
         return var.trainable

@@ -9,10 +9,18 @@ is: copy in, one native call, read back loss and metric sums.
 A batch shorter than the compiled batch size (the last one of an epoch) is
 padded; a 0/1 mask input keeps the padding out of the loss, its gradient and
 the metrics, so the numbers are those of the real samples (as in Keras).
+
+The loops follow Keras 3's: data becomes a source of batches (kcompile/data.py:
+arrays, or a stream from a Dataset, generator or iterable, whose first batch sets
+the compiled size), an EpochIterator applies `steps_per_epoch`/`steps`, and a
+CallbackList (the user's callbacks, then History and the ProgbarLogger that draws
+the progress bar) gets every hook; validation inside fit runs the test loop with
+the same callbacks. Batch hooks that no callback overrides cost nothing.
 """
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
 
@@ -24,9 +32,10 @@ from runtime.threads import default_threads
 from runtime.state import State
 from ir.graph import TensorType
 from . import losses as losses_mod, metrics as metrics_mod, optimizers as optimizers_mod
-from .callbacks import CallbackList, History
-from .data import adapt_inputs, adapt_targets, batches, check_cardinality
-from .progbar import Progbar
+from .callbacks import CallbackList, pythonify_logs
+from .data import (ArraySource, EpochIterator, adapt_inputs, adapt_targets, check_batch_size,
+                   check_cardinality, feeds, is_batch_stream, make_source, sample_weights,
+                   split_arrays, unpack_x_y_sample_weight, y_specs)
 from .tracing import Trace, tracing
 
 
@@ -56,6 +65,7 @@ class Trainer:
         self._loss_spec = loss
         self._loss_weights = loss_weights
         self._metric_spec = metrics
+        self._weighted_metric_spec = weighted_metrics
         self._backend = backend
         if nthreads is not None and (isinstance(nthreads, bool) or not isinstance(nthreads, int)
                                      or nthreads < 1):
@@ -172,6 +182,8 @@ class Trainer:
             weights = self._per_output(self._loss_weights, n, "loss_weights") \
                 if self._loss_weights is not None else [1.0] * n
             metric_specs = self._per_output(self._metric_spec or [], n, "metrics")
+            weighted_specs = self._per_output(getattr(self, "_weighted_metric_spec", None) or [], n,
+                                              "metrics")
             total = None
             kinds = {"loss": ("mean", "loss")}
             for i, (y_pred, loss) in enumerate(zip(outs, loss_objs)):
@@ -180,7 +192,13 @@ class Trainer:
                 prefix = f"{self.output_names[i]}_" if n > 1 else ""
                 if loss is not None:
                     values = _per_sample(loss.per_sample(y_true, y_pred))
-                    batch_loss = F.sum(values * weight * mask) / denom
+                    valid = loss.valid_samples(y_true, y_pred) if hasattr(loss, "valid_samples") \
+                        else None
+                    if valid is None:
+                        batch_loss = F.sum(values * weight * mask) / denom
+                    else:   # as Keras: ignored samples count neither in the sum nor the mean
+                        valid = _per_sample(valid) * mask
+                        batch_loss = F.sum(values * weight * valid) / F.maximum(F.sum(valid), 1.0)
                     if n > 1:
                         g.outputs[f"loss/{prefix}loss"] = batch_loss.id
                         kinds[f"{prefix}loss"] = ("mean", f"loss/{prefix}loss")
@@ -191,9 +209,20 @@ class Trainer:
                     name = prefix + m.name
                     g.outputs[f"metric/{name}"] = F.sum(m.values(y_true, y_pred) * mask).id
                     kinds[name] = ("sum", f"metric/{name}")
+                for spec in _as_list(weighted_specs[i]):
+                    # Keras' weighted_metrics: means weighted by sample_weight.
+                    m = metrics_mod.get(spec, (None, *shape), y_pred.shape)
+                    name = prefix + m.name
+                    if name in kinds:
+                        name = prefix + "weighted_" + m.name
+                    w = weight * mask
+                    g.outputs[f"metric/{name}"] = F.sum(m.values(y_true, y_pred) * w).id
+                    g.outputs[f"weight/{name}"] = F.sum(w).id
+                    kinds[name] = ("ratio", f"metric/{name}", f"weight/{name}")
             if total is None:
                 raise ValueError("No loss to train on: every output's loss is None")
             reg = [w.regularizer(w) for w in self.trainable_weights if w.regularizer is not None]
+            reg += trace.losses          # activity regularizers
             for r in reg:
                 total = total + r
             g.outputs["loss"] = total.id
@@ -234,102 +263,165 @@ class Trainer:
             sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
             validation_batch_size=None, validation_freq=1):
         self._require_compiled("fit")
-        batch_size = _check_batch_size(batch_size)
-        xs = adapt_inputs(x, self, "fit")
-        ys = adapt_targets(y, self, "fit")
-        sw = _sample_weights(sample_weight, ys, class_weight)
-        check_cardinality(xs, ys, sw)
-        if validation_data is None and validation_split:
-            if not 0 < validation_split < 1:
-                raise ValueError(f"`validation_split` must be in [0, 1), received {validation_split}")
-            n = len(xs[0])
-            split = int(n * (1.0 - validation_split))
-            validation_data = ([a[split:] for a in xs], [a[split:] for a in ys],
-                               sw[split:] if sw is not None else None)
-            xs, ys = [a[:split] for a in xs], [a[:split] for a in ys]
-            sw = sw[:split] if sw is not None else None
-            val = validation_data
-        elif validation_data is not None:
-            val = _unpack_validation(validation_data, self)
+        verbose = _check_verbose(verbose)
+        batch_size = check_batch_size(batch_size)
+        val = None
+        if validation_split and validation_data is None:
+            if is_batch_stream(x):
+                raise ValueError("Argument `validation_split` is only supported for tensors or "
+                                 "NumPy arrays. Found incompatible type in the input: "
+                                 f"{type(x)}")
+            xs = adapt_inputs(x, self, "fit")
+            ys = adapt_targets(y, self, "fit")
+            sw = sample_weights(sample_weight, ys, class_weight)
+            check_cardinality(xs, ys, sw)
+            (xs, ys, sw), (xv, yv, swv) = split_arrays(xs, ys, sw, validation_split)
+            train = ArraySource(xs, ys, sw, batch_size or 32, shuffle)
+            val = ArraySource(xv, yv, swv, validation_batch_size or batch_size or 32)
         else:
-            val = None
-        n = len(xs[0])
-        exe = self._executable(batch_size, _y_specs(ys))
-        steps = -(-n // batch_size)
-        verbose = 1 if verbose == "auto" else verbose
-        self.history = History()
-        cbs = CallbackList(callbacks, self, history=self.history,
-                           params={"epochs": epochs, "steps": steps, "verbose": verbose})
+            if validation_split and not 0 < validation_split < 1:
+                raise ValueError(f"`validation_split` must be in [0, 1), received "
+                                 f"{validation_split}")
+            train = make_source(x, y, sample_weight, class_weight, batch_size, shuffle, self,
+                                "fit", steps=steps_per_epoch)
+            if validation_data is not None:
+                val = self._validation_source(validation_data, validation_batch_size or batch_size,
+                                              validation_steps)
+        iterator = EpochIterator(train, steps_per_epoch)
+        runner = _Runner(self, "train_step", train)
+        if train.fixed_size:
+            runner.prepare(train)            # compile before the callbacks start
+        val_iterator = EpochIterator(val, validation_steps) if val is not None else None
+
+        if isinstance(callbacks, CallbackList):
+            cbs = callbacks
+        else:
+            cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
+                               verbose=verbose, epochs=epochs, steps=iterator.num_batches)
         self.stop_training = False
         cbs.on_train_begin()
-        rng = np.random.default_rng() if shuffle else None
+        training_logs = {}
         for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch)
-            if verbose:
-                print(f"Epoch {epoch + 1}/{epochs}")
-            bar = Progbar(steps, verbose=verbose)
-            order = rng.permutation(n) if shuffle else None
-            totals = _Totals(self._log_kinds)
-            for step, (idx, real) in enumerate(batches(n, batch_size, order)):
+            logs = {}
+            totals = None
+            batch_logs = cbs.wants("on_train_batch_end")
+            for step, batch in iterator.epoch():
                 cbs.on_train_batch_begin(step)
-                out = exe.run("train_step", _feeds(xs, ys, sw, idx, real, batch_size))
-                logs = totals.add(out, real)
-                cbs.on_train_batch_end(step, logs)
-                bar.update(step + 1, logs)
+                out = runner.run(batch)
+                if totals is None:
+                    totals = _Totals(self._log_kinds)
+                totals.add(out, batch.real)
+                cbs.on_train_batch_end(step, totals.result() if batch_logs else None)
                 if self.stop_training:
                     break
-            epoch_logs = totals.result()
-            if val is not None and (epoch + 1) % validation_freq == 0:
-                val_logs = self._evaluate_arrays(*val, validation_batch_size or batch_size)
+            if totals is not None:
+                logs = totals.result()
+            if iterator.exhausted:
+                # A generator used up by the previous epochs: nothing to train on.
+                break
+            epoch_logs = dict(logs)
+            if val_iterator is not None and _should_eval(epoch, validation_freq):
+                val_logs = self._test_loop(val_iterator, cbs, "fit (validation_data)", True)
                 epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
-            bar.finish(epoch_logs)
             cbs.on_epoch_end(epoch, epoch_logs)
+            training_logs = epoch_logs
             if self.stop_training:
                 break
-        cbs.on_train_end()
+        cbs.on_train_end(training_logs)
         return self.history
 
+    def _validation_source(self, validation_data, batch_size, steps):
+        if isinstance(validation_data, (tuple, list)):
+            if len(validation_data) not in (2, 3):
+                raise ValueError("`validation_data` must be a tuple (x_val, y_val) or "
+                                 "(x_val, y_val, val_sample_weights)")
+            xv, yv, swv = unpack_x_y_sample_weight(tuple(validation_data))
+        else:
+            xv, yv, swv = validation_data, None, None
+        return make_source(xv, yv, swv, None, batch_size, False, self, "fit (validation_data)",
+                           steps=steps)
+
     # -- evaluate / predict ------------------------------------------------------------------
+    def _test_loop(self, iterator, cbs, where, in_fit=False):
+        runner = _Runner(self, "eval_step", iterator.source)
+        cbs.on_test_begin()
+        totals, logs = None, {}
+        self.stop_evaluating = False
+        batch_logs = cbs.wants("on_test_batch_end")
+        for step, batch in iterator.epoch():
+            cbs.on_test_batch_begin(step)
+            out = runner.run(batch)
+            if totals is None:
+                totals = _Totals(self._log_kinds)
+            totals.add(out, batch.real)
+            cbs.on_test_batch_end(step, totals.result() if batch_logs else None)
+            if self.stop_evaluating:
+                break
+        if totals is None:
+            if not in_fit:
+                raise ValueError(f"{where}: the data yielded no batches")
+            # A validation generator used up by an earlier epoch.
+            warnings.warn(f"{where}: the validation data yielded no batches; this epoch has "
+                          f"no validation results", stacklevel=3)
+            cbs.on_test_end({})
+            return {}
+        logs = pythonify_logs(totals.result())
+        cbs.on_test_end(logs)
+        return logs
+
     def _evaluate_arrays(self, xs, ys, sw, batch_size):
-        exe = self._executable(batch_size, _y_specs(ys))
-        totals = _Totals(self._log_kinds)
-        for idx, real in batches(len(xs[0]), batch_size, None):
-            totals.add(exe.run("eval_step", _feeds(xs, ys, sw, idx, real, batch_size)), real)
-        return totals.result()
+        it = EpochIterator(ArraySource(xs, ys, sw, batch_size))
+        return self._test_loop(it, CallbackList(), "evaluate")
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
                  steps=None, callbacks=None, return_dict=False, **kwargs):
         self._require_compiled("evaluate")
-        batch_size = _check_batch_size(batch_size)
-        xs = adapt_inputs(x, self, "evaluate")
-        ys = adapt_targets(y, self, "evaluate")
-        sw = _sample_weights(sample_weight, ys, None)
-        check_cardinality(xs, ys, sw)
-        logs = self._evaluate_arrays(xs, ys, sw, batch_size)
-        if verbose not in (0, "auto") or verbose == "auto":
-            steps = -(-len(xs[0]) // batch_size)
-            if verbose:
-                bar = Progbar(steps, verbose=1 if verbose == "auto" else verbose)
-                bar.update(steps, logs)
-                bar.finish(logs)
+        if kwargs:
+            raise ValueError(f"Arguments not recognized: {kwargs}")
+        verbose = _check_verbose(verbose)
+        source = make_source(x, y, sample_weight, None, batch_size, False, self, "evaluate",
+                             steps=steps)
+        iterator = EpochIterator(source, steps)
+        if isinstance(callbacks, CallbackList):
+            cbs = callbacks
+        else:
+            cbs = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
+                               epochs=1, steps=iterator.num_batches)
+        logs = self._test_loop(iterator, cbs, "evaluate")
         if return_dict:
             return logs
         values = [logs[k] for k in self.metrics_names]
         return values[0] if len(values) == 1 else values
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
-        batch_size = _check_batch_size(batch_size)
-        xs = adapt_inputs(x, self, "predict")
-        n = len(xs[0])
-        if n == 0:
-            raise ValueError("predict() received no samples")
-        batch_size = min(batch_size, n)
-        exe = self._executable(batch_size)
+        verbose = _check_verbose(verbose)
+        source = make_source(x, None, None, None, batch_size, False, self, "predict",
+                             targets=False, steps=steps)
+        if source.fixed_size:
+            source.batch_size = min(source.batch_size, source.n)
+            source.num_batches = -(-source.n // source.batch_size)
+        iterator = EpochIterator(source, steps)
+        runner = _Runner(self, "predict", source)
+        if isinstance(callbacks, CallbackList):
+            cbs = callbacks
+        else:
+            cbs = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
+                               epochs=1, steps=iterator.num_batches)
+        self.stop_predicting = False
+        cbs.on_predict_begin()
         outs = None
-        for idx, real in batches(n, batch_size, None):
-            res = exe.run("predict", _feeds(xs, [], None, idx, real, batch_size))
-            parts = [res[f"y{i}"][:real] for i in range(len(res))]
+        for step, batch in iterator.epoch():
+            cbs.on_predict_batch_begin(step)
+            res = runner.run(batch)
+            parts = [res[f"y{i}"][:batch.real] for i in range(len(res))]
             outs = [[p] for p in parts] if outs is None else [o + [p] for o, p in zip(outs, parts)]
+            cbs.on_predict_batch_end(step, {"outputs": parts[0] if len(parts) == 1 else parts})
+            if self.stop_predicting:
+                break
+        cbs.on_predict_end()
+        if outs is None:
+            raise ValueError("predict() received no samples")
         result = [np.concatenate(o) for o in outs]
         return result[0] if len(result) == 1 else result
 
@@ -337,18 +429,18 @@ class Trainer:
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
         self._require_compiled("train_on_batch")
         xs, ys = adapt_inputs(x, self, "train_on_batch"), adapt_targets(y, self, "train_on_batch")
-        sw = _sample_weights(sample_weight, ys, class_weight)
+        sw = sample_weights(sample_weight, ys, class_weight)
         check_cardinality(xs, ys, sw)
         n = len(xs[0])
-        exe = self._executable(n, _y_specs(ys))
+        exe = self._executable(n, y_specs(ys))
         totals = _Totals(self._log_kinds)
-        totals.add(exe.run("train_step", _feeds(xs, ys, sw, np.arange(n), n, n)), n)
+        totals.add(exe.run("train_step", feeds(xs, ys, sw, np.arange(n), n, n)), n)
         return _logs_result(totals.result(), self.metrics_names, return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         self._require_compiled("test_on_batch")
         xs, ys = adapt_inputs(x, self, "test_on_batch"), adapt_targets(y, self, "test_on_batch")
-        sw = _sample_weights(sample_weight, ys, None)
+        sw = sample_weights(sample_weight, ys, None)
         check_cardinality(xs, ys, sw)
         n = len(xs[0])
         logs = self._evaluate_arrays(xs, ys, sw, n)
@@ -359,24 +451,57 @@ class Trainer:
         return self.predict(xs if len(xs) > 1 else xs[0], batch_size=len(xs[0]), verbose=0)
 
 
+class _Runner:
+    """Runs batches through one entry point, picking the executable: arrays use their
+    batch size; a stream uses the size of its first batch, padding shorter batches (the
+    mask keeps the padding out of the numbers), and a new size only for a longer one."""
+
+    def __init__(self, model, entry, source):
+        self.model, self.entry = model, entry
+        self.targets = entry != "predict"
+        self.size = source.batch_size if source.fixed_size else None
+        self._key = self._exe = None
+
+    def prepare(self, source):
+        self._get(source.y_specs)
+
+    def _get(self, specs):
+        specs = specs if self.targets else None
+        key = (self.size, tuple(specs) if specs else None)     # the model's cache key
+        if key != self._key or self.model._executables.get(key) is not self._exe:
+            self._exe = self.model._executable(self.size, specs)
+            self._key = key
+        return self._exe
+
+    def run(self, batch):
+        if self.size is None or batch.real > self.size:
+            self.size = batch.real
+        exe = self._get(batch.y_specs if self.targets else None)
+        return exe.run(self.entry, batch.feeds(self.size, self.targets))
+
+
 class _Totals:
-    """Keras' running means: losses weighted by the batch's sample count, metrics as sums."""
+    """Keras' running means: losses weighted by the batch's sample count, metrics as
+    sums over samples, weighted metrics as sums over their sample weights."""
 
     def __init__(self, kinds: dict):
-        self.kinds = kinds          # log name -> ("mean", output) | ("sum", output)
+        self.kinds = kinds     # name -> ("mean", out) | ("sum", out) | ("ratio", out, weight out)
         self.sums = dict.fromkeys(kinds, 0.0)
+        self.weights = dict.fromkeys(kinds, 0.0)
         self.count = 0.0
 
     def add(self, out, real):
         c = float(out["count"])
         self.count += c
-        for name, (kind, key) in self.kinds.items():
+        for name, (kind, key, *den) in self.kinds.items():
             self.sums[name] += float(out[key]) * c if kind == "mean" else float(out[key])
-        return self.result()
+            if kind == "ratio":
+                self.weights[name] += float(out[den[0]])
 
     def result(self):
         c = max(self.count, 1.0)
-        return {k: v / c for k, v in self.sums.items()}
+        return {k: (self.sums[k] / self.weights[k] if self.weights[k] else 0.0)
+                if self.kinds[k][0] == "ratio" else v / c for k, v in self.sums.items()}
 
 
 def _logs_result(logs, names, return_dict):
@@ -403,52 +528,22 @@ def _per_sample(values):
     return values
 
 
-def _check_batch_size(batch_size):
-    if batch_size is None:
-        return 32
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"`batch_size` must be a positive integer, received {batch_size!r}")
-    return int(batch_size)
+def _check_verbose(verbose):
+    if verbose == "auto":
+        return 1
+    if isinstance(verbose, bool):
+        return int(verbose)
+    if not isinstance(verbose, (int, np.integer)):
+        raise ValueError(f"`verbose` must be 'auto', 0, 1 or 2, received {verbose!r}")
+    return int(verbose)
 
 
-def _y_specs(ys):
-    return [(a.shape[1:], "int32" if a.dtype == np.int32 else "float32") for a in ys]
-
-
-def _sample_weights(sample_weight, ys, class_weight):
-    n = len(ys[0]) if ys else None
-    sw = None
-    if sample_weight is not None:
-        sw = np.asarray(sample_weight, dtype=np.float32)
-        if sw.ndim != 1:
-            sw = sw.reshape(len(sw), -1).mean(axis=1)
-    if class_weight is not None and ys:
-        y = ys[0]
-        labels = y.argmax(axis=-1) if y.ndim > 1 and y.shape[-1] > 1 else y.reshape(len(y), -1)[:, 0]
-        cw = np.array([class_weight.get(int(c), 1.0) for c in labels], np.float32)
-        sw = cw if sw is None else sw * cw
-    return sw
-
-
-def _feeds(xs, ys, sw, idx, real, batch_size):
-    """The batch `idx` (padded by repeating row 0 up to batch_size) as entry inputs."""
-    if real < batch_size:
-        idx = np.concatenate([idx, np.zeros(batch_size - real, dtype=idx.dtype)])
-    feeds = {f"x{i}": a[idx] for i, a in enumerate(xs)}
-    feeds.update({f"y{i}": a[idx] for i, a in enumerate(ys)})
-    mask = np.zeros(batch_size, np.float32)
-    mask[:real] = 1.0
-    feeds["mask"] = mask
-    feeds["sample_weight"] = sw[idx] if sw is not None else np.ones(batch_size, np.float32)
-    return feeds
-
-
-def _unpack_validation(validation_data, model):
-    if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-        raise ValueError("`validation_data` must be a tuple (x_val, y_val) or "
-                         "(x_val, y_val, val_sample_weights)")
-    xv = adapt_inputs(validation_data[0], model, "fit (validation_data)")
-    yv = adapt_targets(validation_data[1], model, "fit (validation_data)")
-    swv = _sample_weights(validation_data[2], yv, None) if len(validation_data) == 3 else None
-    check_cardinality(xv, yv, swv)
-    return xv, yv, swv
+def _should_eval(epoch, validation_freq):
+    epoch = epoch + 1
+    if isinstance(validation_freq, int):
+        return epoch % validation_freq == 0
+    if isinstance(validation_freq, (list, tuple, set, range)):
+        return epoch in validation_freq
+    raise ValueError("Expected `validation_freq` to be a list or int. "
+                     f"Received: validation_freq={validation_freq} of the type "
+                     f"{type(validation_freq)}.")

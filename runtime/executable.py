@@ -48,7 +48,9 @@ def check_input_bounds(g: Graph, feeds: dict) -> None:
         bad = (arr < 0) | (arr >= bound) | (arr != np.trunc(arr))
         if bad.any():
             pos = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise ValueError(f"input {name!r}: id {arr[pos]!r} at position {pos} is out of "
+            v = arr[pos]
+            shown = int(v) if np.isfinite(v) and v == np.trunc(v) else float(v)
+            raise ValueError(f"input {name!r}: id {shown} at position {pos} is out of "
                              f"range: ids must be integers in [0, {bound})")
 
 

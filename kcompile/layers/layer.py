@@ -21,7 +21,11 @@ def unique_name(base: str) -> str:
 
 
 def snake_case(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+    """Keras' to_snake_case: LSTM -> lstm, SimpleRNN -> simple_rnn, BatchNormalization ->
+    batch_normalization."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 _BASE_KWARGS = ("input_shape", "input_dim", "batch_input_shape", "batch_size", "dtype",
@@ -126,12 +130,31 @@ class Layer:
             self._maybe_build(shape)
             if self._call_has_training:
                 kwargs["training"] = training
-            return self.call(inputs, **kwargs)
+            outputs = self.call(inputs, **kwargs)
+            self._after_call(inputs, outputs)
+            return outputs
         from ..functional import KerasTensor, call_symbolic
         if _any_keras_tensor(inputs):
             return call_symbolic(self, inputs, kwargs)
         raise TypeError(f"Layer {self.name!r} was called on {type(inputs).__name__}; call it on "
                         f"a `layers.Input` tensor, or use the model's predict() on arrays")
+
+    supports_masking = False
+
+    def _after_call(self, inputs, outputs):
+        """Keras' bookkeeping after a traced call: mask propagation and activity losses."""
+        from ..tracing import current
+        trace = current()
+        if isinstance(inputs, Sym) and isinstance(outputs, Sym):
+            mask = trace.masks.get(inputs.id)
+            if mask is not None and self.supports_masking and outputs.id not in trace.masks \
+                    and outputs.shape[:mask.ndim] == mask.shape:
+                trace.masks[outputs.id] = mask
+        reg = getattr(self, "activity_regularizer", None)
+        if reg is not None:
+            for out in (outputs if isinstance(outputs, (list, tuple)) else [outputs]):
+                # As Keras 3: the penalty of the activations, per sample of the batch.
+                trace.losses.append(reg(out) / float(out.shape[0]))
 
     def compute_output_shape(self, input_shape):
         """Output shape (with None batch) found by tracing the layer on a batch of 1."""
@@ -145,11 +168,18 @@ class Layer:
         cfg = {"name": self.name, "trainable": self.trainable, "dtype": self.dtype}
         if self._input_shape_arg is not None:
             cfg["batch_input_shape"] = (None, *self._input_shape_arg)
+        if getattr(self, "activity_regularizer", None) is not None:
+            from .. import regularizers
+            cfg["activity_regularizer"] = regularizers.serialize(self.activity_regularizer)
         return cfg
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        """The layer from `get_config()`'s dict, or from a Keras config of the same class
+        (dtype policies, nested initializer / regularizer / constraint configs and
+        Keras-only keys are translated: kcompile/saving/serialization.py)."""
+        from ..saving.serialization import layer_kwargs
+        return cls(**layer_kwargs(cls, config))
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"

@@ -51,7 +51,7 @@ class _RNN(Layer):
         self.bias_constraint = constraints.get(bias_constraint)
         self.return_sequences, self.return_state = return_sequences, return_state
         self.go_backwards = go_backwards
-        self.supports_masking = True
+        self.activity_regularizer = regularizers.get(activity_regularizer)
 
     # -- weights ---------------------------------------------------------------
     def _bias_shape(self):
@@ -118,11 +118,9 @@ class _RNN(Layer):
             return new, [new[0]]
         finals, (ys,) = F.scan(step, consts, init, seqs)
         if self.return_sequences:
+            # With go_backwards the steps ran on the reversed sequence: Keras returns
+            # the outputs in that processing order, as ys already are.
             out = F.transpose(ys, (1, 0, 2))
-            if self.go_backwards:       # Keras returns the sequence in processing order
-                out = F.transpose(F.gather(F.transpose(out, (1, 0, 2)),
-                                           F.lift(x.g, np.arange(T - 1, -1, -1, dtype=np.int32),
-                                                  "int32")), (1, 0, 2))
             if mask is not None:
                 trace.masks[out.id] = mask
         else:
@@ -144,6 +142,13 @@ class _RNN(Layer):
                 "kernel_initializer": initializers.serialize(self.kernel_initializer),
                 "recurrent_initializer": initializers.serialize(self.recurrent_initializer),
                 "bias_initializer": initializers.serialize(self.bias_initializer),
+                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+                "recurrent_regularizer": regularizers.serialize(self.recurrent_regularizer),
+                "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+                "kernel_constraint": constraints.serialize(self.kernel_constraint),
+                "recurrent_constraint": constraints.serialize(self.recurrent_constraint),
+                "bias_constraint": constraints.serialize(self.bias_constraint),
+                "dropout": 0.0, "recurrent_dropout": 0.0, "stateful": False, "unroll": False,
                 "return_sequences": self.return_sequences, "return_state": self.return_state,
                 "go_backwards": self.go_backwards}
 

@@ -11,6 +11,7 @@ _seed_rng = np.random.default_rng()
 
 
 class Dropout(Layer):
+    supports_masking = True
     """Zeroes a fraction `rate` of the inputs in training and scales the kept ones by
     1/(1-rate); the identity otherwise. The mask is a counter-based hash of the
     element's index, the layer's seed and a step counter kept in the model's state,
@@ -27,7 +28,8 @@ class Dropout(Layer):
         self._salt = int(seed) if seed is not None else int(_seed_rng.integers(0, 2**31))
 
     def build(self, input_shape):
-        self.seed_state = self.add_weight((), "zeros", trainable=False, name="seed_generator_state")
+        self.seed_state = self.add_weight((), "zeros", dtype="int32", trainable=False,
+                                          name="seed_generator_state")
         self.built = True
 
     def call(self, inputs, training=None):
@@ -40,7 +42,7 @@ class Dropout(Layer):
             shape = tuple(d if n is None else n for d, n in zip(inputs.shape, self.noise_shape))
         key = current().variable(self.seed_state)
         u = F.random_uniform(key, shape, self._salt)
-        self.add_update(self.seed_state, key + 1.0)
+        self.add_update(self.seed_state, key + 1)
         keep = F.greater_equal(u, self.rate)
         return inputs * keep * (1.0 / (1.0 - self.rate))
 

@@ -14,6 +14,9 @@ class Flatten(Layer):
     def call(self, inputs):
         return F.reshape(inputs, (inputs.shape[0], math.prod(inputs.shape[1:])))
 
+    def get_config(self):
+        return {**super().get_config(), "data_format": None}
+
 
 class Reshape(Layer):
     def __init__(self, target_shape, **kwargs):

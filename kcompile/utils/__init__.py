@@ -1,26 +1,10 @@
-"""Utilities with Keras' names."""
-from __future__ import annotations
+"""Utilities with Keras' names (keras.utils)."""
+from .file_utils import get_file
+from .numerical import normalize, to_categorical
+from .plotting import plot_history
+from .rng import set_random_seed
+from .sequence import pad_sequences
+from .timeseries import timeseries_dataset_from_array
 
-import numpy as np
-
-
-def to_categorical(x, num_classes=None):
-    """Class vector (integers) -> one-hot float32 matrix, as keras.utils.to_categorical."""
-    x = np.asarray(x)
-    if x.dtype.kind not in "iuf" or (x.dtype.kind == "f" and np.any(x != np.round(x))):
-        raise ValueError("to_categorical expects integer class labels")
-    x = x.astype(np.int64)
-    shape = x.shape
-    if shape and shape[-1] == 1 and len(shape) > 1:
-        shape = shape[:-1]
-    x = x.reshape(-1)
-    if x.size and x.min() < 0:
-        raise ValueError(f"to_categorical: negative class label {int(x.min())}")
-    if num_classes is None:
-        num_classes = int(x.max()) + 1 if x.size else 0
-    elif x.size and x.max() >= num_classes:
-        raise ValueError(f"to_categorical: label {int(x.max())} is out of range for "
-                         f"num_classes={num_classes}")
-    out = np.zeros((x.size, num_classes), dtype=np.float32)
-    out[np.arange(x.size), x] = 1.0
-    return out.reshape(*shape, num_classes)
+__all__ = ["to_categorical", "normalize", "pad_sequences", "timeseries_dataset_from_array",
+           "set_random_seed", "plot_history", "get_file"]
