@@ -39,6 +39,10 @@ class Metric:
     def values(self, y_true, y_pred):
         return _mean_rest(self.fn(y_true, y_pred, **self.kwargs))
 
+    def raw_values(self, y_true, y_pred):
+        """The metric per entry, before averaging over the non-batch axes."""
+        return self.fn(y_true, y_pred, **self.kwargs)
+
     def get_config(self):
         return {"name": self.name, **self.kwargs}
 

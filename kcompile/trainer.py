@@ -190,15 +190,23 @@ class Trainer:
                 shape, dtype = y_specs[i]
                 y_true = trace.input(f"y{i}", (batch_size, *shape), dtype, role="target")
                 prefix = f"{self.output_names[i]}_" if n > 1 else ""
+                # Entries that do not count (Keras: a mask on the output, e.g. padded
+                # time steps after Embedding(mask_zero=True)): weight 0, and the mean
+                # is over the entries that count.
+                out_mask = trace.masks.get(y_pred.id)
                 if loss is not None:
-                    values = _per_sample(loss.per_sample(y_true, y_pred))
+                    raw = loss.per_sample(y_true, y_pred)
                     valid = loss.valid_samples(y_true, y_pred) if hasattr(loss, "valid_samples") \
                         else None
+                    if out_mask is not None and raw.shape[:out_mask.ndim] == out_mask.shape:
+                        m_ = _expand_to(out_mask, raw)
+                        valid = m_ if valid is None else valid * m_
                     if valid is None:
-                        batch_loss = F.sum(values * weight * mask) / denom
-                    else:   # as Keras: ignored samples count neither in the sum nor the mean
-                        valid = _per_sample(valid) * mask
-                        batch_loss = F.sum(values * weight * valid) / F.maximum(F.sum(valid), 1.0)
+                        batch_loss = F.sum(_per_sample(raw) * weight * mask) / denom
+                    else:   # as Keras: ignored entries count neither in the sum nor the mean
+                        rows = _expand_to(mask, raw)
+                        batch_loss = F.sum(raw * valid * rows * _expand_to(weight, raw)) / \
+                            F.maximum(F.sum(valid * rows), 1.0)
                     if n > 1:
                         g.outputs[f"loss/{prefix}loss"] = batch_loss.id
                         kinds[f"{prefix}loss"] = ("mean", f"loss/{prefix}loss")
@@ -207,6 +215,13 @@ class Trainer:
                 for spec in _as_list(metric_specs[i]):
                     m = metrics_mod.get(spec, (None, *shape), y_pred.shape)
                     name = prefix + m.name
+                    raw = m.raw_values(y_true, y_pred)
+                    if out_mask is not None and raw.shape[:out_mask.ndim] == out_mask.shape:
+                        w = _expand_to(out_mask, raw) * _expand_to(mask, raw)
+                        g.outputs[f"metric/{name}"] = F.sum(raw * w).id
+                        g.outputs[f"weight/{name}"] = F.sum(w).id
+                        kinds[name] = ("ratio", f"metric/{name}", f"weight/{name}")
+                        continue
                     g.outputs[f"metric/{name}"] = F.sum(m.values(y_true, y_pred) * mask).id
                     kinds[name] = ("sum", f"metric/{name}")
                 for spec in _as_list(weighted_specs[i]):
@@ -517,6 +532,11 @@ def _as_list(x):
     if isinstance(x, (list, tuple)):
         return list(x)
     return [x]
+
+
+def _expand_to(x, like):
+    """x (batch, ...) with trailing axes of 1 added to broadcast against `like`."""
+    return F.reshape(x, x.shape + (1,) * (like.ndim - x.ndim)) if like.ndim > x.ndim else x
 
 
 def _per_sample(values):

@@ -666,3 +666,30 @@ def test_w3_compile_time_does_not_grow_with_sequence_length(monkeypatch):
     print(f"compile time T=20 {t20:.3f}s, T=200 {t200:.3f}s")
     assert n20 == n200, f"graph sizes depend on the sequence length: {n20} vs {n200}"
     assert t200 <= 2.0 * t20, f"compile time {t200:.2f}s at T=200 vs {t20:.2f}s at T=20"
+
+
+def test_output_mask_weights_losses_and_metrics():
+    """Keras: a mask on the output (Embedding(mask_zero=True) -> LSTM(return_sequences))
+    leaves the padded time steps out of the loss and the metrics."""
+    rng = np.random.default_rng(3)
+    T = 6
+    x = rng.integers(1, 20, (10, T))
+    x[:, :2] = 0
+    x[3, :5] = 0
+    y = rng.integers(0, 3, (10, T)).astype("int32")
+    results = []
+    for backend in ("reference", "native"):
+        m = models.Sequential([layers.Embedding(20, 4, mask_zero=True),
+                               layers.LSTM(5, return_sequences=True),
+                               layers.Dense(3, activation="softmax")])
+        m.build((None, T))
+        if results:
+            m.set_weights(results[0][2])
+        m.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"], backend=backend)
+        loss, acc = m.evaluate(x, y, batch_size=10, verbose=0)
+        results.append((loss, acc, m.get_weights(), m.predict(x, verbose=0)))
+    for loss, acc, _, p in results:
+        valid = x != 0
+        ce = -np.log(np.take_along_axis(p.astype(np.float64), y[..., None], -1)[..., 0])
+        np.testing.assert_allclose(loss, ce[valid].mean(), rtol=1e-5)
+        np.testing.assert_allclose(acc, (p.argmax(-1) == y)[valid].mean(), rtol=1e-6)
