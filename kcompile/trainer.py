@@ -126,6 +126,10 @@ class Trainer:
         key = (batch_size, tuple(y_specs) if y_specs else None)
         if key in self._executables:
             return self._executables[key]
+        if y_specs is None:     # predict only: any executable of this batch size has it
+            for (bs, _), exe in self._executables.items():
+                if bs == batch_size:
+                    return exe
         graphs = {"predict": self._trace_predict(batch_size)}
         if y_specs is not None:
             graphs["eval_step"] = self._trace_loss(batch_size, y_specs, training=False)

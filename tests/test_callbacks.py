@@ -376,8 +376,6 @@ def test_checkpoint_missing_key_in_path(model, tmp_path, monkeypatch):
 
 def test_checkpoint_with_the_real_save_weights(tmp_path):
     m = classifier()
-    if not hasattr(m, "save_weights") or not hasattr(m, "load_weights"):
-        pytest.skip("model.save_weights / load_weights not available yet")
     path = str(tmp_path / "best.weights.h5")
     script = Script(val_loss=[0.5, 0.3, 0.9])
     run(m, [script, callbacks.ModelCheckpoint(path, save_best_only=True,
