@@ -8,7 +8,8 @@
     model.fit(x, y, epochs=10, batch_size=32)
 """
 from . import activations, callbacks, constraints, data, datasets, initializers, layers, losses
-from . import metrics, models, optimizers, preprocessing, regularizers, saving, utils
+from . import metrics, models, optimizers, preprocessing, random, regularizers, saving, utils
+from . import keras  # noqa: E402  (kcompile.keras is kcompile: `tf.keras.X` spellings work)
 from .layers import Input
 from .models import Model, Sequential
 

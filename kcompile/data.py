@@ -113,10 +113,14 @@ def adapt_inputs(x, model, where: str) -> list[np.ndarray]:
     out = []
     for i, (a, (shape, dtype)) in enumerate(zip(xs, specs)):
         arr = _as_array(a, f"input {i}", where)
-        if arr.shape[1:] != tuple(shape) or arr.ndim != len(shape) + 1:
+        if arr.ndim != len(shape) + 1 or any(d is not None and d != e
+                                             for d, e in zip(shape, arr.shape[1:])):
             raise ValueError(f"{where}: input {i} of model {model.name!r} is incompatible: "
                              f"expected shape {(None, *shape)}, received shape {arr.shape}")
         out.append(_convert(arr, np.int32 if dtype == "int32" else np.float32, i, where))
+    # Axes declared None (e.g. LSTM(input_shape=[None, 1])) take this data's sizes: the
+    # model is compiled for them (one executable per distinct shape).
+    model._data_input_shapes = [a.shape[1:] for a in out]
     return out
 
 

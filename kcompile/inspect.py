@@ -208,8 +208,8 @@ class Session:
         outputs' shapes (sparse losses: integer labels without the class axis)."""
         def compute():
             for key in getattr(self.model, "_executables", {}) or {}:
-                if isinstance(key, tuple) and len(key) == 2 and key[1] and key[0] == self.batch_size:
-                    return list(key[1])
+                if isinstance(key, tuple) and len(key) == 3 and key[2] and key[0] == self.batch_size:
+                    return list(key[2])
             g = self.entry_graph("predict")
             out_types = [g.type(g.outputs[f"y{i}"]) for i in range(len(g.outputs))]
             specs = []

@@ -123,12 +123,13 @@ class Trainer:
     def _executable(self, batch_size, y_specs=None):
         self.build_for_data()
         state = self._ensure_state()
-        key = (batch_size, tuple(y_specs) if y_specs else None)
+        xshapes = tuple(shape for shape, _ in self._concrete_input_specs())
+        key = (batch_size, xshapes, tuple(y_specs) if y_specs else None)
         if key in self._executables:
             return self._executables[key]
-        if y_specs is None:     # predict only: any executable of this batch size has it
-            for (bs, _), exe in self._executables.items():
-                if bs == batch_size:
+        if y_specs is None:     # predict only: any executable of these shapes has it
+            for (bs, xs, _), exe in self._executables.items():
+                if bs == batch_size and xs == xshapes:
                     return exe
         graphs = {"predict": self._trace_predict(batch_size)}
         if y_specs is not None:
@@ -154,9 +155,22 @@ class Trainer:
         trace.is_trainable = lambda var: id(var) in trainable
         return trace
 
+    def _concrete_input_specs(self):
+        """Input specs with axes declared None sized from the last data seen."""
+        seen = getattr(self, "_data_input_shapes", None)
+        out = []
+        for i, (shape, dtype) in enumerate(self.input_specs):
+            if None in shape:
+                if seen is None or i >= len(seen):
+                    raise ValueError(f"input {i} has unknown axes {(None, *shape)}: call the "
+                                     f"model on data first")
+                shape = tuple(seen[i][j] if d is None else d for j, d in enumerate(shape))
+            out.append((tuple(shape), dtype))
+        return out
+
     def _trace_inputs(self, trace, batch_size):
         return [trace.input(f"x{i}", (batch_size, *shape), dtype)
-                for i, (shape, dtype) in enumerate(self.input_specs)]
+                for i, (shape, dtype) in enumerate(self._concrete_input_specs())]
 
     def _trace_predict(self, batch_size):
         trace = self._new_trace()

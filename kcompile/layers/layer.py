@@ -157,12 +157,16 @@ class Layer:
                 trace.losses.append(reg(out) / float(out.shape[0]))
 
     def compute_output_shape(self, input_shape):
-        """Output shape (with None batch) found by tracing the layer on a batch of 1."""
-        trace = Trace()
-        with tracing(trace):
-            x = _placeholder(trace, input_shape)
-            y = self(x, training=False)
-        return _none_batch(y)
+        """Output shape (with None batch) found by tracing the layer on a batch of 1;
+        axes given as None are traced at two sizes, and the output axes that follow
+        them are None."""
+        shapes = []
+        for fill in ((1, 2) if _has_none(input_shape) else (1,)):
+            trace = Trace()
+            with tracing(trace):
+                x = _placeholder(trace, input_shape, fill)
+                shapes.append(_none_batch(self(x, training=False)))
+        return _merge_shapes(shapes[0], shapes[-1])
 
     def get_config(self) -> dict:
         cfg = {"name": self.name, "trainable": self.trainable, "dtype": self.dtype}
@@ -206,10 +210,22 @@ def _shape_of(x):
     return [(None, *s.shape[1:]) for s in x]
 
 
-def _placeholder(trace, shape):
+def _has_none(shape):
     if isinstance(shape, list):
-        return [_placeholder(trace, s) for s in shape]
-    return trace.input(f"x{len(trace.graph)}", (1, *shape[1:]))
+        return any(_has_none(s) for s in shape)
+    return None in tuple(shape)[1:]
+
+
+def _merge_shapes(a, b):
+    if isinstance(a, list):
+        return [_merge_shapes(x, y) for x, y in zip(a, b)]
+    return tuple(d if d == e else None for d, e in zip(a, b))
+
+
+def _placeholder(trace, shape, fill=1):
+    if isinstance(shape, list):
+        return [_placeholder(trace, s, fill) for s in shape]
+    return trace.input(f"x{len(trace.graph)}", (1, *(fill if d is None else d for d in shape[1:])))
 
 
 def _none_batch(y):
