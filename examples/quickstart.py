@@ -35,6 +35,15 @@ def generated_digits(n=6000, seed=0):
     return imgs.reshape(n, 784).astype("float32"), labels, "generated digit-like images"
 
 
+def build():
+    """The seed model, compiled (also what `kcompile inspect examples/quickstart.py:build` shows)."""
+    model = models.Sequential()
+    model.add(layers.Dense(32, activation="relu", input_shape=(784,)))
+    model.add(layers.Dense(10, activation="softmax"))
+    model.compile(optimizer="rmsprop", loss="categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
 def main():
     x, labels, source = load_digits_784() or generated_digits()
     y = to_categorical(labels, 10)
@@ -47,10 +56,7 @@ def main():
     x_test, y_test = x[n_train + n_val:], y[n_train + n_val:]
     print(f"data: {source}: {len(x_train)} train, {len(x_val)} validation, {len(x_test)} test")
 
-    model = models.Sequential()
-    model.add(layers.Dense(32, activation="relu", input_shape=(784,)))
-    model.add(layers.Dense(10, activation="softmax"))
-    model.compile(optimizer="rmsprop", loss="categorical_crossentropy", metrics=["accuracy"])
+    model = build()
     model.summary()
 
     t0 = time.perf_counter()
