@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 
-def _name(i: int) -> str:
+def value_name(i: int) -> str:
+    """a, b, ..., z, aa, ab, ...: jaxpr's names for the i-th value."""
     s = ""
     i += 1
     while i:
@@ -36,7 +37,7 @@ def format_node(graph, vid, names) -> str:
 
 def format_graph(graph) -> str:
     order = graph.order()
-    names = {v: _name(k) for k, v in enumerate(order)}
+    names = {v: value_name(k) for k, v in enumerate(order)}
     lines = ["{ lambda"]
     lines += ["    " + format_node(graph, v, names) for v in order]
     outs = ", ".join(f"{k}={names[v]}" for k, v in graph.outputs.items())

@@ -24,6 +24,8 @@ so `CompiledView.from_json(v.to_json())` prints the same text.
 """
 from __future__ import annotations
 
+from ir.printer import value_name as _letters
+
 import contextlib
 import json
 import math
@@ -484,15 +486,6 @@ def _json_value(arr: np.ndarray):
     if arr.dtype.kind == "f":
         return _json_attr(arr.astype(np.float64).tolist())
     return _json_attr(arr.tolist())
-
-
-def _letters(i: int) -> str:
-    s = ""
-    i += 1
-    while i:
-        i, r = divmod(i - 1, 26)
-        s = chr(97 + r) + s
-    return s
 
 
 def _literal(value, dtype) -> str:
