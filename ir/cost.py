@@ -24,3 +24,9 @@ def flops(graph: Graph) -> float:
 
 def has_scan(graph: Graph) -> bool:
     return any(n.op == "scan" for n in graph.nodes.values())
+
+
+def leaf_bytes(graph: Graph) -> int:
+    """Bytes of the graph's param and state leaves: what a step must at least stream."""
+    return sum(n.type.nbytes for n in graph.nodes.values()
+               if n.is_leaf and n.role in ("param", "state"))

@@ -308,10 +308,10 @@ class Session:
             from ir import cost
             from runtime.threads import default_threads
             graphs = [self.entry_graph(e) for e in self.entries()]
-            work = max(cost.flops(g) for g in graphs)
-            if hasattr(cost, "has_scan"):       # as the trainer: scans run on one thread
-                return default_threads(work, any(cost.has_scan(g) for g in graphs))
-            return default_threads(work)
+            # The trainer's choice, from the same facts.
+            return default_threads(max(cost.flops(g) for g in graphs),
+                                   any(cost.has_scan(g) for g in graphs),
+                                   max(cost.leaf_bytes(g) for g in graphs))
         return self._memo("nthreads", compute)
 
     def plan(self, entry, nthreads=None):
