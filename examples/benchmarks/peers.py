@@ -298,6 +298,35 @@ def keras_peer(w):
     return lambda: model.train_on_batch(x, y)
 
 
+# ------------------------------------------------------------------------- onnxruntime
+def onnxruntime_peer(w, threads=2):
+    """The MLP as an ONNX graph (Gemm, Relu, Softmax) run by ONNX Runtime: predict only."""
+    try:
+        import onnx
+        import onnxruntime as ort
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError:
+        raise Unavailable("onnxruntime/onnx are not installed") from None
+    if w["kind"] != "predict":
+        raise Unavailable("ONNX Runtime is measured on predict only")
+    x, _ = data(w)
+    ws = weights(w)
+    nodes, inits, h = [], [], "x"
+    for i, (_, _, act) in enumerate(w["layers"]):
+        inits += [numpy_helper.from_array(ws[2 * i], f"W{i}"), numpy_helper.from_array(ws[2 * i + 1], f"b{i}")]
+        nodes.append(helper.make_node("Gemm", [h, f"W{i}", f"b{i}"], [f"z{i}"]))
+        h = f"h{i}"
+        nodes.append(helper.make_node("Relu" if act == "relu" else "Softmax", [f"z{i}"], [h],
+                                      **({} if act == "relu" else {"axis": 1})))
+    graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, x.shape[1]])],
+                              [helper.make_tensor_value_info(h, TensorProto.FLOAT, [None, w["layers"][-1][1]])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    return lambda: sess.run(None, {"x": x})
+
+
 PEERS = {
     "kcompile": lambda w: kcompile_peer(w, "native", None),
     "kcompile-1t": lambda w: kcompile_peer(w, "native", 1),
@@ -309,4 +338,5 @@ PEERS = {
     "torch-compile": lambda w: torch_peer(w, 2, compiled=True),
     "jax-jit": jax_peer,
     "keras3": keras_peer,
+    "onnxruntime": onnxruntime_peer,
 }

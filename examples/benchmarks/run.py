@@ -21,7 +21,7 @@ sys.path.insert(0, HERE)
 from workloads import WORKLOADS, flops  # noqa: E402
 
 DEFAULT_PEERS = ["kcompile", "kcompile-1t", "kcompile-reference", "numpy", "torch-eager-1t",
-                 "torch-eager-2t", "torch-compile", "jax-jit", "keras3"]
+                 "torch-eager-2t", "torch-compile", "jax-jit", "keras3", "onnxruntime"]
 
 
 def measure(peer, workload, steps, env=None):
