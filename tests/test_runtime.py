@@ -112,3 +112,37 @@ def test_memory_stays_flat_over_many_steps():
         exe.run("train_step", feeds)
     grown_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
     assert grown_kb < 2048, f"peak RSS grew by {grown_kb} KB over 10,000 steps"
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 6, False), (6, 3, 6, True), (100, 64, 400, True),
+                                   (7, 5, 33, False), (13, 40, 130, False)])
+@pytest.mark.parametrize("nthreads", [1, 2])
+def test_gemm_epilogue_updates_in_place_on_threads(shape, nthreads):
+    """acc <- acc + op(A) @ B: the add runs on each product tile and writes the state in
+    place; every tile must be computed by exactly one thread (a tile done twice would
+    add twice)."""
+    from ir import builder as F
+    from ir.builder import Sym
+    from ir.graph import Graph, TensorType
+    from runtime.executable import NativeExecutable, ReferenceExecutable
+    from runtime.state import State
+    M, K, N, ta = shape
+    g = Graph()
+    a = Sym(g, g.leaf("input", TensorType((K, M) if ta else (M, K)), "a"))
+    b = Sym(g, g.leaf("input", TensorType((K, N)), "b"))
+    acc = Sym(g, g.leaf("state", TensorType((M, N)), "acc"))
+    g.updates[acc.id] = (acc + F.matmul(a, b, transpose_a=ta)).id
+    g.outputs["total"] = F.sum(acc).id
+    rng = np.random.default_rng(M * N)
+    feeds = {"a": rng.random(g.type(a.id).shape, dtype=np.float32),
+             "b": rng.random((K, N), dtype=np.float32)}
+    finals = []
+    for make in (lambda s: ReferenceExecutable({"f": g}, s),
+                 lambda s: NativeExecutable({"f": g}, s, use_cache=False, nthreads=nthreads)):
+        st = State([("acc", TensorType((M, N)))])
+        st.assign("acc", np.ones((M, N)))
+        exe = make(st)
+        for _ in range(2):
+            exe.run("f", feeds)
+        finals.append(st["acc"].copy())
+    np.testing.assert_allclose(finals[1], finals[0], rtol=2e-6 * K, atol=1e-5)

@@ -65,7 +65,7 @@ def _masked(module, kind, vec):
 
 
 def _tile(b, A, B, C, K, lda, ldb, ldc, i0, j0, rows, W, V, last_lanes=None, a_trans=False,
-          kblock=None):
+          kblock=None, epilogue=None):
     """One rows x (V*W) tile of C; the last vector covers only `last_lanes` columns
     (masked loads and stores) when given. With a_trans, A is stored K x M (C = A^T B):
     the values broadcast at step k are then contiguous, and no transpose is needed."""
@@ -95,7 +95,13 @@ def _tile(b, A, B, C, K, lda, ldb, ldc, i0, j0, rows, W, V, last_lanes=None, a_t
             a = _splat(b, b.load(_gep(b, arow[r], ak), typ=F32), vec)
             out += [b.call(fma, [a, bv[v], acc[r * V + v]]) for v in range(V)]
         return out
+    if epilogue is not None:
+        # The tile goes to the epilogue's scratch block (row stride V*W), not to C.
+        epilogue_fn, tile = epilogue
+
     def c_ptr(r, v):
+        if epilogue is not None:
+            return _gep(b, tile, i64(r * V * W + v * W))
         crow = _gep(b, C, b.add(b.mul(b.add(i0, i64(r)), i64(ldc)), j0))
         return _gep(b, crow, i64(v * W))
 
@@ -104,7 +110,7 @@ def _tile(b, A, B, C, K, lda, ldb, ldc, i0, j0, rows, W, V, last_lanes=None, a_t
         acc = loop(b, K, kstep, init=init, name="k")
     else:
         # One block of K: the first starts from zero, later ones add to C.
-        k0, k1, first = kblock
+        k0, k1, first, _ = kblock
         init = []
         for r in range(rows):
             for v in range(V):
@@ -118,6 +124,9 @@ def _tile(b, A, B, C, K, lda, ldb, ldc, i0, j0, rows, W, V, last_lanes=None, a_t
                 b.call(_masked(b.module, "store", vec), [acc[r * V + v], p, ir.Constant(I32, 4), mask])
             else:
                 b.store(acc[r * V + v], p, align=4)
+    if epilogue is not None:
+        width = (V - 1) * W + (last_lanes if last_lanes is not None else W)
+        epilogue_fn(b, i0, j0, rows, width, tile, V * W)
 
 
 def _when(b, cond, emit):
@@ -131,7 +140,7 @@ def _when(b, cond, emit):
 
 
 def _row_tiles(b, A, B, C, M, K, lda, ldb, ldc, j0, W, V, last_lanes, a_trans, rows=None,
-               kblock=None):
+               kblock=None, epilogue=None):
     """The tiles of one column panel, for row tiles in `rows` = (lo, hi) (default: all)."""
     m_tiles, rem = M // MR, M % MR
     count = m_tiles + (1 if rem else 0)
@@ -139,18 +148,19 @@ def _row_tiles(b, A, B, C, M, K, lda, ldb, ldc, j0, W, V, last_lanes, a_trans, r
     full_hi = b.select(b.icmp_signed("<", hi, i64(m_tiles)), hi, i64(m_tiles)) if rows else i64(m_tiles)
     if m_tiles:
         loop(b, full_hi, lambda b, it, _: _tile(b, A, B, C, K, lda, ldb, ldc, b.mul(it, i64(MR)),
-                                                 j0, MR, W, V, last_lanes, a_trans, kblock),
+                                                 j0, MR, W, V, last_lanes, a_trans, kblock,
+                                                 epilogue),
              name="it", start=lo)
     if rem:
         emit = lambda: _tile(b, A, B, C, K, lda, ldb, ldc, i64(m_tiles * MR), j0, rem, W, V,  # noqa: E731
-                             last_lanes, a_trans, kblock)
-        if rows:
-            _when(b, b.icmp_signed("==", hi, i64(count)), emit)
+                             last_lanes, a_trans, kblock, epilogue)
+        if rows:    # the thread whose (non-empty) share ends with the last tile
+            _when(b, b.and_(b.icmp_signed("==", hi, i64(count)), b.icmp_signed("<", lo, hi)), emit)
         else:
             emit()
 
 
-def gemm(b, A, B, C, M, N, K, a_trans=False, part=None):
+def gemm(b, A, B, C, M, N, K, a_trans=False, part=None, epilogue=None):
     """C (M x N) = op(A) @ B (K x N), row-major; op(A) = A (M x K), or A^T for A (K x M).
 
     Threads split the column panels when there are enough of them, else the row tiles.
@@ -175,14 +185,15 @@ def gemm(b, A, B, C, M, N, K, a_trans=False, part=None):
         if n_tiles:
             loop(b, full_hi, lambda b, jt, _: _row_tiles(b, A, B, C, M, K, lda, ldb, ldc,
                                                           b.mul(jt, i64(NR)), W, V, None, a_trans,
-                                                          rows, kblock),
+                                                          rows, kblock, epilogue),
                  name="jt", start=lo)
         if rest:
             # The columns past the last full panel: ceil(rest / W) vectors, the last masked.
-            _when(b, b.icmp_signed("==", hi, i64(col_count)),
+            _when(b, b.and_(b.icmp_signed("==", hi, i64(col_count)), b.icmp_signed("<", lo, hi)),
                   lambda: _row_tiles(b, A, B, C, M, K, lda, ldb, ldc, i64(n_tiles * NR), W,
-                                     edge_v, edge_lanes, a_trans, rows, kblock))
-    if K <= KC:
+                                     edge_v, edge_lanes, a_trans, rows, kblock, epilogue))
+    if K <= KC or epilogue is not None:
+        # (A fused epilogue needs the whole sum in the tile's registers: no k-blocks.)
         panels(None)
         return
 
@@ -191,5 +202,6 @@ def gemm(b, A, B, C, M, N, K, a_trans=False, part=None):
         k0 = b.mul(p, i64(KC))
         k1 = b.add(k0, i64(KC))
         k1 = b.select(b.icmp_signed("<", k1, i64(K)), k1, i64(K))
-        panels((k0, k1, b.icmp_signed("==", p, i64(0))))
+        panels((k0, k1, b.icmp_signed("==", p, i64(0)),
+                b.icmp_signed("==", p, i64(-(-K // KC) - 1))))
     loop(b, -(-K // KC), kblock, name="pc")

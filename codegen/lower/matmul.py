@@ -9,19 +9,24 @@ from __future__ import annotations
 
 from ir.passes.fuse import Kernel
 from ..irutil import F32, I8, REDUCE_FLAGS, f32, i64, loop
-from .gemm import gemm
+from .emitter import Emitter
+from .gemm import MR, gemm, vector_shape
 
 ROWS = 8
 NT_MIN_K = 64      # below this, A B^T transposes B and uses the GEMM
 
 
-def scratch_bytes(graph, kernel: Kernel, nthreads: int = 1) -> int:
-    node = graph.nodes[kernel.members[0]]
+def _transpose_scratch(graph, kernel, nthreads):
+    node = graph.nodes[matmul_of(graph, kernel)]
     a, bb = (graph.type(i).shape for i in node.inputs)
     k = a[0] if node.params["transpose_a"] else a[1]
     if node.params["transpose_b"] and (node.params["transpose_a"] or k < NT_MIN_K):
         return _pad(bb[0] * bb[1] * 4) * nthreads
     return 0
+
+
+def scratch_bytes(graph, kernel: Kernel, nthreads: int = 1) -> int:
+    return _transpose_scratch(graph, kernel, nthreads) + epilogue_tile_bytes(graph, kernel) * nthreads
 
 
 def _pad(n):
@@ -42,11 +47,60 @@ def _transpose_into(b, src, dst, rows, cols):
     loop(b, rows, row, name="ti")
 
 
+def matmul_of(graph, kernel: Kernel) -> int:
+    return next(m for m in kernel.members if graph.nodes[m].op == "matmul")
+
+
+def _epilogue(b, graph, kernel, buffers, fn, v):
+    """The fused elementwise ops after the product, run on each finished tile: the
+    tile is in a per-thread scratch block (never in a buffer the epilogue reads, which
+    may be updated in place), and every output of the kernel is stored from there."""
+    members = [m for m in kernel.members if m != v]
+    if not members:
+        return None
+    em = Emitter(b, graph, set(members), buffers, fn)
+
+    def run(b, i0, j0, rows, width, tile, ld):
+        em.b = b
+
+        def element(b, r, j):
+            em.reset()
+            em.override[v] = b.load(b.gep(tile, [b.add(b.mul(r, i64(ld)), j)], inbounds=True,
+                                          source_etype=F32), typ=F32)
+            idx = (b.add(i0, r), b.add(j0, j))
+            values = [(o, em.value(o, idx)) for o in kernel.outputs]
+            for o, x in values:
+                em.store(o, idx, x)
+            del em.override[v]
+
+        loop(b, rows, lambda b, r, _: loop(b, width, lambda b, j, _: element(b, r, j),
+                                           name="ej"), name="er")
+    return run
+
+
+def epilogue_tile_bytes(graph, kernel) -> int:
+    """Scratch for one product tile, per thread, when the kernel has an epilogue."""
+    if len(kernel.members) == 1:
+        return 0
+    W, V = vector_shape()
+    return _pad(MR * V * W * 4)
+
+
 def lower_matmul(b, graph, kernel: Kernel, buffers, fn, scratch=None, part=None):
-    v = kernel.members[0]
+    v = matmul_of(graph, kernel)
     node = graph.nodes[v]
     a_id, b_id = node.inputs
-    A, B, C = buffers[a_id], buffers[b_id], buffers[v]
+    A, B = buffers[a_id], buffers[b_id]
+    C = buffers.get(v)          # None when only the epilogue's results are kept
+    epilogue = _epilogue(b, graph, kernel, buffers, fn, v)
+    tile = None
+    if epilogue is not None:
+        per_thread = epilogue_tile_bytes(graph, kernel)
+        base = _transpose_scratch(graph, kernel, 1)
+        off = b.add(i64(base * (part.nthreads if part else 1)),
+                    b.mul(part.tid, i64(per_thread)) if part is not None else i64(0))
+        tile = b.gep(scratch, [off], inbounds=True, source_etype=I8)
+        epilogue = (epilogue, tile)
     M, N = graph.type(v).shape
     ash = graph.type(a_id).shape
     ta, tb = node.params["transpose_a"], node.params["transpose_b"]
@@ -58,11 +112,12 @@ def lower_matmul(b, graph, kernel: Kernel, buffers, fn, scratch=None, part=None)
         off = b.mul(part.tid, i64(per_thread)) if part is not None else i64(0)
         Bt = b.gep(scratch, [off], inbounds=True, source_etype=I8)
         _transpose_into(b, B, Bt, N, K)
-        gemm(b, A, Bt, C, M, N, K, a_trans=ta, part=part)
+        gemm(b, A, Bt, C, M, N, K, a_trans=ta, part=part, epilogue=epilogue)
     elif tb:
+        assert epilogue is None, "fuse gives A B^T no epilogue"
         _matmul_nt(b, A, B, C, M, N, K, part)
     else:
-        gemm(b, A, B, C, M, N, K, a_trans=ta, part=part)
+        gemm(b, A, B, C, M, N, K, a_trans=ta, part=part, epilogue=epilogue)
 
 
 def _matmul_nt(b, A, B, C, M, N, K, part=None):

@@ -71,6 +71,7 @@ class _Group:
         self.shape = shape          # the space outputs are computed in
         self.members = {seed}
         self.reduce = seed if kind == "reduce" else None
+        self.matmul = seed if kind == "matmul" else None
         self.in_space = set()       # prologue members (the reduction's input shape)
 
 
@@ -155,6 +156,14 @@ def _try_join(g: Graph, grp: _Group, v: int, kind: str) -> bool:
         return False
     if grp.kind == "loop":
         if kind in FUSIBLE and shape == grp.shape:
+            grp.members.add(v)
+            return True
+        if (kind == "matmul" and shape == grp.shape and not node.params["transpose_b"]
+                and not any(g.nodes[m].op in ("gather", "random_uniform") for m in grp.members)):
+            # GEMM epilogue: the loop (bias, activation) runs on each tile of the
+            # product while it is in cache, instead of as a pass of its own.
+            grp.kind = "matmul"
+            grp.matmul = v
             grp.members.add(v)
             return True
         if kind == "reduction" and shape == grp.shape and is_suffix_reduction(g, v):

@@ -53,8 +53,11 @@ def _align(n: int) -> int:
 def _in_place_ok(fg: FusedGraph, kidx: dict, leaf: int, upd: int, producer: dict) -> bool:
     g = fg.graph
     k = producer.get(upd)
-    if k is None or k.kind != "loop" or g.type(leaf).shape != k.shape:
+    if k is None or k.kind not in ("loop", "matmul") or g.type(leaf).shape != k.shape:
         return False
+    if k.kind == "matmul" and any(leaf in g.nodes[m].inputs for m in k.members
+                                  if g.nodes[m].op == "matmul"):
+        return False        # the product reads it whole, across tiles
     if any(kidx[other.name] >= kidx[k.name] for other in fg.kernels
            if other is not k and leaf in other.inputs):
         return False
