@@ -146,3 +146,27 @@ def test_gemm_epilogue_updates_in_place_on_threads(shape, nthreads):
             exe.run("f", feeds)
         finals.append(st["acc"].copy())
     np.testing.assert_allclose(finals[1], finals[0], rtol=2e-6 * K, atol=1e-5)
+
+
+@pytest.mark.parametrize("nthreads", [1, 2])
+def test_gemm_epilogue_with_k_blocks(nthreads):
+    """A long K (k-blocks of partial sums) with a bias + relu epilogue, product not kept."""
+    from ir import builder as F
+    from ir.builder import Sym
+    from ir.graph import Graph, TensorType
+    from runtime.executable import NativeExecutable, ReferenceExecutable
+    from runtime.state import State
+    g = Graph()
+    x = Sym(g, g.leaf("input", TensorType((70, 600)), "x"))
+    w = Sym(g, g.leaf("input", TensorType((600, 90)), "w"))
+    bias = Sym(g, g.leaf("input", TensorType((90,)), "b"))
+    g.outputs["h"] = F.relu(x @ w + bias).id
+    rng = np.random.default_rng(5)
+    feeds = {"x": rng.standard_normal((70, 600), dtype=np.float32),
+             "w": rng.standard_normal((600, 90), dtype=np.float32) * 0.05,
+             "b": rng.standard_normal(90, dtype=np.float32)}
+    ref = ReferenceExecutable({"f": g}, State([])).run("f", feeds)["h"]
+    exe = NativeExecutable({"f": g}, State([]), use_cache=False, nthreads=nthreads)
+    (k,) = [k for k in exe.entries["f"].fused.kernels if k.kind == "matmul"]
+    assert {"add", "maximum"} <= {exe.entries["f"].fused.graph.nodes[m].op for m in k.members}
+    np.testing.assert_allclose(exe.run("f", feeds)["h"], ref, rtol=1e-5, atol=1e-5)

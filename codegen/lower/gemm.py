@@ -95,12 +95,12 @@ def _tile(b, A, B, C, K, lda, ldb, ldc, i0, j0, rows, W, V, last_lanes=None, a_t
             a = _splat(b, b.load(_gep(b, arow[r], ak), typ=F32), vec)
             out += [b.call(fma, [a, bv[v], acc[r * V + v]]) for v in range(V)]
         return out
-    if epilogue is not None:
-        # The tile goes to the epilogue's scratch block (row stride V*W), not to C.
-        epilogue_fn, tile = epilogue
+    epilogue_fn, tile = epilogue if epilogue is not None else (None, None)
+    # With a tile block, the product goes there (row stride V*W), not to C; without
+    # one (k-blocks), partial sums go to C and the epilogue reads the final ones.
 
     def c_ptr(r, v):
-        if epilogue is not None:
+        if tile is not None:
             return _gep(b, tile, i64(r * V * W + v * W))
         crow = _gep(b, C, b.add(b.mul(b.add(i0, i64(r)), i64(ldc)), j0))
         return _gep(b, crow, i64(v * W))
@@ -124,9 +124,14 @@ def _tile(b, A, B, C, K, lda, ldb, ldc, i0, j0, rows, W, V, last_lanes=None, a_t
                 b.call(_masked(b.module, "store", vec), [acc[r * V + v], p, ir.Constant(I32, 4), mask])
             else:
                 b.store(acc[r * V + v], p, align=4)
-    if epilogue is not None:
+    if epilogue_fn is not None:
         width = (V - 1) * W + (last_lanes if last_lanes is not None else W)
-        epilogue_fn(b, i0, j0, rows, width, tile, V * W)
+        if tile is not None:
+            epilogue_fn(b, i0, j0, rows, width, tile, V * W)
+        else:       # after the last k-block, from C
+            _when(b, kblock[3], lambda: epilogue_fn(
+                b, i0, j0, rows, width,
+                _gep(b, C, b.add(b.mul(i0, i64(ldc)), j0)), ldc))
 
 
 def _when(b, cond, emit):
@@ -192,10 +197,10 @@ def gemm(b, A, B, C, M, N, K, a_trans=False, part=None, epilogue=None):
             _when(b, b.and_(b.icmp_signed("==", hi, i64(col_count)), b.icmp_signed("<", lo, hi)),
                   lambda: _row_tiles(b, A, B, C, M, K, lda, ldb, ldc, i64(n_tiles * NR), W,
                                      edge_v, edge_lanes, a_trans, rows, kblock, epilogue))
-    if K <= KC or epilogue is not None:
-        # (A fused epilogue needs the whole sum in the tile's registers: no k-blocks.)
+    if K <= KC:
         panels(None)
         return
+    assert epilogue is None or epilogue[1] is None, "k-blocks keep partial sums in C"
 
     # Long K: blocks of KC, so the KC x NR slice of B each tile streams stays in L1.
     def kblock(b, p, _):

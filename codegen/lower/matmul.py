@@ -10,7 +10,7 @@ from __future__ import annotations
 from ir.passes.fuse import Kernel
 from ..irutil import F32, I8, REDUCE_FLAGS, f32, i64, loop
 from .emitter import Emitter
-from .gemm import MR, gemm, vector_shape
+from .gemm import KC, MR, gemm, vector_shape
 
 ROWS = 8
 NT_MIN_K = 64      # below this, A B^T transposes B and uses the GEMM
@@ -26,7 +26,10 @@ def _transpose_scratch(graph, kernel, nthreads):
 
 
 def scratch_bytes(graph, kernel: Kernel, nthreads: int = 1) -> int:
-    return _transpose_scratch(graph, kernel, nthreads) + epilogue_tile_bytes(graph, kernel) * nthreads
+    product = _pad(graph.type(matmul_of(graph, kernel)).nbytes) \
+        if _needs_product_buffer(graph, kernel) else 0
+    return (_transpose_scratch(graph, kernel, nthreads) + product
+            + epilogue_tile_bytes(graph, kernel) * nthreads)
 
 
 def _pad(n):
@@ -78,9 +81,20 @@ def _epilogue(b, graph, kernel, buffers, fn, v):
     return run
 
 
+def _k_of(graph, v):
+    node = graph.nodes[v]
+    a = graph.type(node.inputs[0]).shape
+    return a[0] if node.params["transpose_a"] else a[1]
+
+
+def _needs_product_buffer(graph, kernel) -> bool:
+    v = matmul_of(graph, kernel)
+    return len(kernel.members) > 1 and _k_of(graph, v) > KC and v not in kernel.outputs
+
+
 def epilogue_tile_bytes(graph, kernel) -> int:
     """Scratch for one product tile, per thread, when the kernel has an epilogue."""
-    if len(kernel.members) == 1:
+    if len(kernel.members) == 1 or _needs_product_buffer(graph, kernel):
         return 0
     W, V = vector_shape()
     return _pad(MR * V * W * 4)
@@ -93,14 +107,19 @@ def lower_matmul(b, graph, kernel: Kernel, buffers, fn, scratch=None, part=None)
     A, B = buffers[a_id], buffers[b_id]
     C = buffers.get(v)          # None when only the epilogue's results are kept
     epilogue = _epilogue(b, graph, kernel, buffers, fn, v)
-    tile = None
     if epilogue is not None:
-        per_thread = epilogue_tile_bytes(graph, kernel)
-        base = _transpose_scratch(graph, kernel, 1)
-        off = b.add(i64(base * (part.nthreads if part else 1)),
-                    b.mul(part.tid, i64(per_thread)) if part is not None else i64(0))
-        tile = b.gep(scratch, [off], inbounds=True, source_etype=I8)
-        epilogue = (epilogue, tile)
+        nthreads = part.nthreads if part else 1
+        base = _transpose_scratch(graph, kernel, nthreads)
+        if _k_of(graph, v) > KC:
+            # k-blocks keep partial sums of the whole product: in its own buffer when
+            # it is kept, else in scratch.
+            if C is None:
+                C = b.gep(scratch, [i64(base)], inbounds=True, source_etype=I8)
+            epilogue = (epilogue, None)
+        else:
+            per_thread = epilogue_tile_bytes(graph, kernel)
+            off = b.add(i64(base), b.mul(part.tid, i64(per_thread)) if part is not None else i64(0))
+            epilogue = (epilogue, b.gep(scratch, [off], inbounds=True, source_etype=I8))
     M, N = graph.type(v).shape
     ash = graph.type(a_id).shape
     ta, tb = node.params["transpose_a"], node.params["transpose_b"]
