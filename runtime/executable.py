@@ -173,11 +173,14 @@ class NativeExecutable:
         return view(self.work if region == "work" else self.state.buffer, where, t)
 
     def run(self, entry: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        check_input_bounds(self.graphs[entry], feeds)
+        g = self.graphs[entry]
+        if g.input_bounds:
+            check_input_bounds(g, feeds)
         for name, dst in self._inputs[entry].items():
             np.copyto(dst, feeds[name], casting="unsafe")
         self._fns[entry]()
-        return {k: v.copy() for k, v in self._outputs[entry].items()}
+        # Copies: the arena is reused by the next step (a 0-d result as a numpy scalar).
+        return {k: v[()] if v.ndim == 0 else v.copy() for k, v in self._outputs[entry].items()}
 
 
 def _cache_key(graphs: dict[str, Graph], state: State, nthreads: int) -> str:
