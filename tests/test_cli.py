@@ -136,9 +136,14 @@ def test_fused_has_fewer_kernels_than_optimized_ops(capsys, spec):
     ops = [v for v in optimized["graph"]["values"] if v["op"] != "leaf"]
     kernels = [k for k in fused["kernels"] if k["kind"] != "view"]
     assert 0 < len(kernels) < len(ops) == optimized["stats"]["ops"]
-    # every op of the optimized graph is in exactly one kernel
+    # every op of the optimized graph is in a kernel; one in several kernels is a cheap
+    # elementwise value recomputed by each consumer (fuse's duplication), never a
+    # matmul, reduction or scan
     members = [m for k in fused["kernels"] for m in k["members"]]
-    assert sorted(members) == sorted(v["id"] for v in ops)
+    assert set(members) == {v["id"] for v in ops}
+    op_of = {v["id"]: v["op"] for v in ops}
+    repeated = {m for m in members if members.count(m) > 1}
+    assert not {op_of[m] for m in repeated} & {"matmul", "reduce_sum", "reduce_max", "scan"}
     rc, out, _ = run(capsys, "inspect", spec, "--stage", "fused", "--batch", BATCH)
     for k in fused["kernels"]:
         assert re.search(rf"^    {k['name']}: {k['kind']} over ", out, re.M)

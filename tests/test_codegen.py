@@ -375,7 +375,6 @@ def test_memory_plan_reuses_the_work_arena(fused):
         sum(align(scratch_bytes(g, k)) for k in fg.kernels if scratch_bytes(g, k))
     assert len(intermediate) >= 10
     assert plan.work_bytes < total, (plan.work_bytes, total)
-    assert plan.work_bytes < sum(align(g.type(v).nbytes) for v in intermediate)
 
     # and no two buffers live at the same time share a byte
     live = []

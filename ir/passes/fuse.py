@@ -86,6 +86,11 @@ def fuse(graph: Graph) -> FusedGraph:
     group_of: dict[int, _Group] = {}
     order = [v for v in g.order() if not g.nodes[v].is_leaf]
     scan_groups: dict[int, _Group] = {}
+    duplicated: dict[int, list] = {}      # value -> every group that computes it
+
+    def groups_of(u):
+        return duplicated.get(u) or [group_of[u]]
+
     for v in reversed(order):
         node = g.nodes[v]
         kind = get_op(node.op).kind
@@ -98,13 +103,19 @@ def fuse(graph: Graph) -> FusedGraph:
             group_of[v] = scan_groups[s]
             continue
         users = g.users(v)
-        user_groups = {id(group_of[u]): group_of[u] for u in users if u in group_of}
+        user_groups = {id(G): G for u in users if u in group_of for G in groups_of(u)}
         target = next(iter(user_groups.values())) if len(user_groups) == 1 else None
         joined = False
         if target is not None and node.op != "reshape" and len(user_groups) == 1:
             joined = _try_join(g, target, v, kind)
         if joined:
             group_of[v] = target
+            continue
+        if len(user_groups) > 1 and _duplicable(g, v, kind, roots) and \
+                _join_all(g, list(user_groups.values()), v, kind):
+            # Cheap enough to compute again in each consumer than to store and reload.
+            duplicated[v] = list(user_groups.values())
+            group_of[v] = duplicated[v][0]
             continue
         grp = _Group("view" if node.op == "reshape" else _group_kind(kind), node.type.shape, v)
         group_of[v] = grp
@@ -115,10 +126,11 @@ def fuse(graph: Graph) -> FusedGraph:
     first = {gid: min(grp.members) for gid, grp in groups.items()}
     for gid in groups:
         gdag.add_node(gid)
-    for v, grp in group_of.items():
-        for i in g.nodes[v].inputs:
-            if i in group_of and group_of[i] is not grp:
-                gdag.add_edge(id(group_of[i]), id(grp))
+    for grp in groups.values():
+        for v in grp.members:
+            for i in g.nodes[v].inputs:
+                if i in group_of and i not in grp.members:
+                    gdag.add_edge(id(group_of[i]), id(grp))
     writes_state = {id(group_of[u]) for u in g.updates.values() if u in group_of}
     # Groups that write updates go as late as possible, so they can write in place.
     gorder = list(nx.lexicographical_topological_sort(
@@ -127,8 +139,8 @@ def fuse(graph: Graph) -> FusedGraph:
     for n, gid in enumerate(gorder):
         grp = groups[gid]
         members = [v for v in order if v in grp.members]
-        outputs = [v for v in members
-                   if v in roots or any(group_of.get(u) is not grp for u in g.users(v))]
+        outputs = [v for v in members if v not in duplicated and (
+                   v in roots or any(G is not grp for u in g.users(v) for G in groups_of(u)))]
         inline_ok = grp.kind in ("loop", "reduce")
         inputs = sorted({i for v in members for i in g.nodes[v].inputs
                          if i not in grp.members and not (inline_ok and _inlined_constant(g, i))})
@@ -136,6 +148,32 @@ def fuse(graph: Graph) -> FusedGraph:
                    grp.shape, grp.reduce, g.nodes[members[-1]].scope, set(grp.in_space))
         kernels.append(k)
     return FusedGraph(g, kernels)
+
+
+# Recomputed in every consumer instead of stored: cheap ops, or any elementwise op
+# on a small value (a softmax's (batch, classes) exponentials).
+CHEAP = {"add", "sub", "mul", "neg", "maximum", "minimum", "select", "broadcast_to", "abs",
+         "sign", "cast", "greater", "greater_equal", "less", "less_equal", "equal", "not_equal"}
+SMALL = 4096
+
+
+def _duplicable(g: Graph, v: int, kind: str, roots) -> bool:
+    n = g.nodes[v]
+    return (v not in roots and kind in ("elementwise", "layout") and n.op != "reshape"
+            and (n.op in CHEAP or n.type.size <= SMALL))
+
+
+def _join_all(g: Graph, targets, v: int, kind: str) -> bool:
+    """Join v to every target group, or to none (undoing partial joins)."""
+    done = []
+    for grp in targets:
+        if grp.kind not in ("loop", "reduce") or not _try_join(g, grp, v, kind):
+            for d in done:
+                d.members.discard(v)
+                d.in_space.discard(v)
+            return False
+        done.append(grp)
+    return True
 
 
 def _inlined_constant(g: Graph, v: int) -> bool:
