@@ -5,16 +5,18 @@ Kinds of kernel:
   reduce   one reduction, with the elementwise ops that produce its input fused
            in (prologue) and, when it reduces a suffix of the axes, the
            elementwise ops that consume its result fused after it (epilogue)
-  matmul   one matrix product
+  matmul   one matrix product, with the elementwise ops that consume it run on
+           each finished tile (epilogue: bias, activation, an optimizer update)
   scatter  one scatter_add
   scan     a loop running the kernels of its body graph once per step
   view     a reshape: no code, its result aliases its operand's buffer
 
 Grouping is greedy in reverse topological order, in the spirit of XLA's
 instruction fusion: a producer joins the group of its users when all its users
-are in one group and it has the shape that group iterates over (so nothing is
-computed twice). Values read by more than one kernel, roots (outputs and
-updates) and leaves are materialized in buffers.
+are in one group and it has the shape that group iterates over. A cheap (or
+small) elementwise producer whose users are in several groups is recomputed in
+each of them rather than stored. Other values read by more than one kernel,
+roots (outputs and updates) and leaves are materialized in buffers.
 """
 from __future__ import annotations
 
@@ -71,7 +73,6 @@ class _Group:
         self.shape = shape          # the space outputs are computed in
         self.members = {seed}
         self.reduce = seed if kind == "reduce" else None
-        self.matmul = seed if kind == "matmul" else None
         self.in_space = set()       # prologue members (the reduction's input shape)
 
 
@@ -150,17 +151,16 @@ def fuse(graph: Graph) -> FusedGraph:
     return FusedGraph(g, kernels)
 
 
-# Recomputed in every consumer instead of stored: cheap ops, or any elementwise op
-# on a small value (a softmax's (batch, classes) exponentials).
+# Recomputed in every consumer instead of stored: ops cheaper than a load and a store.
+# (Transcendentals are not: duplicating an LSTM's gate activations into each of their
+# consumers measured 1.2 -> 1.6 ms per W4 step.)
 CHEAP = {"add", "sub", "mul", "neg", "maximum", "minimum", "select", "broadcast_to", "abs",
          "sign", "cast", "greater", "greater_equal", "less", "less_equal", "equal", "not_equal"}
-SMALL = 4096
 
 
 def _duplicable(g: Graph, v: int, kind: str, roots) -> bool:
     n = g.nodes[v]
-    return (v not in roots and kind in ("elementwise", "layout") and n.op != "reshape"
-            and (n.op in CHEAP or n.type.size <= SMALL))
+    return v not in roots and kind in ("elementwise", "layout") and n.op in CHEAP
 
 
 def _join_all(g: Graph, targets, v: int, kind: str) -> bool:
@@ -201,7 +201,6 @@ def _try_join(g: Graph, grp: _Group, v: int, kind: str) -> bool:
             # GEMM epilogue: the loop (bias, activation) runs on each tile of the
             # product while it is in cache, instead of as a pass of its own.
             grp.kind = "matmul"
-            grp.matmul = v
             grp.members.add(v)
             return True
         if kind == "reduction" and shape == grp.shape and is_suffix_reduction(g, v):
