@@ -306,7 +306,10 @@ class ArraySource:
     def __init__(self, xs, ys, sw, batch_size, shuffle=False):
         self.xs, self.ys, self.sw = xs, ys or [], sw
         self.n = len(xs[0])
-        self.batch_size = batch_size
+        # A batch larger than the data is the data in one batch (not an arena sized for
+        # batch_size=10**9 samples).
+        self.batch_size = max(1, min(batch_size, self.n))
+        batch_size = self.batch_size
         self.shuffle = shuffle
         self.num_batches = -(-self.n // batch_size)
         self.y_specs = y_specs(self.ys)

@@ -494,17 +494,21 @@ class _Runner:
         self.model, self.entry = model, entry
         self.targets = entry != "predict"
         self.size = source.batch_size if source.fixed_size else None
-        self._key = self._exe = None
+        self._key = self._exe = self._table = None
 
     def prepare(self, source):
         self._get(source.y_specs)
 
     def _get(self, specs):
         specs = specs if self.targets else None
-        key = (self.size, tuple(specs) if specs else None)     # the model's cache key
-        if key != self._key or self.model._executables.get(key) is not self._exe:
+        shapes = tuple(map(tuple, getattr(self.model, "_data_input_shapes", None) or ()))
+        key = (self.size, shapes, tuple(specs) if specs else None)
+        # Ask the model again only when the batch shape changed or it dropped its
+        # executables (recompiled): no per-step Python beyond this check.
+        if key != self._key or self._table is not self.model._executables:
             self._exe = self.model._executable(self.size, specs)
             self._key = key
+            self._table = self.model._executables
         return self._exe
 
     def run(self, batch):

@@ -395,3 +395,19 @@ def test_bad_calls_in_a_fresh_process_do_not_kill_it():
     assert lines[-2] == ",".join(["ValueError", "ValueError", "ValueError", "ValueError",
                                   "TypeError", "ValueError", "ValueError", "ValueError"])
     assert lines[-1] == "alive (8, 3) True"
+
+
+def test_batch_size_larger_than_the_data_is_one_batch():
+    """A careless batch_size=10**9 trains on the data as one batch (as Keras does), instead
+    of compiling for a billion samples."""
+    from kcompile import layers, models
+    m = models.Sequential([layers.Dense(4, activation="relu", input_shape=(3,)),
+                           layers.Dense(2, activation="softmax")])
+    m.compile(optimizer="sgd", loss="categorical_crossentropy", metrics=["accuracy"])
+    x = np.random.default_rng(0).random((10, 3), dtype=np.float32)
+    y = np.eye(2, dtype=np.float32)[[0, 1] * 5]
+    h = m.fit(x, y, batch_size=10**9, epochs=2, verbose=0)
+    assert len(h.history["loss"]) == 2
+    assert len(m.evaluate(x, y, batch_size=10**9, verbose=0)) == 2
+    assert m.predict(x, batch_size=10**9, verbose=0).shape == (10, 2)
+    assert all(key[0] <= 10 for key in m._executables)
