@@ -26,6 +26,8 @@ import types
 import warnings
 from collections.abc import Iterator
 
+import functools
+
 import numpy as np
 
 from .dataset import AUTOTUNE, Dataset  # noqa: F401  (kcompile.data.Dataset)
@@ -256,11 +258,19 @@ def feeds(xs, ys, sw, idx, real, batch_size):
         idx = np.concatenate([idx, np.zeros(batch_size - real, dtype=idx.dtype)])
     out = {f"x{i}": a[idx] for i, a in enumerate(xs)}
     out.update({f"y{i}": a[idx] for i, a in enumerate(ys)})
-    mask = np.zeros(batch_size, np.float32)
-    mask[:real] = 1.0
-    out["mask"] = mask
-    out["sample_weight"] = sw[idx] if sw is not None else np.ones(batch_size, np.float32)
+    out["mask"] = row_mask(real, batch_size)
+    out["sample_weight"] = sw[idx] if sw is not None else row_mask(batch_size, batch_size)
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def row_mask(real: int, size: int) -> np.ndarray:
+    """1.0 for the `real` rows of a batch padded to `size`, 0.0 for the padding. Read-only
+    and shared: a step copies it into the arena, so no array is made per step."""
+    mask = np.zeros(size, np.float32)
+    mask[:real] = 1.0
+    mask.setflags(write=False)
+    return mask
 
 
 def _pad(a, size):
@@ -291,11 +301,9 @@ class StreamBatch:
         out = {f"x{i}": _pad(a, size) for i, a in enumerate(self.xs)}
         if targets:
             out.update({f"y{i}": _pad(a, size) for i, a in enumerate(self.ys)})
-        mask = np.zeros(size, np.float32)
-        mask[:self.real] = 1.0
-        out["mask"] = mask
+        out["mask"] = row_mask(self.real, size)
         sw = self.sw if targets and self.sw is not None else None
-        out["sample_weight"] = _pad(sw, size) if sw is not None else np.ones(size, np.float32)
+        out["sample_weight"] = _pad(sw, size) if sw is not None else row_mask(size, size)
         return out
 
 

@@ -12,11 +12,14 @@ import re
 import numpy as np
 import pytest
 
-from ir import builder as F
 from ir.interpret import interpret
-from ir.passes import autodiff, simplify
+from ir.passes import simplify
 from kcompile import constraints, layers, models, optimizers, regularizers
-from kcompile.tracing import Trace, tracing
+
+try:
+    from tests.model_checks import check_gradients_fd, loss_trace
+except ImportError:     # run as `pytest tests/...` without the project root on sys.path
+    from model_checks import check_gradients_fd, loss_trace
 
 ATOL, RTOL = 1e-5, 1e-4
 BACKENDS = ["reference", "native"]
@@ -49,65 +52,10 @@ def assert_same_training(nat, ref, x, y, steps=3):
 
 
 # ------------------------------------------------------------------ IR-level helpers
-def traced(model, xs, training=False, seed=0):
-    """The model traced on `xs`' shapes; loss = sum_j <out_j, R_j> with R fixed random."""
-    trace = Trace()
-    trainable = {id(w) for w in model.trainable_weights}
-    trace.is_trainable = lambda v: id(v) in trainable
-    rng = np.random.default_rng(seed)
-    feeds = {}
-    with tracing(trace):
-        ins = []
-        for i, a in enumerate(xs):
-            a = np.asarray(a)
-            ins.append(trace.input(f"x{i}", a.shape, "int32" if a.dtype.kind in "iu" else "float32"))
-            feeds[f"x{i}"] = a
-        outs = model.forward(ins, training=training)
-        loss = None
-        for j, o in enumerate(outs):
-            trace.graph.outputs[f"y{j}"] = o.id
-            r = trace.input(f"r{j}", o.shape)
-            feeds[f"r{j}"] = rng.normal(size=o.shape)
-            term = F.sum(o * r)
-            loss = term if loss is None else loss + term
-        trace.graph.outputs["loss"] = loss.id
-    for v in trace.variables:
-        feeds[v.path] = v.numpy().astype(np.float64)
-    return trace, feeds
-
-
 def forward_reference(model, x, training):
-    trace, feeds = traced(model, [x], training)
+    trace, feeds = loss_trace(model, [x], training)
     outs, _ = interpret(simplify(trace.graph), feeds)
     return outs["y0"]
-
-
-def check_gradients_fd(model, xs, training=False, per_weight=4, eps=1e-6, rtol=1e-5,
-                       atol=1e-6, seed=0):
-    """autodiff on the reference interpreter (float64) against central differences."""
-    trace, feeds = traced(model, xs, training, seed)
-    g = simplify(trace.graph)
-    outs, _ = interpret(autodiff(g), feeds, float64=True)
-    rng = np.random.default_rng(seed + 1)
-    checked = 0
-    for v in model.trainable_weights:
-        grad = outs[f"grad/{v.path}"]
-        n = int(np.prod(v.shape))
-        for flat in rng.choice(n, size=min(per_weight, n), replace=False):
-            idx = np.unravel_index(flat, v.shape)
-            vals = []
-            for sgn in (1, -1):
-                f2 = dict(feeds)
-                w = feeds[v.path].copy()
-                w[idx] += sgn * eps
-                f2[v.path] = w
-                vals.append(float(interpret(g, f2, float64=True)[0]["loss"]))
-            fd = (vals[0] - vals[1]) / (2 * eps)
-            ad = float(grad[idx])
-            assert abs(fd - ad) <= atol + rtol * max(abs(fd), abs(ad)), \
-                f"{v.path}{idx}: autodiff {ad!r} vs finite differences {fd!r}"
-            checked += 1
-    assert checked > 0
 
 
 # ================================================================ BatchNormalization

@@ -21,11 +21,12 @@ import re
 import numpy as np
 import pytest
 
-from ir import builder as F
-from ir.interpret import interpret
-from ir.passes import autodiff, simplify
 from kcompile import layers, models, optimizers
-from kcompile.tracing import Trace, tracing
+
+try:
+    from tests.model_checks import check_gradients_fd
+except ImportError:     # run as `pytest tests/...` without the project root on sys.path
+    from model_checks import check_gradients_fd
 
 B, T, D, U = 3, 5, 4, 3
 FWD_ATOL, FWD_RTOL = 2e-5, 1e-4          # float32 (native polynomials) vs float64 numpy
@@ -121,62 +122,6 @@ def assert_same_training(nat, ref, x, y, steps=3):
 
 
 # ------------------------------------------- reference gradients vs finite differences
-def loss_trace(model, xs, training=False, seed=0):
-    """The model traced on `xs`' shapes with loss = sum_j <out_j, R_j> (R fixed random)."""
-    trace = Trace()
-    trainable = {id(w) for w in model.trainable_weights}
-    trace.is_trainable = lambda v: id(v) in trainable
-    rng = np.random.default_rng(seed)
-    feeds = {}
-    with tracing(trace):
-        ins = []
-        for i, a in enumerate(xs):
-            dtype = "int32" if np.asarray(a).dtype.kind in "iu" else "float32"
-            ins.append(trace.input(f"x{i}", np.shape(a), dtype))
-            feeds[f"x{i}"] = np.asarray(a)
-        outs = model.forward(ins, training=training)
-        loss = None
-        for j, o in enumerate(outs):
-            r = trace.input(f"r{j}", o.shape)
-            feeds[f"r{j}"] = rng.normal(size=o.shape)
-            term = F.sum(o * r)
-            loss = term if loss is None else loss + term
-        trace.graph.outputs["loss"] = loss.id
-    for v in trace.variables:
-        feeds[v.path] = v.numpy().astype(np.float64)
-    return trace, feeds
-
-
-def check_gradients_fd(model, xs, training=False, per_weight=4, eps=1e-6, rtol=1e-5,
-                       atol=1e-6, seed=0):
-    """autodiff on the reference interpreter (float64) against central differences."""
-    trace, feeds = loss_trace(model, xs, training, seed)
-    g = simplify(trace.graph)
-    ga = autodiff(g)
-    outs, _ = interpret(ga, feeds, float64=True)
-    rng = np.random.default_rng(seed + 1)
-    checked = 0
-    for v in model.trainable_weights:
-        grad = outs[f"grad/{v.path}"]
-        assert grad.shape == v.shape
-        n = int(np.prod(v.shape))
-        for flat in rng.choice(n, size=min(per_weight, n), replace=False):
-            idx = np.unravel_index(flat, v.shape)
-            vals = []
-            for sgn in (1, -1):
-                f2 = dict(feeds)
-                w = feeds[v.path].copy()
-                w[idx] += sgn * eps
-                f2[v.path] = w
-                vals.append(float(interpret(g, f2, float64=True)[0]["loss"]))
-            fd = (vals[0] - vals[1]) / (2 * eps)
-            ad = float(grad[idx])
-            assert abs(fd - ad) <= atol + rtol * max(abs(fd), abs(ad)), \
-                f"{v.path}{idx}: autodiff {ad!r} vs finite differences {fd!r}"
-            checked += 1
-    assert checked > 0
-
-
 # ----------------------------------------------------------- forward vs numpy
 VARIANTS = [("last", {}), ("seq", dict(return_sequences=True)),
             ("back_last", dict(go_backwards=True)),
