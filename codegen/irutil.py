@@ -24,11 +24,21 @@ def i64(x: int) -> ir.Constant:
     return ir.Constant(I64, int(x))
 
 
-def loop(b: ir.IRBuilder, n, body, init=(), name: str = "i", start=0):
+UNROLL_UP_TO = 16
+
+
+def loop(b: ir.IRBuilder, n, body, init=(), name: str = "i", start=0, unroll: bool = False):
     """Emit `for i in range(start, n)` carrying values; body(b, i, carried) -> new carried.
 
     Returns the carried values after the loop.
     """
+    if isinstance(n, int) and isinstance(start, int) and 0 <= n - start <= UNROLL_UP_TO \
+            and unroll:
+        # Short fixed trips are emitted straight: no loop for the vectorizer to miss.
+        carried = list(init)
+        for i in range(start, n):
+            carried = body(b, i64(i), carried) if init else (body(b, i64(i), []) or [])
+        return carried
     n = i64(n) if isinstance(n, int) else n
     start = i64(start) if isinstance(start, int) else start
     pre = b.block

@@ -21,10 +21,11 @@ from .lower.elementwise import Intrinsics
 from .lower.loop import lower_loop
 from .lower.matmul import lower_matmul, scratch_bytes as matmul_scratch
 from .lower.reduce import lower_reduce
+from .lower.rows import lower_rows
 from .lower.scatter import lower_scatter
 
 LOWER = {"loop": lower_loop, "reduce": lower_reduce, "matmul": lower_matmul,
-         "scatter": lower_scatter}
+         "scatter": lower_scatter, "rows": lower_rows}
 
 
 def scratch_bytes(graph, kernel: Kernel, nthreads: int = 1) -> int:
@@ -115,13 +116,21 @@ def emit_entry(ctx: _Context, b, e: Entry, state, work, tid, sync, inputs: dict)
         base = state if loc.region == "state" else work
         return b.gep(base, [i64(loc.offset)], inbounds=True, source_etype=I8)
 
+    pending = _Pending(g, plan, ctx.nthreads)
     for k in e.fused.kernels:
         if k.kind == "view":
             continue
         if k.kind == "scan":
             from .lower.scan import emit_scan
+            if pending:
+                ctx.barrier(b, sync)
+            pending.clear()
             emit_scan(ctx, b, e, k, address, work, tid, sync)
             continue
+        if pending.conflicts(k):
+            ctx.barrier(b, sync)
+            pending.clear()
+        pending.add(k)
         kf, arg_locs = _build_kernel(ctx.module, ctx.fn, e, k, ctx.nthreads)
         args = [tid]
         for loc in arg_locs:
@@ -130,6 +139,8 @@ def emit_entry(ctx: _Context, b, e: Entry, state, work, tid, sync, inputs: dict)
             else:
                 args.append(address(loc))
         b.call(kf, args)
+    # Every thread finishes the step's kernels before the copies or the return.
+    if pending:
         ctx.barrier(b, sync)
     if plan.copies:
         def copies():
@@ -138,6 +149,55 @@ def emit_entry(ctx: _Context, b, e: Entry, state, work, tid, sync, inputs: dict)
                            g.type(dst).nbytes)
         ctx.thread0(b, tid, copies)
         ctx.barrier(b, sync)
+
+
+class _Pending:
+    """The buffers read and written by the kernels since the last barrier.
+
+    A kernel needs a barrier before it only if it reads what one of them writes
+    or writes what one of them reads or writes (another thread may still be
+    running its share of that kernel); independent kernels run back to back.
+    Buffers are byte ranges of their region, so reuse of arena space is seen.
+    """
+
+    def __init__(self, graph, plan, nthreads):
+        self.g, self.plan, self.nthreads = graph, plan, nthreads
+        self.reads: list = []
+        self.writes: list = []
+
+    def _ranges(self, values):
+        out = []
+        for v in values:
+            loc = self.plan.locations[v]
+            if loc.region != "const":
+                out.append((loc.region, loc.offset, loc.offset + max(self.g.type(v).nbytes, 1)))
+        return out
+
+    @staticmethod
+    def _overlap(xs, ys):
+        return any(r == q and lo < hi2 and lo2 < hi for r, lo, hi in xs for q, lo2, hi2 in ys)
+
+    def _writes(self, k):
+        out = self._ranges(k.outputs)
+        nbytes = scratch_bytes(self.g, k, self.nthreads)
+        if nbytes:      # arena space, live during this kernel only: others may reuse it
+            off = self.plan.scratch[k.name]
+            out.append(("work", off, off + nbytes))
+        return out
+
+    def conflicts(self, k) -> bool:
+        reads, writes = self._ranges(k.inputs), self._writes(k)
+        return self._overlap(reads, self.writes) or self._overlap(writes, self.reads + self.writes)
+
+    def add(self, k):
+        self.reads += self._ranges(k.inputs)
+        self.writes += self._writes(k)
+
+    def clear(self):
+        self.reads, self.writes = [], []
+
+    def __bool__(self):
+        return bool(self.reads or self.writes)
 
 
 def _build_kernel(module, fn, e: Entry, k: Kernel, nthreads: int):

@@ -100,8 +100,8 @@ def _unary(name):
     return f
 
 
-neg, exp, log, sqrt, abs, sign, sigmoid, tanh = map(
-    _unary, ["neg", "exp", "log", "sqrt", "abs", "sign", "sigmoid", "tanh"])
+neg, exp, log, sqrt, abs, sign, sigmoid, tanh, stop_gradient = map(
+    _unary, ["neg", "exp", "log", "sqrt", "abs", "sign", "sigmoid", "tanh", "stop_gradient"])
 
 
 def add(a, b): return op("add", a, b)

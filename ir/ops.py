@@ -102,6 +102,10 @@ _unary("abs", np.abs, lambda F, xs, out, g, a: [g * F.sign(xs[0])])
 _unary("sign", np.sign, lambda F, xs, out, g, a: [None])
 _unary("sigmoid", _sigmoid, lambda F, xs, out, g, a: [g * out * (1.0 - out)])
 _unary("tanh", np.tanh, lambda F, xs, out, g, a: [g * (1.0 - out * out)])
+# The identity whose gradient is zero: a softmax's max shift (its true gradient
+# cancels exactly, so autodiff need not build the terms that cancel).
+primitive("stop_gradient", "elementwise", 1, lambda ts, a: ts[0], lambda xs, a: xs[0],
+          lambda F, xs, out, g, a: [None])
 
 
 def _binary(name, ref, vjp, out_dtype=None, float_only=False):

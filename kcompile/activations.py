@@ -24,14 +24,15 @@ def tanh(x):
 
 
 def softmax(x, axis=-1):
-    # exp(x - max) / sum: the max shift keeps exp in range (its gradient cancels).
-    m = F.max(x, axis=axis, keepdims=True)
+    # exp(x - max) / sum: the max shift keeps exp in range; its gradient cancels
+    # exactly, so it is not differentiated (as jax.nn.softmax does).
+    m = F.stop_gradient(F.max(x, axis=axis, keepdims=True))
     e = F.exp(x - m)
     return e / F.sum(e, axis=axis, keepdims=True)
 
 
 def log_softmax(x, axis=-1):
-    m = F.max(x, axis=axis, keepdims=True)
+    m = F.stop_gradient(F.max(x, axis=axis, keepdims=True))
     s = x - m
     return s - F.log(F.sum(F.exp(s), axis=axis, keepdims=True))
 

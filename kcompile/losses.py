@@ -135,7 +135,7 @@ def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=
         n = y_pred.shape[axis]
         y_true = y_true * (1.0 - label_smoothing) + label_smoothing / n
     if from_logits:
-        m = F.max(y_pred, axis=axis, keepdims=True)
+        m = F.stop_gradient(F.max(y_pred, axis=axis, keepdims=True))
         s = y_pred - m
         log_prob = s - F.log(F.sum(F.exp(s), axis=axis, keepdims=True))
     else:

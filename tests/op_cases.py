@@ -171,6 +171,7 @@ UNARY_DOMAINS = {
     "sign": away_from_zero(),
     "sigmoid": normal(3.0),
     "tanh": normal(2.0),
+    "stop_gradient": normal(2.0),
 }
 
 BINARY_DOMAINS = {

@@ -80,7 +80,9 @@ def _feeds(g, values):
 
 
 def _kernels(fg, kind=None):
-    return [k for k in fg.kernels if kind is None or k.kind == kind]
+    """fg's kernels of this kind, including the stages merged into rows kernels."""
+    flat = [s for k in fg.kernels for s in (k.stages or [k])]
+    return [k for k in flat if kind is None or k.kind == kind]
 
 
 def _ops(fg, k):

@@ -84,6 +84,7 @@ INT_SCALAR = {
     "add": lambda b, fn, xs, a: b.add(xs[0], xs[1]),
     "sub": lambda b, fn, xs, a: b.sub(xs[0], xs[1]),
     "mul": lambda b, fn, xs, a: b.mul(xs[0], xs[1]),
+    "stop_gradient": lambda b, fn, xs, a: xs[0],
     "maximum": _int_max,
     "minimum": _int_min,
 }
@@ -98,6 +99,7 @@ SCALAR = {
     "sign": _sign,
     "sigmoid": lambda b, fn, xs, a: fn.call(b, "kc_sigmoid", xs[0]),
     "tanh": lambda b, fn, xs, a: fn.call(b, "kc_tanh", xs[0]),
+    "stop_gradient": lambda b, fn, xs, a: xs[0],
     "add": lambda b, fn, xs, a: b.fadd(xs[0], xs[1], flags=FLAGS),
     "sub": lambda b, fn, xs, a: b.fsub(xs[0], xs[1], flags=FLAGS),
     "mul": lambda b, fn, xs, a: b.fmul(xs[0], xs[1], flags=FLAGS),

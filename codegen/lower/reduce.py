@@ -47,35 +47,11 @@ def lower_reduce(b, graph, kernel: Kernel, buffers, fn, scratch=None, part=None)
 
 def _lower_suffix(b, graph, kernel, em, node, src, rin, in_outputs, out_outputs, fn, part):
     nred = len(node.params["axes"]) if "axes" in node.params else 1
-    keep, red = rin[:len(rin) - nred], rin[len(rin) - nred:]
-    count = math.prod(red)
+    keep = rin[:len(rin) - nred]
     keepdims = node.params.get("keepdims", False)
 
     def outer(b, kidx):
-        def inner(level, ridx, carried):
-            if level < len(red):
-                return loop(b, red[level], lambda b, i, c: inner(level + 1, ridx + [i], c),
-                            init=carried, name=f"r{level}")
-            # Values computed in a loop body do not dominate code after the loop,
-            # so nothing is memoized across bodies (LLVM hoists invariants itself).
-            em.reset()
-            idx = kidx + tuple(ridx)
-            x = em.value(src, idx)
-            for o in in_outputs:
-                em.store(o, idx, em.value(o, idx))
-            if node.op == "argmax":
-                best, pos = carried
-                if isinstance(x.type, ir.IntType):
-                    x = b.sitofp(x, F32)
-                better = b.fcmp_ordered(">", x, best)
-                return [b.select(better, x, best), b.select(better, b.sitofp(ridx[-1], F32), pos)]
-            return [_combine(b, fn, node.op, carried[0], x)]
-
-        init = [f32(float("-inf")), f32(0.0)] if node.op == "argmax" else [f32(_IDENTITY[node.op])]
-        acc = inner(0, [], init)
-        result = b.fptosi(acc[1], I32) if node.op == "argmax" else acc[0]
-        if node.op == "reduce_mean":
-            result = b.fmul(result, f32(1.0 / count))
+        result = reduce_at(b, graph, kernel, em, kidx, in_outputs, fn)
         em.reset()
         em.override[kernel.reduce] = result
         oidx = kidx + (i64(0),) * nred if keepdims else kidx
@@ -83,6 +59,44 @@ def _lower_suffix(b, graph, kernel, em, node, src, rin, in_outputs, out_outputs,
             em.store(o, oidx, em.value(o, oidx))
         del em.override[kernel.reduce]
     loop_nest(b, keep, outer, name="k", part=part)
+
+
+def reduce_at(b, graph, kernel: Kernel, em: Emitter, kidx: tuple, in_outputs, fn,
+              unroll: bool = False):
+    """The suffix reduction of kernel at kept index kidx: a loop over the reduced
+    axes carrying the accumulator; prologue values in in_outputs are stored on the
+    way. Returns the result (argmax: i32; reduce_mean: scaled)."""
+    node = graph.nodes[kernel.reduce]
+    src = node.inputs[0]
+    rin = graph.type(src).shape
+    nred = len(node.params["axes"]) if "axes" in node.params else 1
+    red = rin[len(rin) - nred:]
+
+    def inner(level, ridx, carried):
+        if level < len(red):
+            return loop(b, red[level], lambda b, i, c: inner(level + 1, ridx + [i], c),
+                        init=carried, name=f"r{level}", unroll=unroll)
+        # Values computed in a loop body do not dominate code after the loop,
+        # so nothing is memoized across bodies (LLVM hoists invariants itself).
+        em.reset()
+        idx = kidx + tuple(ridx)
+        x = em.value(src, idx)
+        for o in in_outputs:
+            em.store(o, idx, em.value(o, idx))
+        if node.op == "argmax":
+            best, pos = carried
+            if isinstance(x.type, ir.IntType):
+                x = b.sitofp(x, F32)
+            better = b.fcmp_ordered(">", x, best)
+            return [b.select(better, x, best), b.select(better, b.sitofp(ridx[-1], F32), pos)]
+        return [_combine(b, fn, node.op, carried[0], x)]
+
+    init = [f32(float("-inf")), f32(0.0)] if node.op == "argmax" else [f32(_IDENTITY[node.op])]
+    acc = inner(0, [], init)
+    result = b.fptosi(acc[1], I32) if node.op == "argmax" else acc[0]
+    if node.op == "reduce_mean":
+        result = b.fmul(result, f32(1.0 / math.prod(red)))
+    return result
 
 
 def _lower_scatter(b, graph, kernel, em, r, node, src, rin, in_outputs, fn):

@@ -58,8 +58,15 @@ def main():
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--json", help="also write the results to this file")
     args = ap.parse_args()
-    results = {}
+    names = []
     for wname in args.workloads.split(","):
+        # "W2" names both of its measurements (W2a, W2b)
+        group = [n for n in WORKLOADS if n == wname or (n[:-1] == wname and n[-1] in "ab")]
+        if not group:
+            ap.error(f"unknown workload {wname!r}; the workloads are {', '.join(WORKLOADS)}")
+        names += group
+    results = {}
+    for wname in names:
         w = WORKLOADS[wname]
         results[wname] = {p: measure(p, wname, args.steps) for p in args.peers.split(",")}
         base = results[wname].get("kcompile", {}).get("median_s")

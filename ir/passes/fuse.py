@@ -10,6 +10,8 @@ Kinds of kernel:
   scatter  one scatter_add
   scan     a loop running the kernels of its body graph once per step
   view     a reshape: no code, its result aliases its operand's buffer
+  rows     loop and reduce kernels over the same rows, run stage after stage
+           for each row (see fuse_rows)
 
 Grouping is greedy in reverse topological order, in the spirit of XLA's
 instruction fusion: a producer joins the group of its users when all its users
@@ -42,6 +44,8 @@ class Kernel:
     scope: str = ""
 
     prologue: set = field(default_factory=set)   # reduce kernels: members in the input space
+    stages: list = field(default_factory=list)   # rows kernels: the merged kernels, in order
+    views: list = field(default_factory=list)    # rows kernels: reshapes of per-row values
 
     def describe(self, graph: Graph) -> str:
         ops = ", ".join(graph.nodes[m].op for m in self.members)
@@ -148,7 +152,8 @@ def fuse(graph: Graph) -> FusedGraph:
         k = Kernel(f"k{n}_{g.nodes[members[-1]].op}", grp.kind, members, outputs, inputs,
                    grp.shape, grp.reduce, g.nodes[members[-1]].scope, set(grp.in_space))
         kernels.append(k)
-    return FusedGraph(g, kernels)
+    from .fuse_rows import merge_rows
+    return merge_rows(FusedGraph(g, kernels))
 
 
 # Recomputed in every consumer instead of stored: ops cheaper than a load and a store.

@@ -1,0 +1,253 @@
+"""merge_rows: chains of row-wise kernels become one kernel that walks the rows once.
+
+A softmax, its cross-entropy and their gradient are a dozen small kernels over
+the same rows: a max, an exp, a sum, a log, a loss sum, the gradient's sums
+and the gradient itself, each reading the previous one's result for the same
+row. As separate kernels each is a call, a loop and (on several threads) a
+barrier; merged, one loop over the rows runs every stage for a row while the
+row is in registers and L1, and a thread needs no barrier between stages
+because a row's stages read only that row's results.
+
+A kernel is a stage over rows R when it is
+  a suffix reduction over its last axis, of an input of shape R + (W,), or
+  a loop of shape R + (W,) (a row), R or R + (1,) (one value per row),
+with elementwise members only. A stage may read anything from outside the
+merged kernel, but values of earlier stages only at its own row (same shape,
+or a per-row value broadcast along the row). Per-row values that no other
+kernel reads stay in registers. Merging keeps the kernel graph acyclic: a
+kernel joins a merged group only if no kernel outside the group lies on a
+path from the group to it. A group is kept only if it has a reduction and
+at least two stages.
+"""
+from __future__ import annotations
+
+import networkx as nx
+
+from ..graph import Graph
+from ..ops import get_op
+from .fuse import FusedGraph, Kernel, is_suffix_reduction
+
+ROW_OPS = ("elementwise",)
+
+
+def _row_space(g: Graph, k: Kernel):
+    """The rows R a kernel can be a stage of (None: it can't)."""
+    if k.kind == "reduce":
+        n = g.nodes[k.reduce]
+        nred = len(n.params["axes"]) if "axes" in n.params else 1
+        rin = g.type(n.inputs[0]).shape
+        if nred != 1 or len(rin) < 2 or not is_suffix_reduction(g, k.reduce):
+            return None
+        return rin[:-1]
+    if k.kind == "loop" and k.shape:
+        return k.shape[:-1] if len(k.shape) >= 2 else k.shape
+    return None
+
+
+def _elementwise_only(g: Graph, k: Kernel) -> bool:
+    return all(m == k.reduce or get_op(g.nodes[m].op).kind in ROW_OPS
+               or g.nodes[m].op == "broadcast_to" for m in k.members)
+
+
+def _role(g: Graph, k: Kernel, rows) -> str | None:
+    """'reduce', 'row' or 'scalar' if k is a stage over rows, else None."""
+    if not _elementwise_only(g, k):
+        return None
+    if k.kind == "reduce":
+        return "reduce" if _row_space(g, k) == rows else None
+    if k.kind != "loop":
+        return None
+    s = k.shape
+    if s == rows or s == rows + (1,):
+        return "scalar"
+    if s[:-1] == rows:
+        return "row"
+    return None
+
+
+def _per_row(g: Graph, v: int, rows) -> bool:
+    s = g.type(v).shape
+    return s == rows or s == rows + (1,)
+
+
+def _row_aligned_read(g: Graph, reader: int, v: int, rows) -> bool:
+    """Does op `reader` read value v (of an earlier stage) at the reader's own row?"""
+    s, t = g.type(v).shape, g.type(reader).shape
+    if s == t:
+        return True
+    if g.nodes[reader].op == "reshape":
+        return _per_row(g, v, rows) and _per_row(g, reader, rows)
+    if get_op(g.nodes[reader].op).kind == "reduction":     # over the last axis of the row
+        return s[:-1] == rows
+    # a per-row value broadcast along the row (keepdims shape, aligned right)
+    return s == rows + (1,) and t[:-1] == rows and len(t) == len(s)
+
+
+class _Group:
+    def __init__(self, rows, first):
+        self.rows = rows
+        self.stages: list[Kernel] = [first]
+        self.views: list[Kernel] = []        # reshapes of the group's per-row values
+        self.ids = {id(first)}
+
+    def produced(self):
+        return {m for k in self.stages for m in k.members} | \
+            {k.members[0] for k in self.views}
+
+
+def _dependencies(g: Graph, kernels) -> nx.DiGraph:
+    """Kernel -> kernels that read what it writes (nodes are id(kernel))."""
+    producer = {}
+    for k in kernels:
+        for o in k.outputs:
+            producer[o] = k
+        if k.kind == "view":
+            producer[k.members[0]] = k
+    deps = nx.DiGraph()
+    for k in kernels:
+        deps.add_node(id(k))
+        for i in _reads(g, k):
+            if i in producer and producer[i] is not k:
+                deps.add_edge(id(producer[i]), id(k))
+    return deps
+
+
+def merge_rows(fg: FusedGraph) -> FusedGraph:
+    g = fg.graph
+    kernels = fg.kernels
+    deps = _dependencies(g, kernels)
+    ancestors = {id(k): nx.ancestors(deps, id(k)) for k in kernels}
+
+    groups: list[_Group] = []
+    group_of: dict[int, _Group] = {}
+    for k in kernels:
+        if k.kind == "view":
+            continue
+        placed = False
+        for grp in groups:
+            role = _role(g, k, grp.rows)
+            if role is None:
+                continue
+            _absorb_views(g, grp, kernels, ancestors[id(k)], group_of)
+            if _can_join(g, grp, k, deps, group_of):
+                grp.stages.append(k)
+                grp.ids.add(id(k))
+                group_of[id(k)] = grp
+                placed = True
+                break
+        if not placed:
+            rows = _row_space(g, k)
+            if k.kind == "reduce" and rows is not None and _role(g, k, rows) == "reduce":
+                grp = _Group(rows, k)
+                groups.append(grp)
+                group_of[id(k)] = grp
+
+    kept = [grp for grp in groups if len(grp.stages) >= 2]
+    if not kept:
+        return fg
+    return _rebuild(fg, kept)
+
+
+def _reads(g: Graph, k: Kernel):
+    if k.kind == "view":
+        return list(g.nodes[k.members[0]].inputs)
+    return k.inputs
+
+
+def _absorb_views(g, grp: _Group, kernels, anc, group_of):
+    """Row-aligned reshapes of the group's per-row values, which k (whose ancestors
+    are anc) may read: they become the group's (no code, an alias of a register)."""
+    for v in kernels:
+        if v.kind != "view" or id(v) in grp.ids or id(v) not in anc:
+            continue
+        (src,) = g.nodes[v.members[0]].inputs
+        stage_values = {m for st in grp.stages for m in st.members}
+        if src in stage_values and _per_row(g, src, grp.rows) and \
+                _per_row(g, v.members[0], grp.rows):
+            grp.views.append(v)
+            grp.ids.add(id(v))
+            group_of[id(v)] = grp
+
+
+def _can_join(g, grp: _Group, k: Kernel, deps, group_of) -> bool:
+    produced = grp.produced()
+    for m in k.members:
+        for i in g.nodes[m].inputs:
+            if i in produced and i not in k.members and \
+                    not _row_aligned_read(g, m, i, grp.rows):
+                return False
+    # The kernel graph with every group contracted to one node must stay acyclic.
+    unit = {n: id(group_of[n]) if n in group_of else n for n in deps}
+    unit[id(k)] = id(grp)
+    for n in grp.ids:
+        unit[n] = id(grp)
+    contracted = nx.DiGraph()
+    contracted.add_edges_from((unit[a], unit[b]) for a, b in deps.edges if unit[a] != unit[b])
+    return nx.is_directed_acyclic_graph(contracted)
+
+
+def _rebuild(fg: FusedGraph, groups: list[_Group]) -> FusedGraph:
+    g = fg.graph
+    roots = set(g.roots())
+    unit_of = {}
+    for grp in groups:
+        for k in grp.stages:
+            unit_of[id(k)] = grp
+    merged: dict[int, Kernel] = {}
+    for grp in groups:
+        merged[id(grp)] = _merged_kernel(g, grp, roots, fg.kernels)
+
+    # The new kernel list, in a topological order of units (a group or a kernel).
+    units = []
+    for k in fg.kernels:
+        u = unit_of.get(id(k))
+        if u is None:
+            units.append(k)
+        elif u.stages[0] is k:
+            units.append(merged[id(u)])
+    absorbed_internal = {id(v) for grp in groups for v in grp.views
+                         if not _read_outside(g, v.members[0], grp, fg.kernels, roots)}
+    units = [u for u in units if id(u) not in absorbed_internal]
+    dag = _dependencies(g, units)
+    first = {id(u): n for n, u in enumerate(units)}
+    by_id = {id(u): u for u in units}
+    ordered = [by_id[i] for i in nx.lexicographical_topological_sort(dag, key=lambda i: first[i])]
+    for n, k in enumerate(ordered):
+        k.name = f"k{n}_{k.name.split('_', 1)[1]}"
+    return FusedGraph(g, ordered)
+
+
+def _read_outside(g, v, grp: _Group, kernels, roots) -> bool:
+    if v in roots:
+        return True
+    return any(id(k) not in grp.ids and v in _reads(g, k) for k in kernels)
+
+
+def _merged_kernel(g: Graph, grp: _Group, roots, kernels) -> Kernel:
+    members, seen = [], set()
+    for k in grp.stages:
+        for m in k.members:
+            if m not in seen:
+                seen.add(m)
+                members.append(m)
+        for v in grp.views:         # aliases of per-row values, listed after them
+            src = g.nodes[v.members[0]].inputs[0]
+            if src in seen and v.members[0] not in seen:
+                seen.add(v.members[0])
+                members.append(v.members[0])
+    produced = grp.produced()
+    outputs = []
+    for k in grp.stages:
+        for o in k.outputs:
+            # A per-row value read only by later stages stays in a register.
+            if _per_row(g, o, grp.rows) and not _read_outside(g, o, grp, kernels, roots) and \
+                    not any(_read_outside(g, v.members[0], grp, kernels, roots)
+                            for v in grp.views if g.nodes[v.members[0]].inputs[0] == o):
+                continue
+            if o not in outputs:
+                outputs.append(o)
+    inputs = sorted({i for k in grp.stages for i in k.inputs if i not in produced})
+    scopes = {k.scope for k in grp.stages}
+    scope = scopes.pop() if len(scopes) == 1 else ""
+    return Kernel("k0_rows", "rows", members, outputs, inputs, grp.rows, None, scope,
+                  stages=list(grp.stages), views=[v.members[0] for v in grp.views])
