@@ -20,7 +20,15 @@ from llvmlite import ir
 from ..irutil import F32, I32, i64, loop
 from ..target import host
 
-MR = 6
+MR = 6            # rows of a full-width tile (V = 4 on AVX-512, 2 on AVX2)
+MR_MAX = 12
+
+
+def tile_rows(V: int) -> int:
+    """Rows of a tile V vectors wide: a one-vector tile takes 12 rows, so 12
+    accumulators hide the FMA latency (784x16 products, K=32: 196 -> 203 GFLOP/s,
+    with an optimizer epilogue 157 -> 187); wider tiles measured best at 6."""
+    return MR_MAX if V == 1 else MR
 KC = 256         # k-block: a 256 x NR slice of B (64 KiB at NR=64) streams from L1/L2 (measured: 1024^3 185 -> 246 GFLOP/s)
 
 
@@ -145,19 +153,19 @@ def _when(b, cond, emit):
 
 
 def _row_tiles(b, A, B, C, M, K, lda, ldb, ldc, j0, W, V, last_lanes, a_trans, rows=None,
-               kblock=None, epilogue=None):
+               kblock=None, epilogue=None, mr=MR):
     """The tiles of one column panel, for row tiles in `rows` = (lo, hi) (default: all)."""
-    m_tiles, rem = M // MR, M % MR
+    m_tiles, rem = M // mr, M % mr
     count = m_tiles + (1 if rem else 0)
     lo, hi = rows or (i64(0), i64(count))
     full_hi = b.select(b.icmp_signed("<", hi, i64(m_tiles)), hi, i64(m_tiles)) if rows else i64(m_tiles)
     if m_tiles:
-        loop(b, full_hi, lambda b, it, _: _tile(b, A, B, C, K, lda, ldb, ldc, b.mul(it, i64(MR)),
-                                                 j0, MR, W, V, last_lanes, a_trans, kblock,
+        loop(b, full_hi, lambda b, it, _: _tile(b, A, B, C, K, lda, ldb, ldc, b.mul(it, i64(mr)),
+                                                 j0, mr, W, V, last_lanes, a_trans, kblock,
                                                  epilogue),
              name="it", start=lo)
     if rem:
-        emit = lambda: _tile(b, A, B, C, K, lda, ldb, ldc, i64(m_tiles * MR), j0, rem, W, V,  # noqa: E731
+        emit = lambda: _tile(b, A, B, C, K, lda, ldb, ldc, i64(m_tiles * mr), j0, rem, W, V,  # noqa: E731
                              last_lanes, a_trans, kblock, epilogue)
         if rows:    # the thread whose (non-empty) share ends with the last tile
             _when(b, b.and_(b.icmp_signed("==", hi, i64(count)), b.icmp_signed("<", lo, hi)), emit)
@@ -182,7 +190,8 @@ def gemm(b, A, B, C, M, N, K, a_trans=False, part=None, epilogue=None):
     nthreads = part.nthreads if part is not None else 1
     split_cols = nthreads > 1 and col_count >= nthreads
     split_rows = nthreads > 1 and not split_cols
-    rows = part.share(b, -(-M // MR)) if split_rows else None
+    mr = tile_rows(V)
+    rows = part.share(b, -(-M // mr)) if split_rows else None
     lo, hi = part.share(b, col_count) if split_cols else (i64(0), i64(col_count))
     full_hi = b.select(b.icmp_signed("<", hi, i64(n_tiles)), hi, i64(n_tiles))
 
@@ -190,13 +199,13 @@ def gemm(b, A, B, C, M, N, K, a_trans=False, part=None, epilogue=None):
         if n_tiles:
             loop(b, full_hi, lambda b, jt, _: _row_tiles(b, A, B, C, M, K, lda, ldb, ldc,
                                                           b.mul(jt, i64(NR)), W, V, None, a_trans,
-                                                          rows, kblock, epilogue),
+                                                          rows, kblock, epilogue, mr),
                  name="jt", start=lo)
         if rest:
             # The columns past the last full panel: ceil(rest / W) vectors, the last masked.
             _when(b, b.and_(b.icmp_signed("==", hi, i64(col_count)), b.icmp_signed("<", lo, hi)),
                   lambda: _row_tiles(b, A, B, C, M, K, lda, ldb, ldc, i64(n_tiles * NR), W,
-                                     edge_v, edge_lanes, a_trans, rows, kblock, epilogue))
+                                     edge_v, edge_lanes, a_trans, rows, kblock, epilogue, mr))
     if K <= KC:
         panels(None)
         return
