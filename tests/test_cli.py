@@ -228,7 +228,7 @@ def test_python_api(model_file):
     assert isinstance(view, CompiledView)
     text = str(view)
     assert "train_step @ fused" in text and "batch 32" in text
-    assert re.search(r"k\d+_matmul: matmul over \(32,8\)", text)
+    assert re.search(r"k\d+_\w+: matmul over \(32,8\)", text)
     doc = json.loads(view.to_json())
     assert doc["stage"] == "fused" and doc["kernels"]
     dot = view.to_dot()

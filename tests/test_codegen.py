@@ -468,3 +468,38 @@ def test_in_place_update_matches_reference_after_3_steps():
         if name != "train/lr":
             assert not np.array_equal(native_state[name], b.values[name]), name
     np.testing.assert_array_equal(native_state["train/lr"], np.float32(0.1))
+
+
+# ------------------------------------------------- backward GEMM epilogues (A B^T)
+def _relu_backward(m, k, n, keep_product):
+    """dX = relu'(z) * (dZ W^T): the derivative runs in the product's epilogue, on
+    the dot-product path (k >= 64) or on the GEMM with B transposed (k < 64)."""
+    b = G(f"bwd{m}x{k}x{n}{'p' if keep_product else ''}/")
+    dz = b.input(b.rng.standard_normal((m, k)), "dz")
+    w = b.param(b.rng.standard_normal((n, k)), "w")
+    z = b.input(b.rng.standard_normal((m, n)), "z")
+    prod = F.matmul(dz, w, transpose_b=True)
+    outs = {"dx": F.select(F.greater(z, 0.0), prod, 0.0) * 0.5}
+    if keep_product:
+        outs["prod"] = prod
+    return b.out(**outs)
+
+
+@pytest.mark.parametrize("nthreads", [1, 2])
+def test_backward_products_run_the_activation_derivative_as_epilogue(nthreads):
+    cases = [(33, 255, 7, False), (255, 64, 33, False), (7, 1000, 255, False),
+             (33, 7, 255, False), (17, 255, 40, True)]
+    built = {f"e{i}": _relu_backward(*case) for i, case in enumerate(cases)}
+    graphs = {e: b.g for e, b in built.items()}
+    values = {k: v for b in built.values() for k, v in b.values.items()}
+    state = _state(graphs.values(), values)
+    exe = NativeExecutable(graphs, state, nthreads=nthreads, use_cache=False)
+    ref = ReferenceExecutable(graphs, state)
+    for e, g in graphs.items():
+        fg = exe.entries[e].fused
+        selects = [k for k in fg.kernels if "select" in _ops(fg, k)]
+        assert len(selects) == 1 and selects[0].kind == "matmul", str(fg)
+        got, want = exe.run(e, _feeds(g, values)), ref.run(e, _feeds(g, values))
+        for name in want:
+            np.testing.assert_allclose(got[name], want[name], rtol=2e-5,
+                                       atol=2e-5 * np.abs(want[name]).max(), err_msg=f"{e} {name}")

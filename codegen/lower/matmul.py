@@ -54,33 +54,42 @@ def matmul_of(graph, kernel: Kernel) -> int:
     return next(m for m in kernel.members if graph.nodes[m].op == "matmul")
 
 
-def _epilogue(b, graph, kernel, buffers, fn, v):
-    """The fused elementwise ops after the product, run on each finished tile: the
-    tile is in a per-thread scratch block (never in a buffer the epilogue reads, which
-    may be updated in place), and every output of the kernel is stored from there."""
-    members = [m for m in kernel.members if m != v]
-    if not members:
-        return None
-    em = Emitter(b, graph, set(members), buffers, fn)
+class _Epilogue:
+    """The fused elementwise ops after the product. `tile` runs them on a finished
+    tile held in a per-thread scratch block (never in a buffer the epilogue reads,
+    which may be updated in place); `element` on one product value in a register.
+    Either way every output of the kernel is stored."""
 
-    def run(b, i0, j0, rows, width, tile, ld):
+    def __init__(self, b, graph, kernel, buffers, fn, v):
+        self.v = v
+        self.outputs = kernel.outputs
+        self.em = Emitter(b, graph, {m for m in kernel.members if m != v}, buffers, fn)
+
+    def element(self, b, i, j, x):
+        em = self.em
         em.b = b
+        em.reset()
+        em.override[self.v] = x
+        idx = (i, j)
+        values = [(o, em.value(o, idx)) for o in self.outputs]
+        for o, y in values:
+            em.store(o, idx, y)
+        del em.override[self.v]
 
+    def tile(self, b, i0, j0, rows, width, tile, ld):
         def element(b, r, j):
-            em.reset()
-            em.override[v] = b.load(b.gep(tile, [b.add(b.mul(r, i64(ld)), j)], inbounds=True,
-                                          source_etype=F32), typ=F32)
-            idx = (b.add(i0, r), b.add(j0, j))
-            values = [(o, em.value(o, idx)) for o in kernel.outputs]
-            for o, x in values:
-                em.store(o, idx, x)
-            del em.override[v]
+            x = b.load(b.gep(tile, [b.add(b.mul(r, i64(ld)), j)], inbounds=True,
+                             source_etype=F32), typ=F32)
+            self.element(b, b.add(i0, r), b.add(j0, j), x)
 
         # Rows unrolled, columns a loop: the vectorizer must see the contiguous axis
         # (with a 16-wide row it vectorized the 6 rows instead, with gathers: 8x slower).
         for r in range(rows):
             loop(b, width, lambda b, j, _: element(b, i64(r), j), name="ej")
-    return run
+
+
+def _epilogue(b, graph, kernel, buffers, fn, v):
+    return _Epilogue(b, graph, kernel, buffers, fn, v) if len(kernel.members) > 1 else None
 
 
 def _k_of(graph, v):
@@ -89,15 +98,25 @@ def _k_of(graph, v):
     return a[0] if node.params["transpose_a"] else a[1]
 
 
+def _dot_products(graph, kernel) -> bool:
+    """Is this A B^T computed as dot products of rows (not on the GEMM)?"""
+    p = graph.nodes[matmul_of(graph, kernel)].params
+    return p["transpose_b"] and not p["transpose_a"] and \
+        _k_of(graph, matmul_of(graph, kernel)) >= NT_MIN_K
+
+
 def _needs_product_buffer(graph, kernel) -> bool:
     v = matmul_of(graph, kernel)
-    return len(kernel.members) > 1 and _k_of(graph, v) > KC and v not in kernel.outputs
+    return len(kernel.members) > 1 and _k_of(graph, v) > KC and v not in kernel.outputs \
+        and not _dot_products(graph, kernel)
 
 
 def epilogue_tile_bytes(graph, kernel) -> int:
     """Scratch for one product tile, per thread, when the kernel has an epilogue."""
     if len(kernel.members) == 1 or _needs_product_buffer(graph, kernel):
         return 0
+    if _dot_products(graph, kernel):        # a block of ROWS whole rows
+        return _pad(ROWS * graph.type(matmul_of(graph, kernel)).shape[1] * 4)
     W, V = vector_shape()
     return _pad(max(tile_rows(v) * v for v in range(1, V + 1)) * W * 4)
 
@@ -108,7 +127,17 @@ def lower_matmul(b, graph, kernel: Kernel, buffers, fn, scratch=None, part=None)
     a_id, b_id = node.inputs
     A, B = buffers[a_id], buffers[b_id]
     C = buffers.get(v)          # None when only the epilogue's results are kept
-    epilogue = _epilogue(b, graph, kernel, buffers, fn, v)
+    epi = epilogue = _epilogue(b, graph, kernel, buffers, fn, v)
+    M, N = graph.type(v).shape
+    if _dot_products(graph, kernel):
+        tile = None
+        if epi is not None and C is None:
+            per_thread = epilogue_tile_bytes(graph, kernel)
+            off = b.mul(part.tid, i64(per_thread)) if part is not None else i64(0)
+            tile = b.gep(scratch, [off], inbounds=True, source_etype=I8)
+        K = graph.type(a_id).shape[1]
+        _matmul_nt(b, A, B, C, M, N, K, part, epi, tile)
+        return
     if epilogue is not None:
         nthreads = part.nthreads if part else 1
         base = _transpose_scratch(graph, kernel, nthreads)
@@ -117,12 +146,11 @@ def lower_matmul(b, graph, kernel: Kernel, buffers, fn, scratch=None, part=None)
             # it is kept, else in scratch.
             if C is None:
                 C = b.gep(scratch, [i64(base)], inbounds=True, source_etype=I8)
-            epilogue = (epilogue, None)
+            epilogue = (epi.tile, None)
         else:
             per_thread = epilogue_tile_bytes(graph, kernel)
             off = b.add(i64(base), b.mul(part.tid, i64(per_thread)) if part is not None else i64(0))
-            epilogue = (epilogue, b.gep(scratch, [off], inbounds=True, source_etype=I8))
-    M, N = graph.type(v).shape
+            epilogue = (epi.tile, b.gep(scratch, [off], inbounds=True, source_etype=I8))
     ash = graph.type(a_id).shape
     ta, tb = node.params["transpose_a"], node.params["transpose_b"]
     K = ash[0] if ta else ash[1]
@@ -134,20 +162,20 @@ def lower_matmul(b, graph, kernel: Kernel, buffers, fn, scratch=None, part=None)
         Bt = b.gep(scratch, [off], inbounds=True, source_etype=I8)
         _transpose_into(b, B, Bt, N, K)
         gemm(b, A, Bt, C, M, N, K, a_trans=ta, part=part, epilogue=epilogue)
-    elif tb:
-        assert epilogue is None, "fuse gives A B^T no epilogue"
-        _matmul_nt(b, A, B, C, M, N, K, part)
     else:
         gemm(b, A, B, C, M, N, K, a_trans=ta, part=part, epilogue=epilogue)
 
 
-def _matmul_nt(b, A, B, C, M, N, K, part=None):
-    """C = A B^T as dot products of rows: four rows of A against one row of B,
-    four reductions over k that vectorize together (reassoc)."""
+def _matmul_nt(b, A, B, C, M, N, K, part=None, epilogue=None, tile=None):
+    """C = A B^T as dot products of rows: eight rows of A against one row of B,
+    eight reductions over k that vectorize together (reassoc). An epilogue (in a
+    backward pass, the activation's derivative) runs on each finished block of
+    rows while it is in L1: from C, or from `tile` when C is not kept."""
     def block(rows):
         def run(b, i0):
             arow = [_gep(b, A, b.mul(b.add(i0, i64(r)), i64(K))) for r in range(rows)]
-            crow = [_gep(b, C, b.mul(b.add(i0, i64(r)), i64(N))) for r in range(rows)]
+            crow = [_gep(b, C, b.mul(b.add(i0, i64(r)), i64(N))) for r in range(rows)] \
+                if tile is None else [_gep(b, tile, i64(r * N)) for r in range(rows)]
 
             def col(b, j, _):
                 brow = _gep(b, B, b.mul(j, i64(K)))
@@ -161,6 +189,8 @@ def _matmul_nt(b, A, B, C, M, N, K, part=None):
                 for r in range(rows):
                     b.store(acc[r], _gep(b, crow[r], j))
             loop(b, N, col, name="j")
+            if epilogue is not None:
+                epilogue.tile(b, i0, i64(0), rows, N, crow[0], N)
         return run
 
     full = M // ROWS

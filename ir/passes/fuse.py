@@ -201,10 +201,11 @@ def _try_join(g: Graph, grp: _Group, v: int, kind: str) -> bool:
         if kind in FUSIBLE and shape == grp.shape:
             grp.members.add(v)
             return True
-        if (kind == "matmul" and shape == grp.shape and not node.params["transpose_b"]
+        if (kind == "matmul" and shape == grp.shape
                 and not any(g.nodes[m].op in ("gather", "random_uniform") for m in grp.members)):
-            # GEMM epilogue: the loop (bias, activation) runs on each tile of the
-            # product while it is in cache, instead of as a pass of its own.
+            # GEMM epilogue: the loop (bias, activation; in a backward pass the
+            # activation's derivative) runs on each tile of the product while it
+            # is in cache, instead of as a pass of its own.
             grp.kind = "matmul"
             grp.members.add(v)
             return True
