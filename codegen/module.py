@@ -24,8 +24,14 @@ from .lower.reduce import lower_reduce
 from .lower.rows import lower_rows
 from .lower.scatter import lower_scatter
 
+def lower_group(b, graph, kernel: Kernel, buffers, fn, scratch=None, part=None):
+    """Independent stages, one after another; each split between the threads."""
+    for st in kernel.stages:
+        LOWER[st.kind](b, graph, st, buffers, fn, scratch, part)
+
+
 LOWER = {"loop": lower_loop, "reduce": lower_reduce, "matmul": lower_matmul,
-         "scatter": lower_scatter, "rows": lower_rows}
+         "scatter": lower_scatter, "rows": lower_rows, "group": lower_group}
 
 
 def scratch_bytes(graph, kernel: Kernel, nthreads: int = 1) -> int:

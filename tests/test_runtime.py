@@ -170,3 +170,46 @@ def test_gemm_epilogue_with_k_blocks(nthreads):
     (k,) = [k for k in exe.entries["f"].fused.kernels if k.kind == "matmul"]
     assert {"add", "maximum"} <= {exe.entries["f"].fused.graph.nodes[m].op for m in k.members}
     np.testing.assert_allclose(exe.run("f", feeds)["h"], ref, rtol=1e-5, atol=1e-5)
+
+
+# ------------------------------------------------------------ the optimizer's update kernel
+@pytest.mark.parametrize("nthreads", [1, 2])
+@pytest.mark.parametrize("opt", ["adam", "rmsprop", "sgd"])
+def test_updates_outside_gemm_epilogues_are_one_kernel_in_place(nthreads, opt):
+    """Bias updates and the iteration counter: one `group` kernel, written in place,
+    and the weights after 3 steps equal the reference interpreter's."""
+    def make(backend):
+        from kcompile.initializers import set_seed
+        set_seed(3)
+        # (d1 has no bias: before a BatchNormalization its gradient is rounding
+        # noise, which Adam scales up to full steps)
+        m = models.Sequential([layers.Dense(16, activation="relu", input_shape=(20,), name="d1",
+                                            use_bias=False),
+                               layers.BatchNormalization(name="bn"),
+                               layers.Dense(4, activation="softmax", name="d2")])
+        m.compile(optimizer=opt, loss="categorical_crossentropy", backend=backend,
+                  nthreads=nthreads if backend == "native" else None)
+        return m
+    native, ref = make("native"), make("reference")
+    for _ in range(3):
+        native.train_on_batch(X[:32], Y[:32])
+        ref.train_on_batch(X[:32], Y[:32])
+    for a, b in zip(native.get_weights(), ref.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+    entry = next(iter(native._executables.values())).entries["train_step"]
+    fg, plan = entry.fused, entry.plan
+    groups = [k for k in fg.kernels if k.kind == "group"]
+    assert len(groups) == 1, "\n".join(k.describe(fg.graph) for k in fg.kernels)
+    g = fg.graph
+    leaf_of = {u: leaf for leaf, u in g.updates.items()}
+    updated = {g.nodes[leaf_of[o]].name for o in groups[0].outputs}
+    # every bias, BN's gamma, beta and moving statistics, and the iteration counter
+    for name in ("d2/bias", "bn/gamma", "bn/beta", "bn/moving_mean"):
+        assert name in updated, (name, updated)
+    if opt != "sgd":
+        assert any(n.endswith("iterations") for n in updated), updated
+    # no loop kernel of the optimizer is left outside the group
+    assert not [k for k in fg.kernels if k.kind == "loop" and k.outputs
+                and all(o in leaf_of for o in k.outputs)]
+    in_place = {o for o in groups[0].outputs if plan.locations[o] == plan.locations[leaf_of[o]]}
+    assert in_place == set(groups[0].outputs)

@@ -12,6 +12,8 @@ Kinds of kernel:
   view     a reshape: no code, its result aliases its operand's buffer
   rows     loop and reduce kernels over the same rows, run stage after stage
            for each row (see fuse_rows)
+  group    independent loop kernels run one after another in one call: the
+           optimizer's updates outside GEMM epilogues (see fuse_updates)
 
 Grouping is greedy in reverse topological order, in the spirit of XLA's
 instruction fusion: a producer joins the group of its users when all its users
@@ -153,7 +155,8 @@ def fuse(graph: Graph) -> FusedGraph:
                    grp.shape, grp.reduce, g.nodes[members[-1]].scope, set(grp.in_space))
         kernels.append(k)
     from .fuse_rows import merge_rows
-    return merge_rows(FusedGraph(g, kernels))
+    from .fuse_updates import merge_updates
+    return merge_updates(merge_rows(FusedGraph(g, kernels)))
 
 
 # Recomputed in every consumer instead of stored: ops cheaper than a load and a store.

@@ -53,6 +53,15 @@ def _align(n: int) -> int:
 def _in_place_ok(fg: FusedGraph, kidx: dict, leaf: int, upd: int, producer: dict) -> bool:
     g = fg.graph
     k = producer.get(upd)
+    if k is not None and k.kind == "group":
+        # Judged on the stage that computes it; no other stage may read the leaf
+        # (threads run the stages' shares out of step).
+        stage = next(st for st in k.stages if upd in st.outputs)
+        if any(leaf in st.inputs for st in k.stages if st is not stage):
+            return False
+        fg = FusedGraph(g, [stage if other is k else other for other in fg.kernels])
+        kidx = {**kidx, stage.name: kidx[k.name]}
+        k = stage
     if k is None or k.kind not in ("loop", "matmul") or g.type(leaf).shape != k.shape:
         return False
     if k.kind == "matmul" and any(leaf in g.nodes[m].inputs for m in k.members
