@@ -79,6 +79,20 @@ def build_module(entries: list[Entry], nthreads: int = 1, name: str = "kcompile"
 class _Context:
     def __init__(self, module, fn, nthreads):
         self.module, self.fn, self.nthreads = module, fn, nthreads
+        self.kernels: dict[str, ir.Function] = {}
+        module.kernel_symbols = {}     # "entry.kernel" -> the function it calls
+
+    def unique(self, kf, arg_locs):
+        """One function per distinct kernel body: the forward kernels of train_step,
+        eval_step and predict at one batch size are the same code, compiled once."""
+        text = str(kf)
+        body = text[text.index("("):]
+        same = self.kernels.get(body)
+        if same is None:
+            self.kernels[body] = kf
+            return kf, arg_locs
+        del self.module.globals[kf.name]
+        return same, arg_locs
 
     def barrier(self, b, sync):
         if self.nthreads > 1:
@@ -137,7 +151,8 @@ def emit_entry(ctx: _Context, b, e: Entry, state, work, tid, sync, inputs: dict)
             ctx.barrier(b, sync)
             pending.clear()
         pending.add(k)
-        kf, arg_locs = _build_kernel(ctx.module, ctx.fn, e, k, ctx.nthreads)
+        kf, arg_locs = ctx.unique(*_build_kernel(ctx.module, ctx.fn, e, k, ctx.nthreads))
+        ctx.module.kernel_symbols[f"{e.name}.{k.name}"] = kf.name
         args = [tid]
         for loc in arg_locs:
             if loc == "scratch":

@@ -404,8 +404,11 @@ class Session:
         else:
             texts = split_assembly(self.assembly(entry))
         out = []
+        called = getattr(self.module(entry), "kernel_symbols", {})
         for n, k in kernels:
-            sym = _kernel_symbol(texts, entry, k.name)
+            # a kernel whose code is another's (the same body) calls that function
+            sym = called.get(f"{entry}.{k.name}")
+            sym = sym if sym in texts else _kernel_symbol(texts, entry, k.name)
             text = texts.get(sym, "") if sym else ""
             if not sym:         # emitted inline in the entry (a scan): its body's kernels
                 prefix = f"{entry}.{k.name}."

@@ -268,7 +268,9 @@ def test_what_is_shown_is_what_runs(model_file, monkeypatch):
         llvm = model.compiled_graph(entry, stage="llvm", batch_size=4).doc
         for f in llvm["functions"]:
             if f["kernel"] is not None:
-                assert f["text"] and f["text"] in exe.llvm_ir, f["symbol"]
+                # the same code (a kernel identical to another entry's calls that one)
+                body = f["text"][f["text"].index("("):]
+                assert f["text"] and body in exe.llvm_ir, f["symbol"]
 
 
 # ----------------------------------------------------------------------------- JSON

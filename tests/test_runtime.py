@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import resource
 
 import numpy as np
@@ -213,3 +214,18 @@ def test_updates_outside_gemm_epilogues_are_one_kernel_in_place(nthreads, opt):
                 and all(o in leaf_of for o in k.outputs)]
     in_place = {o for o in groups[0].outputs if plan.locations[o] == plan.locations[leaf_of[o]]}
     assert in_place == set(groups[0].outputs)
+
+
+def test_identical_kernels_of_the_entries_are_compiled_once():
+    m = mlp()
+    m.train_on_batch(X[:32], Y[:32])
+    m.evaluate(X[:32], Y[:32], batch_size=32, verbose=0)
+    (exe,) = m._executables.values()
+    defined = re.findall(r'define internal void @"([^"]+)"', exe.llvm_ir)
+    kernels = [(e, k) for e, ent in exe.entries.items() for k in ent.fused.kernels
+               if k.kind not in ("view", "scan")]
+    assert len(set(defined)) == len(defined) < len(kernels)
+    # the first layer's product + bias + relu: one function, called by all three entries
+    calls = {e: re.findall(r'call void @"([^"]+)"', exe.llvm_ir.split(f'define void @"{e}"')[1]
+                           .split("\n}\n")[0]) for e in exe.entries}
+    assert calls["eval_step"][0] == calls["predict"][0] == calls["train_step"][0]

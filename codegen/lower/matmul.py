@@ -13,6 +13,7 @@ from .emitter import Emitter
 from .gemm import KC, MR, gemm, tile_rows, vector_shape
 
 ROWS = 8
+NARROW_TILE = 32   # epilogue widths up to this get their rows unrolled
 NT_MIN_K = 64      # below this, A B^T transposes B and uses the GEMM
 
 
@@ -82,8 +83,12 @@ class _Epilogue:
                              source_etype=F32), typ=F32)
             self.element(b, b.add(i0, r), b.add(j0, j), x)
 
-        # Rows unrolled, columns a loop: the vectorizer must see the contiguous axis
-        # (with a 16-wide row it vectorized the 6 rows instead, with gathers: 8x slower).
+        if width > NARROW_TILE:
+            loop(b, rows, lambda b, r, _: loop(b, width, lambda b, j, _: element(b, r, j),
+                                               name="ej"), name="er")
+            return
+        # Narrow tiles: rows unrolled, columns a loop. LLVM unrolls a short column loop
+        # fully and then vectorizes the row loop, with gathers (16-wide: 8x slower).
         for r in range(rows):
             loop(b, width, lambda b, j, _: element(b, i64(r), j), name="ej")
 
