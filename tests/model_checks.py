@@ -2,9 +2,13 @@
 loss, and compare the reference interpreter's float64 gradients with finite differences."""
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 
 from ir import builder as F
+from ir.builder import Sym
+from ir.graph import Graph, TensorType
 from ir.interpret import interpret
 from ir.passes import autodiff, simplify
 from kcompile.tracing import Trace, tracing
@@ -64,3 +68,52 @@ def check_gradients_fd(model, xs, training=False, per_weight=4, eps=1e-6, rtol=1
                 f"{v.path}{idx}: autodiff {ad!r} vs finite differences {fd!r}"
             checked += 1
     assert checked > 0
+
+
+def graph_state(graphs, values):
+    """A State holding the param/state leaves of `graphs`, set from `values` by name."""
+    from runtime.state import State
+    layout = [(g.nodes[v].name, g.type(v)) for g in graphs for v in g.leaves()
+              if g.nodes[v].role in ("param", "state")]
+    st = State(layout)
+    for name in st.views:
+        st.assign(name, values[name])
+    return st
+
+
+def graph_feeds(g, values):
+    """The input and target leaves of g, from `values` by name."""
+    return {g.nodes[v].name: values[g.nodes[v].name] for v in g.leaves()
+            if g.nodes[v].role in ("input", "target")}
+
+
+def graph_rng(name: str) -> np.random.Generator:
+    """A generator per graph: values do not depend on which tests run first."""
+    return np.random.default_rng(zlib.crc32(name.encode()))
+
+
+class G:
+    """A graph under construction with the values of its leaves."""
+
+    def __init__(self, prefix=""):
+        self.g = Graph()
+        self.prefix = prefix
+        self.values: dict[str, np.ndarray] = {}
+        self.rng = graph_rng(prefix)
+
+    def leaf(self, role, value, name, dtype="float32"):
+        value = np.asarray(value, dtype=dtype)
+        name = self.prefix + name
+        self.values[name] = value
+        return Sym(self.g, self.g.leaf(role, TensorType(value.shape, dtype), name))
+
+    def input(self, value, name, dtype="float32"):
+        return self.leaf("input", value, name, dtype)
+
+    def param(self, value, name):
+        return self.leaf("param", value, name)
+
+    def out(self, **outs):
+        for k, s in outs.items():
+            self.g.outputs[k] = s.id
+        return self

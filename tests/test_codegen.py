@@ -18,7 +18,6 @@ Many graphs share one compiled module (one entry each): an LLVM compile costs
 from __future__ import annotations
 
 import re
-import zlib
 
 import numpy as np
 import pytest
@@ -26,57 +25,22 @@ import pytest
 from codegen.target import host
 from ir import builder as F
 from ir.builder import Sym
-from ir.graph import Graph, TensorType
+from ir.graph import TensorType
 from ir.passes import GRAD_PREFIX, autodiff, optimizer_step, simplify
 from ir.passes.fuse import fuse
 from ir.passes.plan_memory import plan_memory
 from runtime.executable import NativeExecutable, ReferenceExecutable
 from runtime.state import State
 
+try:
+    from tests.model_checks import G, graph_feeds, graph_state
+except ImportError:     # run as `pytest tests/...` without the project root on sys.path
+    from model_checks import G, graph_feeds, graph_state
+
 
 # ------------------------------------------------------------------ helpers
-class G:
-    """A graph under construction with the values of its leaves."""
-
-    def __init__(self, prefix=""):
-        self.g = Graph()
-        self.prefix = prefix
-        self.values: dict[str, np.ndarray] = {}
-        self.rng = _rng(prefix)
-
-    def leaf(self, role, value, name, dtype="float32"):
-        value = np.asarray(value, dtype=dtype)
-        name = self.prefix + name
-        self.values[name] = value
-        return Sym(self.g, self.g.leaf(role, TensorType(value.shape, dtype), name))
-
-    def input(self, value, name, dtype="float32"):
-        return self.leaf("input", value, name, dtype)
-
-    def param(self, value, name):
-        return self.leaf("param", value, name)
-
-    def out(self, **outs):
-        for k, s in outs.items():
-            self.g.outputs[k] = s.id
-        return self
-
-
-def _layout(graphs):
-    return [(g.nodes[v].name, g.type(v)) for g in graphs for v in g.leaves()
-            if g.nodes[v].role in ("param", "state")]
-
-
-def _state(graphs, values):
-    st = State(_layout(graphs))
-    for name in st.views:
-        st.assign(name, values[name])
-    return st
-
-
-def _feeds(g, values):
-    return {g.nodes[v].name: values[g.nodes[v].name] for v in g.leaves()
-            if g.nodes[v].role in ("input", "target")}
+_state = graph_state
+_feeds = graph_feeds
 
 
 def _kernels(fg, kind=None):
@@ -87,11 +51,6 @@ def _kernels(fg, kind=None):
 
 def _ops(fg, k):
     return [fg.graph.nodes[m].op for m in k.members]
-
-
-def _rng(name: str) -> np.random.Generator:
-    """A generator per graph: values do not depend on which tests run first."""
-    return np.random.default_rng(zlib.crc32(name.encode()))
 
 
 # ------------------------------------------------------------------ (a) assembly

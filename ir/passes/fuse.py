@@ -168,6 +168,11 @@ CHEAP = {"add", "sub", "mul", "neg", "maximum", "minimum", "select", "broadcast_
 
 def _duplicable(g: Graph, v: int, kind: str, roots) -> bool:
     n = g.nodes[v]
+    if any(g.nodes[u].op == "reduce_max" for u in g.users(v)):
+        # The max's gradient masks the elements equal to the max: every kernel must
+        # see the same bits, and a recomputation may round differently (LLVM may
+        # contract a*b - c into one FMA in one kernel and not in another).
+        return False
     return v not in roots and kind in ("elementwise", "layout") and n.op in CHEAP
 
 
