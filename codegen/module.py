@@ -118,11 +118,15 @@ class _Context:
         b.position_at_end(done)
 
 
-def emit_entry(ctx: _Context, b, e: Entry, state, work, tid, sync, inputs: dict):
-    """Call e's kernels in order (a barrier after each), then its copy-backs.
+def emit_entry(ctx: _Context, b, e: Entry, state, work, tid, sync, inputs: dict,
+               read_before=()):
+    """Call e's kernels in order (a barrier before each that depends on one since
+    the last), then its copy-backs.
 
     state/work: base pointers of the regions; inputs: pointers bound to pinned
-    input leaves (scan bodies), by leaf id.
+    input leaves (scan bodies), by leaf id; read_before: (region, start, end) byte
+    ranges thread 0 may still be reading when the entry starts (a scan step's copy
+    of its carries), which no kernel may overwrite before a barrier.
     """
     g, plan = e.fused.graph, e.plan
     consts = {v: _constant_global(ctx.module, f"{e.name}.c{n}", g.nodes[v].value)
@@ -137,6 +141,7 @@ def emit_entry(ctx: _Context, b, e: Entry, state, work, tid, sync, inputs: dict)
         return b.gep(base, [i64(loc.offset)], inbounds=True, source_etype=I8)
 
     pending = _Pending(g, plan, ctx.nthreads)
+    pending.reads += list(read_before)
     for k in e.fused.kernels:
         if k.kind == "view":
             continue

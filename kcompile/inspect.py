@@ -310,7 +310,7 @@ class Session:
             graphs = [self.entry_graph(e) for e in self.entries()]
             # The trainer's choice, from the same facts.
             return default_threads(max(cost.flops(g) for g in graphs),
-                                   any(cost.has_scan(g) for g in graphs),
+                                   [f for g in graphs for f in cost.scan_step_flops(g)],
                                    max(cost.leaf_bytes(g) for g in graphs))
         return self._memo("nthreads", compute)
 

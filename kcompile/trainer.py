@@ -26,7 +26,7 @@ import numpy as np
 
 from ir import builder as F
 from ir.passes import autodiff, optimizer_step, simplify
-from ir.cost import flops, has_scan, leaf_bytes
+from ir.cost import flops, leaf_bytes, scan_step_flops
 from runtime.executable import make_executable
 from runtime.threads import default_threads
 from runtime.state import State
@@ -136,7 +136,8 @@ class Trainer:
             graphs["eval_step"] = self._trace_loss(batch_size, y_specs, training=False)
             graphs["train_step"] = self._trace_train(batch_size, y_specs)
         nthreads = getattr(self, "_nthreads", None) or default_threads(
-            max(flops(g) for g in graphs.values()), any(has_scan(g) for g in graphs.values()),
+            max(flops(g) for g in graphs.values()),
+            [f for g in graphs.values() for f in scan_step_flops(g)],
             max(leaf_bytes(g) for g in graphs.values()))
         t0 = time.perf_counter()
         exe = make_executable(graphs, state, self._backend, nthreads)

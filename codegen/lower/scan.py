@@ -9,7 +9,7 @@ scan's scratch holds the carries and the body's arena:
 
 Per step (t, or T-1-t for a reverse scan): the carries are saved to the
 step's slot of the saved-carries result (when something reads it), the body
-kernels run (threads split each one, barriers between them), the body's
+kernels run (threads split each one, barriers between dependent ones), the body's
 outputs are copied to their slots. Copies are made by thread 0 between
 barriers. The graph and the compile time do not grow with the sequence length.
 """
@@ -96,7 +96,9 @@ def emit_scan(ctx, b, e, k, address, work, tid, sync):
             else:
                 j = int(name[1:])
                 inputs[v] = slot(address(plan.locations[seqs[j]]), bg.type(v).nbytes, t)
-        emit_entry(ctx, b, body_entry, carries, body_work, tid, sync, inputs)
+        saved_ranges = [("state", offsets[f"c{n}"], offsets[f"c{n}"] + body.type_of(f"c{n}").nbytes)
+                        for n, _ in saved]
+        emit_entry(ctx, b, body_entry, carries, body_work, tid, sync, inputs, saved_ranges)
         outs = [(j, results[nc + j]) for j in range(ny) if nc + j in results]
         if outs:
             def store():
