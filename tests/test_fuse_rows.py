@@ -60,11 +60,14 @@ def _per_row(g, v, rows) -> bool:
 
 
 def check_rows_kernel(g, k, desc):
-    """A rows kernel: two or more elementwise stages over its rows, one a reduction;
-    a stage reads values of earlier stages only (stored, or per-row registers)."""
+    """A rows kernel: two or more elementwise stages over its rows, one a reduction,
+    or all of them loops over exactly its rows (every element a row); a stage reads
+    values of earlier stages only (stored, or per-row registers)."""
     rows = tuple(k.shape)
     assert len(k.stages) >= 2, f"{desc}: {len(k.stages)} stage"
-    assert any(st.kind == "reduce" for st in k.stages), f"{desc}: no reduction stage"
+    assert any(st.kind == "reduce" for st in k.stages) or \
+        all(st.kind == "loop" and tuple(st.shape) == rows for st in k.stages), \
+        f"{desc}: no reduction stage, and not an elementwise group"
     stage_of = {}
     for s, st in enumerate(k.stages):
         assert st.kind in ("loop", "reduce"), f"{desc}: a {st.kind} stage"
@@ -330,6 +333,21 @@ def _two_chains(B, W, prefix):
     return b
 
 
+def _permuted_loops(n, prefix):
+    """Loops of one (n, n) shape, several reading a value of another: an elementwise
+    group. A later loop that transposes, slices or pads something computed from
+    that value reads it at other indices, so it must not take the register of the
+    element being computed (the go_backwards / mask-transpose case)."""
+    b = G(prefix)
+    x = b.leaf("input", b.rng.standard_normal((n, n)), "x")
+    a = F.exp(x * 0.5)                       # read by three loops: materialized, a group seed
+    c = F.tanh(a) * x
+    d = F.sigmoid(a - x)
+    t = F.transpose(F.not_equal(a, 1.0) * a)             # a at (j, i)
+    s = F.pad(F.slice(a * 2.0, (1, 0), (n - 1, n)), (0, 0), (1, 0))   # a at (i + 1, j)
+    return b.out(c=c + d, t=t + c, s=s * d)
+
+
 def _misaligned(n, prefix):
     """Square (n, n) rows, so a per-row value of shape (n,) also fits the row axis:
     x + v and broadcast_to(v) read v[j] at column j, not the row's own v[i]; a
@@ -349,6 +367,8 @@ def _misaligned(n, prefix):
 
 
 BUILDER_GRAPHS = {
+    "permuted_6": lambda: _permuted_loops(6, "permuted_6/"),
+    "permuted_33": lambda: _permuted_loops(33, "permuted_33/"),
     "misaligned_5": lambda: _misaligned(5, "misaligned_5/"),
     "misaligned_20": lambda: _misaligned(20, "misaligned_20/"),
     "ce3d_small": lambda: _softmax_ce_3d(2, 3, 5, "ce3d_small/"),
@@ -385,6 +405,16 @@ def _compare_outputs(got, want, what):
     for k in want:
         scale = max(1.0, float(np.abs(want[k]).max()))
         _close(got[k], want[k], f"{what}: {k}", rtol=2e-5, atol=2e-6 * scale)
+
+
+@pytest.mark.parametrize("entry", ["permuted_6", "permuted_33"])
+def test_elementwise_groups_with_permuted_reads(builder_runs, entry):
+    built, want, runs = builder_runs
+    for nthreads, (exe, got) in runs.items():
+        fg = exe.entries[entry].fused
+        check_schedule(fg, entry)
+        assert _rows(fg), str(fg)            # the same-index loops did merge
+        _compare_outputs(got[entry], want[entry], f"{entry}, {nthreads} thread(s)")
 
 
 @pytest.mark.parametrize("entry", ["ce3d_small", "ce3d_wide"])

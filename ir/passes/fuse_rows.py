@@ -11,13 +11,17 @@ because a row's stages read only that row's results.
 A kernel is a stage over rows R when it is
   a suffix reduction over its last axis, of an input of shape R + (W,), or
   a loop of shape R + (W,) (a row), R or R + (1,) (one value per row),
-with elementwise members only. A stage may read anything from outside the
-merged kernel, but values of earlier stages only at its own row (same shape,
-or a per-row value broadcast along the row). Per-row values that no other
-kernel reads stay in registers. Merging keeps the kernel graph acyclic: a
-kernel joins a merged group only if no kernel outside the group lies on a
-path from the group to it. A group is kept only if it has a reduction and
-at least two stages.
+with elementwise (and layout) members only. A stage may read anything from
+outside the merged kernel, but values of earlier stages only at its own row
+(same shape, or a per-row value broadcast along the row). Per-row values that
+no other kernel reads stay in registers. Merging keeps the kernel graph
+acyclic: a kernel joins a merged group only if no kernel outside the group
+lies on a path from the group to it. A group has at least two stages.
+
+Loop kernels of one shape whose values several later loops read (an LSTM
+backward step's gate activations and their products) form such groups with
+every element a row: one pass computes them all, and values only they read
+stay in registers instead of buffers.
 """
 from __future__ import annotations
 
@@ -27,7 +31,9 @@ from ..graph import Graph
 from ..ops import get_op
 from .fuse import FusedGraph, Kernel, is_suffix_reduction
 
-ROW_OPS = ("elementwise",)
+# Layout ops and gathers may read buffers from outside the group at any index;
+# reads of the group's own values are checked for row alignment (_can_join).
+ROW_OPS = ("elementwise", "layout", "gather")
 
 
 def _row_space(g: Graph, k: Kernel):
@@ -73,12 +79,15 @@ def _per_row(g: Graph, v: int, rows) -> bool:
 def _row_aligned_read(g: Graph, reader: int, v: int, rows) -> bool:
     """Does op `reader` read value v (of an earlier stage) at the reader's own row?"""
     s, t = g.type(v).shape, g.type(reader).shape
+    op = g.nodes[reader].op
+    if op == "reshape":
+        return _per_row(g, v, rows) and _per_row(g, reader, rows)
+    if get_op(op).kind == "reduction":     # over the last axis of the row
+        return s[:-1] == rows
+    if get_op(op).kind != "elementwise" and op != "broadcast_to":
+        return False        # a transpose, slice, pad or gather reads other indices
     if s == t:
         return True
-    if g.nodes[reader].op == "reshape":
-        return _per_row(g, v, rows) and _per_row(g, reader, rows)
-    if get_op(g.nodes[reader].op).kind == "reduction":     # over the last axis of the row
-        return s[:-1] == rows
     # a per-row value broadcast along the row (keepdims shape, aligned right)
     return s == rows + (1,) and t[:-1] == rows and len(t) == len(s)
 
@@ -120,8 +129,10 @@ def merge_rows(fg: FusedGraph) -> FusedGraph:
 
     groups: list[_Group] = []
     group_of: dict[int, _Group] = {}
+    updates = set(g.updates.values())
     for k in kernels:
-        if k.kind == "view":
+        if k.kind == "view" or updates & set(k.outputs):
+            # (a kernel writing the state is left to merge_updates: it can write in place)
             continue
         placed = False
         for grp in groups:
@@ -139,8 +150,13 @@ def merge_rows(fg: FusedGraph) -> FusedGraph:
             rows = _row_space(g, k)
             if k.kind == "reduce" and rows is not None and _role(g, k, rows) == "reduce":
                 grp = _Group(rows, k)
-                groups.append(grp)
-                group_of[id(k)] = grp
+            elif k.kind == "loop" and k.shape and _role(g, k, k.shape) == "scalar":
+                # elementwise loops of one shape: every element is a "row"
+                grp = _Group(k.shape, k)
+            else:
+                continue
+            groups.append(grp)
+            group_of[id(k)] = grp
 
     kept = [grp for grp in groups if len(grp.stages) >= 2]
     if not kept:
@@ -171,11 +187,18 @@ def _absorb_views(g, grp: _Group, kernels, anc, group_of):
 
 def _can_join(g, grp: _Group, k: Kernel, deps, group_of) -> bool:
     produced = grp.produced()
+    reads_group = False
     for m in k.members:
         for i in g.nodes[m].inputs:
-            if i in produced and i not in k.members and \
-                    not _row_aligned_read(g, m, i, grp.rows):
-                return False
+            if i in produced and i not in k.members:
+                reads_group = True
+                if not _row_aligned_read(g, m, i, grp.rows):
+                    return False
+    if reads_group and any(get_op(g.nodes[m].op).kind not in ("elementwise", "reduction")
+                           and g.nodes[m].op != "broadcast_to" for m in k.members):
+        # a transpose, slice, pad or gather evaluates k's other members at other
+        # indices, where an earlier stage's register holds the wrong element
+        return False
     # The kernel graph with every group contracted to one node must stay acyclic.
     unit = {n: id(group_of[n]) if n in group_of else n for n in deps}
     unit[id(k)] = id(grp)
