@@ -94,11 +94,11 @@ class _Context:
         del self.module.globals[kf.name]
         return same, arg_locs
 
-    def barrier(self, b, sync):
+    def barrier(self, b, sync, tid):
         if self.nthreads > 1:
             f = self.module.globals.get("kc_barrier") or ir.Function(
-                self.module, ir.FunctionType(ir.VoidType(), [PTR, I32]), name="kc_barrier")
-            b.call(f, [sync, ir.Constant(I32, self.nthreads)])
+                self.module, ir.FunctionType(ir.VoidType(), [PTR, I32, I64]), name="kc_barrier")
+            b.call(f, [sync, ir.Constant(I32, self.nthreads), tid])
 
     def memcpy(self, b, dst, src, nbytes):
         f = self.module.globals.get("llvm.memcpy.p0.p0.i64") or ir.Function(
@@ -148,12 +148,12 @@ def emit_entry(ctx: _Context, b, e: Entry, state, work, tid, sync, inputs: dict,
         if k.kind == "scan":
             from .lower.scan import emit_scan
             if pending:
-                ctx.barrier(b, sync)
+                ctx.barrier(b, sync, tid)
             pending.clear()
             emit_scan(ctx, b, e, k, address, work, tid, sync)
             continue
         if pending.conflicts(k):
-            ctx.barrier(b, sync)
+            ctx.barrier(b, sync, tid)
             pending.clear()
         pending.add(k)
         kf, arg_locs = ctx.unique(*_build_kernel(ctx.module, ctx.fn, e, k, ctx.nthreads))
@@ -167,14 +167,14 @@ def emit_entry(ctx: _Context, b, e: Entry, state, work, tid, sync, inputs: dict,
         b.call(kf, args)
     # Every thread finishes the step's kernels before the copies or the return.
     if pending:
-        ctx.barrier(b, sync)
+        ctx.barrier(b, sync, tid)
     if plan.copies:
         def copies():
             for src, dst in plan.copies:
                 ctx.memcpy(b, address(plan.locations[dst]), address(plan.locations[src]),
                            g.type(dst).nbytes)
         ctx.thread0(b, tid, copies)
-        ctx.barrier(b, sync)
+        ctx.barrier(b, sync, tid)
 
 
 class _Pending:

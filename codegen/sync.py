@@ -1,10 +1,13 @@
 """Synchronization for SPMD steps, as LLVM IR: a barrier and the worker loop.
 
 A step on N threads is N calls of the same entry function, one per thread id.
-Kernels are separated by `kc_barrier` (a sense-by-generation barrier: the last
-thread to arrive resets the count and bumps the generation). Waiting threads
-spin briefly, then yield the CPU: CI machines and users' laptops are shared,
-and a spinning thread must not starve whoever holds the other core.
+Dependent kernels are separated by `kc_barrier`: each thread bumps the epoch in
+its own cache line, then waits until every other thread's epoch has caught up.
+An arrival is one store to a line nobody else writes, and a waiter reads each
+other line once it changes: one cache-line transfer each way, where a shared
+arrival counter costs two or three. Waiting threads spin briefly, then yield
+the CPU: CI machines and users' laptops are shared, and a spinning thread must
+not starve whoever holds the other core.
 
 Between steps, worker threads sit in `kc_worker`: they wait for the control
 block's generation to move (spin, then yield, then short sleeps), then call
@@ -12,8 +15,8 @@ the entry published there. `kc_run`, called by the main thread, publishes the
 entry, releases the workers and runs thread 0's share itself.
 
 Control block (64-byte lines): +0 go generation, +64 shutdown flag,
-+128 entry pointer, +136 state, +144 work, +152 sync. Sync block: +0 arrival
-count, +64 barrier generation.
++128 entry pointer, +136 state, +144 work, +152 sync. Sync block: thread t's
+barrier epoch (i64) at +64*t.
 """
 from __future__ import annotations
 
@@ -30,33 +33,42 @@ def ir_text() -> str:
 declare i32 @sched_yield()
 declare i32 @usleep(i32)
 
-define void @kc_barrier(ptr %sync, i32 %n) noinline nounwind {{
+define void @kc_barrier(ptr %sync, i32 %n, i64 %tid) noinline nounwind {{
 entry:
-  %genp = getelementptr inbounds i8, ptr %sync, i64 64
-  %gen = load atomic i32, ptr %genp acquire, align 4
-  %old = atomicrmw add ptr %sync, i32 1 acq_rel, align 4
-  %nm1 = sub i32 %n, 1
-  %last = icmp eq i32 %old, %nm1
-  br i1 %last, label %release, label %start
-release:
-  store atomic i32 0, ptr %sync monotonic, align 4
-  %g1 = add i32 %gen, 1
-  store atomic i32 %g1, ptr %genp release, align 4
-  ret void
-start:
+  %off = mul i64 %tid, 64
+  %mine = getelementptr inbounds i8, ptr %sync, i64 %off
+  %e0 = load atomic i64, ptr %mine monotonic, align 8
+  %e = add i64 %e0, 1
+  store atomic i64 %e, ptr %mine release, align 8
+  %n64 = zext i32 %n to i64
+  br label %next
+next:
+  %j = phi i64 [0, %entry], [%j1, %ready]
+  %more = icmp ult i64 %j, %n64
+  br i1 %more, label %check, label %done
+check:
+  %self = icmp eq i64 %j, %tid
+  br i1 %self, label %ready, label %look
+look:
+  %joff = mul i64 %j, 64
+  %theirs = getelementptr inbounds i8, ptr %sync, i64 %joff
   br label %spin
 spin:
-  %i = phi i64 [0, %start], [%i1, %wait], [%i1, %yield]
+  %i = phi i64 [0, %look], [%i1, %wait], [%i1, %yield]
   %i1 = add i64 %i, 1
-  %cur = load atomic i32, ptr %genp acquire, align 4
-  %moved = icmp ne i32 %cur, %gen
-  br i1 %moved, label %done, label %wait
+  %t = load atomic i64, ptr %theirs acquire, align 8
+  %d = sub i64 %t, %e
+  %arrived = icmp sge i64 %d, 0
+  br i1 %arrived, label %ready, label %wait
 wait:
   %short = icmp ult i64 %i, {BARRIER_SPINS}
   br i1 %short, label %spin, label %yield
 yield:
   call i32 @sched_yield()
   br label %spin
+ready:
+  %j1 = add i64 %j, 1
+  br label %next
 done:
   ret void
 }}

@@ -29,22 +29,23 @@ def available_cpus() -> int:
 
 
 def default_threads(flops_per_step: float, scan_steps=(), bytes_per_step: float = 0.0) -> int:
-    """Threads for a step: 1 for small steps, or when a scan's step is small (the
-    scan runs its body's kernels once per time step, with barriers between them:
-    an LSTM(64) at batch 32 (1 MFLOP a step) measured 1.12 ms a training step on
-    one core, 1.27 on two; an LSTM(100) at batch 64 (5 MFLOP a step) 51.9 and
-    33.5 ms); else the CPUs this process may use. scan_steps: the flops of one
-    step of each scan. KCOMPILE_NUM_THREADS overrides."""
+    """Threads for a step: the CPUs this process may use, unless the step is too
+    small to pay for its barriers; KCOMPILE_NUM_THREADS overrides.
+
+    Measured (training steps, one core vs two): a 784-32-10 MLP at batch 32
+    (3.5 MFLOP) 19.6 vs 14.6 us, a 100-32-10 one (0.5 MFLOP) 5.5 vs 6.0 us; an
+    LSTM(32) at batch 32 (0.27 MFLOP per time step) 428 vs 292 us, an LSTM(16)
+    at batch 8 (0.02 MFLOP per time step) 25 vs 34 us. A scan runs its body's
+    kernels once per time step, so its step size decides (scan_steps: the flops
+    of one step of each scan). Steps that stream megabytes of weights (batch-1
+    predict of a big MLP: 35 us on one core, 15 us on two) use both cores too.
+    """
     env = os.environ.get("KCOMPILE_NUM_THREADS")
     if env:
         return max(1, int(env))
-    if any(f < 2e6 for f in scan_steps):
+    if any(f < 1e5 for f in scan_steps):
         return 1
-    # Steps of a few MFLOP or more, or steps that stream megabytes of weights
-    # (batch-1 predict of a big MLP: 35 us on one core, 15 us on two), are worth
-    # the barriers: a 784-32-10 MLP step at batch 32 (3.5 MFLOP) measured 19.9 us
-    # on one core and 15.1 us on two; at 0.7 MFLOP the two were equal.
-    return available_cpus() if flops_per_step >= 2e6 or bytes_per_step >= 1e6 else 1
+    return available_cpus() if flops_per_step >= 1e6 or bytes_per_step >= 1e6 else 1
 
 
 class WorkerPool:
@@ -52,7 +53,7 @@ class WorkerPool:
         addresses = code.addresses
         self.nthreads = nthreads
         self.ctl = aligned_bytes(256)
-        self.sync = aligned_bytes(128)
+        self.sync = aligned_bytes(64 * max(nthreads, 2))     # a barrier epoch per thread
         words = self.ctl.view(np.uint64)
         words[17] = state_addr                  # +136
         words[18] = work_addr                   # +144

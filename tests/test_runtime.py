@@ -229,3 +229,28 @@ def test_identical_kernels_of_the_entries_are_compiled_once():
     calls = {e: re.findall(r'call void @"([^"]+)"', exe.llvm_ir.split(f'define void @"{e}"')[1]
                            .split("\n}\n")[0]) for e in exe.entries}
     assert calls["eval_step"][0] == calls["predict"][0] == calls["train_step"][0]
+
+
+def test_barriers_hold_over_many_steps_of_a_recurrent_model():
+    """~60 barriers per step (the scan's body, each time step) for 300 steps on 2
+    threads: the same weights as a second run, bitwise, and as one thread, closely."""
+    def run(nthreads):
+        from kcompile.initializers import set_seed
+        set_seed(5)
+        m = models.Sequential([layers.LSTM(16, input_shape=(20, 3), name="l"),
+                               layers.Dense(2, name="d")], name="rnn")
+        m.compile(optimizer=optimizers.Adam(1e-2), loss="mse", nthreads=nthreads)
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((8, 20, 3)).astype(np.float32)
+        y = rng.standard_normal((8, 2)).astype(np.float32)
+        m.train_on_batch(x, y)
+        exe = next(iter(m._executables.values()))
+        feeds = {"x0": x, "y0": y, "mask": np.ones(8, np.float32),
+                 "sample_weight": np.ones(8, np.float32)}
+        losses = [float(exe.run("train_step", feeds)["loss"]) for _ in range(300)]
+        return losses, m.get_weights()
+    a, b, one = run(2), run(2), run(1)
+    assert a[0] == b[0] and a[0][-1] < a[0][0]
+    for x, y, z in zip(a[1], b[1], one[1]):
+        np.testing.assert_array_equal(x, y)
+        np.testing.assert_allclose(x, z, rtol=1e-3, atol=1e-4)

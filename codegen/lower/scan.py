@@ -75,7 +75,7 @@ def emit_scan(ctx, b, e, k, address, work, tid, sync):
         for i, v in enumerate(init):
             ctx.memcpy(b, carry_ptr(i), address(plan.locations[v]), g.type(v).nbytes)
     ctx.thread0(b, tid, load_init)
-    ctx.barrier(b, sync)
+    ctx.barrier(b, sync, tid)
     bg = fg.graph
     body_entry = Entry(f"{e.name}.{k.name}", fg, bplan)
 
@@ -114,7 +114,7 @@ def emit_scan(ctx, b, e, k, address, work, tid, sync):
                     nbytes = bg.type(y).nbytes
                     ctx.memcpy(b, slot(address(plan.locations[r]), nbytes, t), src, nbytes)
             ctx.thread0(b, tid, store)
-            ctx.barrier(b, sync)
+            ctx.barrier(b, sync, tid)
     loop(b, T, step, name="t")
 
     finals = [(i, results[i]) for i in range(nc) if i in results]
@@ -123,4 +123,4 @@ def emit_scan(ctx, b, e, k, address, work, tid, sync):
             for i, r in finals:
                 ctx.memcpy(b, address(plan.locations[r]), carry_ptr(i), g.type(r).nbytes)
         ctx.thread0(b, tid, store_final)
-        ctx.barrier(b, sync)
+        ctx.barrier(b, sync, tid)
