@@ -30,6 +30,16 @@ def tile_rows(V: int) -> int:
     with an optimizer epilogue 157 -> 187); wider tiles measured best at 6."""
     return MR_MAX if V == 1 else MR
 KC = 256         # k-block: a 256 x NR slice of B (64 KiB at NR=64) streams from L1/L2 (measured: 1024^3 185 -> 246 GFLOP/s)
+KC_MAX = 288     # blocks up to this long are allowed, to split K evenly
+
+
+def k_block(K: int) -> int:
+    """The k-block length for K terms: K evenly in as few blocks of at most KC_MAX as
+    possible (784 -> 3 x 262, not 3 x 256 + 16: each block is a pass over C)."""
+    if K <= KC_MAX:
+        return K
+    n = -(-K // KC_MAX)
+    return -(-K // n)
 
 
 @functools.cache
@@ -206,16 +216,17 @@ def gemm(b, A, B, C, M, N, K, a_trans=False, part=None, epilogue=None):
             _when(b, b.and_(b.icmp_signed("==", hi, i64(col_count)), b.icmp_signed("<", lo, hi)),
                   lambda: _row_tiles(b, A, B, C, M, K, lda, ldb, ldc, i64(n_tiles * NR), W,
                                      edge_v, edge_lanes, a_trans, rows, kblock, epilogue, mr))
-    if K <= KC:
+    kc = k_block(K)
+    if kc >= K:
         panels(None)
         return
     assert epilogue is None or epilogue[1] is None, "k-blocks keep partial sums in C"
 
-    # Long K: blocks of KC, so the KC x NR slice of B each tile streams stays in L1.
+    # Long K: blocks of about KC, so the slice of B each tile streams stays in L1/L2.
     def kblock(b, p, _):
-        k0 = b.mul(p, i64(KC))
-        k1 = b.add(k0, i64(KC))
+        k0 = b.mul(p, i64(kc))
+        k1 = b.add(k0, i64(kc))
         k1 = b.select(b.icmp_signed("<", k1, i64(K)), k1, i64(K))
         panels((k0, k1, b.icmp_signed("==", p, i64(0)),
-                b.icmp_signed("==", p, i64(-(-K // KC) - 1))))
-    loop(b, -(-K // KC), kblock, name="pc")
+                b.icmp_signed("==", p, i64(-(-K // kc) - 1))))
+    loop(b, -(-K // kc), kblock, name="pc")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from ir.passes.fuse import Kernel
 from ..irutil import F32, I8, REDUCE_FLAGS, f32, i64, loop
 from .emitter import Emitter
-from .gemm import KC, MR, gemm, tile_rows, vector_shape
+from .gemm import MR, gemm, k_block, tile_rows, vector_shape
 
 ROWS = 8
 NARROW_TILE = 32   # epilogue widths up to this get their rows unrolled
@@ -112,7 +112,8 @@ def _dot_products(graph, kernel) -> bool:
 
 def _needs_product_buffer(graph, kernel) -> bool:
     v = matmul_of(graph, kernel)
-    return len(kernel.members) > 1 and _k_of(graph, v) > KC and v not in kernel.outputs \
+    return len(kernel.members) > 1 and k_block(_k_of(graph, v)) < _k_of(graph, v) \
+        and v not in kernel.outputs \
         and not _dot_products(graph, kernel)
 
 
@@ -146,7 +147,7 @@ def lower_matmul(b, graph, kernel: Kernel, buffers, fn, scratch=None, part=None)
     if epilogue is not None:
         nthreads = part.nthreads if part else 1
         base = _transpose_scratch(graph, kernel, nthreads)
-        if _k_of(graph, v) > KC:
+        if k_block(_k_of(graph, v)) < _k_of(graph, v):
             # k-blocks keep partial sums of the whole product: in its own buffer when
             # it is kept, else in scratch.
             if C is None:
