@@ -10,18 +10,22 @@ from __future__ import annotations
 from ir.passes.fuse import Kernel
 from ..irutil import F32, I8, REDUCE_FLAGS, f32, i64, loop
 from .emitter import Emitter
-from .gemm import MR, gemm, k_block, tile_rows, vector_shape
+from .gemm import gemm, k_block, tile_rows, vector_shape
 
 ROWS = 8
 NARROW_TILE = 32   # epilogue widths up to this get their rows unrolled
-NT_MIN_K = 64      # below this, A B^T transposes B and uses the GEMM
+# A B^T runs as dot products of rows only for long rows (K) and few of them (M);
+# otherwise B is transposed into scratch and the GEMM runs (measured, one core:
+# 12800x64 by K=400 4.22 -> 2.74 ms, 64x100 by 400 34 -> 32 us, 128x512 by 256
+# equal; 32x64 by 256 5.8 us as dot products, 8.0 transposed).
+NT_MIN_K = 64
+NT_MAX_M = 64
 
 
 def _transpose_scratch(graph, kernel, nthreads):
     node = graph.nodes[matmul_of(graph, kernel)]
-    a, bb = (graph.type(i).shape for i in node.inputs)
-    k = a[0] if node.params["transpose_a"] else a[1]
-    if node.params["transpose_b"] and (node.params["transpose_a"] or k < NT_MIN_K):
+    bb = graph.type(node.inputs[1]).shape
+    if node.params["transpose_b"] and not _dot_products(graph, kernel):
         return _pad(bb[0] * bb[1] * 4) * nthreads
     return 0
 
@@ -41,14 +45,23 @@ def _gep(b, p, off):
     return b.gep(p, [off], inbounds=True, source_etype=F32)
 
 
-def _transpose_into(b, src, dst, rows, cols):
-    """dst (cols x rows) = src (rows x cols)^T."""
-    def row(b, i, _):
-        def col(b, j, _):
-            x = b.load(_gep(b, src, b.add(b.mul(i, i64(cols)), j)), typ=F32)
-            b.store(x, _gep(b, dst, b.add(b.mul(j, i64(rows)), i)))
-        loop(b, cols, col, name="tj")
-    loop(b, rows, row, name="ti")
+def _transpose_into(b, src, dst, rows, cols, block=16):
+    """dst (cols x rows) = src (rows x cols)^T, in block x block tiles: each tile's
+    rows are read and its columns written while both are in L1 (a plain double
+    loop writes one float per cache line: 4 ns a float at 512 x 256)."""
+    def tile(b, bi, bj):
+        i0, j0 = b.mul(bi, i64(block)), b.mul(bj, i64(block))
+        i1 = b.select(b.icmp_signed("<", b.add(i0, i64(block)), i64(rows)), b.add(i0, i64(block)), i64(rows))
+        j1 = b.select(b.icmp_signed("<", b.add(j0, i64(block)), i64(cols)), b.add(j0, i64(block)), i64(cols))
+
+        def row(b, i, _):
+            def col(b, j, _):
+                x = b.load(_gep(b, src, b.add(b.mul(i, i64(cols)), j)), typ=F32)
+                b.store(x, _gep(b, dst, b.add(b.mul(j, i64(rows)), i)))
+            loop(b, j1, col, name="tj", start=j0)
+        loop(b, i1, row, name="ti", start=i0)
+    loop(b, -(-rows // block), lambda b, bi, _: loop(
+        b, -(-cols // block), lambda b, bj, _: tile(b, bi, bj), name="tbj"), name="tbi")
 
 
 def matmul_of(graph, kernel: Kernel) -> int:
@@ -105,9 +118,10 @@ def _k_of(graph, v):
 
 def _dot_products(graph, kernel) -> bool:
     """Is this A B^T computed as dot products of rows (not on the GEMM)?"""
-    p = graph.nodes[matmul_of(graph, kernel)].params
-    return p["transpose_b"] and not p["transpose_a"] and \
-        _k_of(graph, matmul_of(graph, kernel)) >= NT_MIN_K
+    v = matmul_of(graph, kernel)
+    p = graph.nodes[v].params
+    return p["transpose_b"] and not p["transpose_a"] and _k_of(graph, v) >= NT_MIN_K \
+        and graph.type(v).shape[0] < NT_MAX_M
 
 
 def _needs_product_buffer(graph, kernel) -> bool:
@@ -160,7 +174,7 @@ def lower_matmul(b, graph, kernel: Kernel, buffers, fn, scratch=None, part=None)
     ash = graph.type(a_id).shape
     ta, tb = node.params["transpose_a"], node.params["transpose_b"]
     K = ash[0] if ta else ash[1]
-    if tb and (ta or K < NT_MIN_K):
+    if tb:
         # Short rows make poor dot products: transpose B into scratch, use the GEMM.
         # Each thread transposes into its own scratch slice: no barrier inside a kernel.
         per_thread = _pad(N * K * 4)
