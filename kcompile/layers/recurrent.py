@@ -96,11 +96,14 @@ class _RNN(Layer):
         mask = trace.masks.get(x.id)
         B, T, D = x.shape
         n = self.gates * self.units
-        xw = F.reshape(F.reshape(x, (B * T, D)) @ self.kernel, (B, T, n))
+        # Time-major before the input projection: the transpose moves D features a
+        # step, not the gates' n, and the bias joins the product as its epilogue.
+        xt = F.reshape(F.transpose(x, (1, 0, 2)), (T * B, D))
+        xw = xt @ self.kernel
         bias = self._input_bias()
         if bias is not None:
             xw = xw + bias
-        seqs = [F.transpose(xw, (1, 0, 2))]                      # (T, B, n)
+        seqs = [F.reshape(xw, (T, B, n))]                        # (T, B, n)
         if mask is not None:
             seqs.append(F.reshape(F.transpose(F.cast(mask, "float32"), (1, 0)), (T, B, 1)))
         if self.go_backwards:
