@@ -107,3 +107,31 @@ def test_compiled_equals_reference_forward_and_backward(nthreads):
 
 def test_graph_size_does_not_grow_with_length():
     assert len(autodiff(rnn_graph(5))) == len(autodiff(rnn_graph(500)))
+
+
+def test_transposed_loop_invariants_are_hoisted_out_of_the_backward_scan():
+    """dh = dz U^T in the backward body reads U^T, transposed once before the loop."""
+    from ir.passes import simplify
+    T = 9
+    g = autodiff(rnn_graph(T, False, True))
+    before = [n for n in g.nodes.values() if n.op == "scan"]
+    after_g = simplify(g)
+    after = [n for n in after_g.nodes.values() if n.op == "scan"]
+    assert len(before) == len(after) == 2
+
+    def const_products(node):
+        bg = node.params["body"].graph
+        return [m for m in bg.nodes.values() if m.op == "matmul" and m.params["transpose_b"]
+                and bg.nodes[m.inputs[1]].is_leaf and bg.nodes[m.inputs[1]].role == "input"
+                and bg.nodes[m.inputs[1]].name.startswith("k")]
+    assert any(const_products(n) for n in before)
+    assert not any(const_products(n) for n in after)
+    # ... one of the scan's consts is now that transpose, computed outside the loop
+    assert any(after_g.nodes[i].op == "transpose"
+               for n in after for i in n.inputs[:n.params["body"].n_consts])
+    # same numbers as the interpreter on the graph as differentiated
+    v = {k: a.astype(np.float32) for k, a in values(T, 2).items()}
+    want = interpret(g, v)[0]
+    got = interpret(after_g, v)[0]
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-6, atol=1e-6, err_msg=k)

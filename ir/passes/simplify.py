@@ -1,4 +1,5 @@
-"""simplify: constant folding, algebraic rewrites, CSE and dead code, to a fixed point."""
+"""simplify: constant folding, algebraic rewrites, CSE and dead code, to a fixed point;
+then loop-invariant transposes out of scan bodies (hoist_scan)."""
 from __future__ import annotations
 
 from ..graph import Graph
@@ -6,6 +7,7 @@ from .algebraic import rewrite_algebraic
 from .cse import eliminate_common_subexpressions
 from .dce import eliminate_dead_code
 from .fold_constants import fold_constants
+from .hoist_scan import hoist_transposes
 
 
 def simplify(graph: Graph, max_rounds: int = 4) -> Graph:
@@ -19,4 +21,4 @@ def simplify(graph: Graph, max_rounds: int = 4) -> Graph:
         g = eliminate_dead_code(g)
         if len(g) == size:
             break
-    return g
+    return hoist_transposes(g)
