@@ -2,8 +2,12 @@
 
 1. autodiff        gradients of the loss for every param      (training only)
 2. optimizer_step  the optimizer's update rule as graph ops   (training only)
-3. simplify        constant folding, algebraic rewrites, CSE, dead code
-4. fuse            group ops into kernels (codegen.kernels)
+3. simplify        constant folding, algebraic rewrites, CSE, dead code; then
+                   hoist_scan (loop-invariant transposes out of scan bodies)
+4. fuse            group ops into kernels, then fuse_rows (row-wise chains, e.g.
+                   softmax + cross-entropy + gradient, and same-shape loops: one
+                   kernel each) and fuse_updates (the remaining parameter updates:
+                   one kernel)
 5. plan_memory     arena offsets from liveness
 """
 from .autodiff import autodiff, GRAD_PREFIX
