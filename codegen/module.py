@@ -3,9 +3,10 @@
 Each kernel becomes a function taking the thread id and its distinct buffers
 as `noalias` pointers; each entry point (`train_step`, `eval_step`, `predict`)
 becomes `void entry(ptr state, ptr work, i64 tid, ptr sync)` that calls its
-kernels in order with pointers at planned offsets (a barrier between kernels
-when the module runs on several threads), then copies back updates that could
-not be written in place. Python pays one call per step.
+kernels in order with pointers at planned offsets (on several threads, a
+barrier before a kernel that depends on one since the last barrier), then
+copies back updates that could not be written in place. Kernels with the same
+code are one function. Python pays one call per step.
 """
 from __future__ import annotations
 
