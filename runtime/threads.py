@@ -42,7 +42,13 @@ def default_threads(flops_per_step: float, scan_steps=(), bytes_per_step: float 
     """
     env = os.environ.get("KCOMPILE_NUM_THREADS")
     if env:
-        return max(1, int(env))
+        try:
+            n = int(env)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise ValueError(f"KCOMPILE_NUM_THREADS must be a positive integer, got {env!r}")
+        return n
     if any(f < 1e5 for f in scan_steps):
         return 1
     return available_cpus() if flops_per_step >= 1e6 or bytes_per_step >= 1e6 else 1

@@ -254,3 +254,20 @@ def test_barriers_hold_over_many_steps_of_a_recurrent_model():
     for x, y, z in zip(a[1], b[1], one[1]):
         np.testing.assert_array_equal(x, y)
         np.testing.assert_allclose(x, z, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-2", "1.5"])
+def test_bad_thread_count_from_the_environment_is_named(monkeypatch, value):
+    monkeypatch.setenv("KCOMPILE_NUM_THREADS", value)
+    m = models.Sequential([layers.Dense(2, input_shape=(20,))])
+    m.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(ValueError, match="KCOMPILE_NUM_THREADS must be a positive integer"):
+        m.train_on_batch(X[:4], Y[:4, :2])
+
+
+def test_thread_count_from_the_environment(monkeypatch):
+    monkeypatch.setenv("KCOMPILE_NUM_THREADS", "2")
+    m = models.Sequential([layers.Dense(2, input_shape=(20,))])
+    m.compile(optimizer="sgd", loss="mse")
+    m.train_on_batch(X[:4], Y[:4, :2])
+    assert next(iter(m._executables.values())).nthreads == 2
