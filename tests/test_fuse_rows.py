@@ -60,13 +60,13 @@ def _per_row(g, v, rows) -> bool:
 
 
 def check_rows_kernel(g, k, desc):
-    """A rows kernel: two or more elementwise stages over its rows, one a reduction,
-    or all of them loops over exactly its rows (every element a row); a stage reads
-    values of earlier stages only (stored, or per-row registers)."""
+    """A rows kernel: two or more elementwise stages over its rows, one a reduction
+    or all of them loops (an elementwise group); a stage reads values of earlier
+    stages only (stored, or per-row registers)."""
     rows = tuple(k.shape)
     assert len(k.stages) >= 2, f"{desc}: {len(k.stages)} stage"
     assert any(st.kind == "reduce" for st in k.stages) or \
-        all(st.kind == "loop" and tuple(st.shape) == rows for st in k.stages), \
+        all(st.kind == "loop" for st in k.stages), \
         f"{desc}: no reduction stage, and not an elementwise group"
     stage_of = {}
     for s, st in enumerate(k.stages):

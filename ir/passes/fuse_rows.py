@@ -124,23 +124,40 @@ def _dependencies(g: Graph, kernels) -> nx.DiGraph:
 def merge_rows(fg: FusedGraph) -> FusedGraph:
     g = fg.graph
     kernels = fg.kernels
-    deps = _dependencies(g, kernels)
-    ancestors = {id(k): nx.ancestors(deps, id(k)) for k in kernels}
+    reach = _Reach(g, kernels)
 
     groups: list[_Group] = []
     group_of: dict[int, _Group] = {}
     updates = set(g.updates.values())
+    producer = {}
+    for k in kernels:
+        for o in (k.members[:1] if k.kind == "view" else k.outputs):
+            producer[o] = k
+
+    def groups_read_by(k):
+        """The groups whose values k reads (through reshapes): its only candidates, so
+        the work stays linear in the kernels, and a merge saves a store and a load."""
+        out = []
+        for i in _reads(g, k):
+            p = producer.get(i)
+            while p is not None and p.kind == "view" and id(p) not in group_of:
+                p = producer.get(g.nodes[p.members[0]].inputs[0])
+            grp = group_of.get(id(p)) if p is not None else None
+            if grp is not None and grp not in out:
+                out.append(grp)
+        return out
+
     for k in kernels:
         if k.kind == "view" or updates & set(k.outputs):
             # (a kernel writing the state is left to merge_updates: it can write in place)
             continue
         placed = False
-        for grp in groups:
+        for grp in groups_read_by(k):
             role = _role(g, k, grp.rows)
             if role is None:
                 continue
-            _absorb_views(g, grp, kernels, ancestors[id(k)], group_of)
-            if _can_join(g, grp, k, deps, group_of):
+            _absorb_views(g, grp, k, producer, group_of)
+            if _can_join(g, grp, k, reach, groups):
                 grp.stages.append(k)
                 grp.ids.add(id(k))
                 group_of[id(k)] = grp
@@ -170,14 +187,15 @@ def _reads(g: Graph, k: Kernel):
     return k.inputs
 
 
-def _absorb_views(g, grp: _Group, kernels, anc, group_of):
-    """Row-aligned reshapes of the group's per-row values, which k (whose ancestors
-    are anc) may read: they become the group's (no code, an alias of a register)."""
-    for v in kernels:
-        if v.kind != "view" or id(v) in grp.ids or id(v) not in anc:
+def _absorb_views(g, grp: _Group, k: Kernel, producer, group_of):
+    """Row-aligned reshapes of the group's per-row values that k reads: they become
+    the group's (no code, an alias of a register)."""
+    stage_values = {m for st in grp.stages for m in st.members}
+    for i in _reads(g, k):
+        v = producer.get(i)
+        if v is None or v.kind != "view" or id(v) in grp.ids:
             continue
         (src,) = g.nodes[v.members[0]].inputs
-        stage_values = {m for st in grp.stages for m in st.members}
         if src in stage_values and _per_row(g, src, grp.rows) and \
                 _per_row(g, v.members[0], grp.rows):
             grp.views.append(v)
@@ -185,7 +203,42 @@ def _absorb_views(g, grp: _Group, kernels, anc, group_of):
             group_of[id(v)] = grp
 
 
-def _can_join(g, grp: _Group, k: Kernel, deps, group_of) -> bool:
+class _Reach:
+    """Reachability between the kernels of the list (a topological order), as bitmasks."""
+
+    def __init__(self, g, kernels):
+        self.bit = {id(k): 1 << n for n, k in enumerate(kernels)}
+        producer = {}
+        for k in kernels:
+            for o in (k.members[:1] if k.kind == "view" else k.outputs):
+                producer[o] = k
+        preds = {id(k): [producer[i] for i in _reads(g, k) if i in producer and producer[i] is not k]
+                 for k in kernels}
+        self.anc = {}
+        for k in kernels:
+            a = 0
+            for p in preds[id(k)]:
+                a |= self.anc[id(p)] | self.bit[id(p)]
+            self.anc[id(k)] = a
+        self.desc = {id(k): 0 for k in kernels}
+        for k in reversed(kernels):
+            for p in preds[id(k)]:
+                self.desc[id(p)] |= self.desc[id(k)] | self.bit[id(k)]
+
+    def mask(self, ids):
+        m = 0
+        for i in ids:
+            m |= self.bit[i]
+        return m
+
+    def reachable_from(self, ids):
+        m = 0
+        for i in ids:
+            m |= self.desc[i]
+        return m
+
+
+def _can_join(g, grp: _Group, k: Kernel, reach, groups) -> bool:
     produced = grp.produced()
     reads_group = False
     for m in k.members:
@@ -199,14 +252,22 @@ def _can_join(g, grp: _Group, k: Kernel, deps, group_of) -> bool:
         # a transpose, slice, pad or gather evaluates k's other members at other
         # indices, where an earlier stage's register holds the wrong element
         return False
-    # The kernel graph with every group contracted to one node must stay acyclic.
-    unit = {n: id(group_of[n]) if n in group_of else n for n in deps}
-    unit[id(k)] = id(grp)
-    for n in grp.ids:
-        unit[n] = id(grp)
-    contracted = nx.DiGraph()
-    contracted.add_edges_from((unit[a], unit[b]) for a, b in deps.edges if unit[a] != unit[b])
-    return nx.is_directed_acyclic_graph(contracted)
+    # The kernel graph with every group contracted to one node must stay acyclic:
+    # nothing outside the group may lie on a path from the group to k. Paths may
+    # enter a multi-stage group at one member and leave at another, so the kernels
+    # reachable from the group grow by whole groups until they stop changing.
+    mine = reach.mask(grp.ids)
+    after = reach.reachable_from(grp.ids)
+    others = [(reach.mask(h.ids), h.ids) for h in groups
+              if h is not grp and len(h.stages) + len(h.views) >= 2]
+    changed = True
+    while changed:
+        changed = False
+        for hmask, hids in others:
+            if after & hmask and (after | hmask | reach.reachable_from(hids)) != after:
+                after |= hmask | reach.reachable_from(hids)
+                changed = True
+    return not (reach.anc[id(k)] & after & ~mine)
 
 
 def _rebuild(fg: FusedGraph, groups: list[_Group]) -> FusedGraph:
