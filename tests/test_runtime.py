@@ -271,3 +271,20 @@ def test_thread_count_from_the_environment(monkeypatch):
     m.compile(optimizer="sgd", loss="mse")
     m.train_on_batch(X[:4], Y[:4, :2])
     assert next(iter(m._executables.values())).nthreads == 2
+
+
+def test_independent_kernels_share_a_barrier_interval():
+    """The 784-32-10 softmax MLP's training step on 2 threads: kernels in dependency
+    levels (the loss's sample count no longer interleaves the forward chain), 7
+    barriers where the fused order needed 10; every update still written in place."""
+    m = models.Sequential([layers.Dense(32, activation="relu", input_shape=(784,)),
+                           layers.Dense(10, activation="softmax")])
+    m.compile(optimizer="rmsprop", loss="categorical_crossentropy", metrics=["accuracy"],
+              nthreads=2)
+    x = RNG.random((32, 784), dtype=np.float32)
+    y = np.eye(10, dtype=np.float32)[RNG.integers(0, 10, 32)]
+    m.train_on_batch(x, y)
+    (exe,) = m._executables.values()
+    body = exe.llvm_ir.split('define void @"train_step"')[1].split("\n}\n")[0]
+    assert body.count("@\"kc_barrier\"") <= 7, body.count("@\"kc_barrier\"")
+    assert not exe.entries["train_step"].plan.copies

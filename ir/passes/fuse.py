@@ -156,7 +156,8 @@ def fuse(graph: Graph) -> FusedGraph:
         kernels.append(k)
     from .fuse_rows import merge_rows
     from .fuse_updates import merge_updates
-    return merge_updates(merge_rows(FusedGraph(g, kernels)))
+    from .schedule import schedule
+    return schedule(merge_updates(merge_rows(FusedGraph(g, kernels))))
 
 
 # Recomputed in every consumer instead of stored: ops cheaper than a load and a store.

@@ -119,7 +119,9 @@ def plan_memory(fg: FusedGraph, state_offsets: dict[str, int],
             start.setdefault(o, n)
             last.setdefault(o, n)
         for i in k.inputs:
-            last[i] = max(last.get(i, n), n)
+            # (one kernel longer: the next kernel, which may run without a barrier
+            # on several threads, never writes over what this one reads)
+            last[i] = max(last.get(i, n), n + 1)
     for v in list(g.outputs.values()) + [src for src, _ in copies]:
         last[v] = end
     # A view shares its operand's buffer: merge their lifetimes under the root buffer.
@@ -147,7 +149,7 @@ def plan_memory(fg: FusedGraph, state_offsets: dict[str, int],
     for n, k in enumerate(fg.kernels):
         nbytes = scratch_bytes(k)
         if nbytes:
-            requests.append((n, n, nbytes, ("scratch", k.name)))
+            requests.append((n, n + 1, nbytes, ("scratch", k.name)))
     placed: list[tuple[int, int, int, int]] = []   # (offset, size, start, end)
     scratch: dict[str, int] = {}
     work = 0
