@@ -6,8 +6,8 @@
                    hoist_scan (loop-invariant transposes out of scan bodies)
 4. fuse            group ops into kernels, then fuse_rows (row-wise chains, e.g.
                    softmax + cross-entropy + gradient, and same-shape loops: one
-                   kernel each) and fuse_updates (the remaining parameter updates:
-                   one kernel)
+                   kernel each), fuse_updates (the remaining parameter updates:
+                   one kernel) and schedule (kernels in dependency levels)
 5. plan_memory     arena offsets from liveness
 """
 from .autodiff import autodiff, GRAD_PREFIX
