@@ -28,6 +28,12 @@ IDLE_SPINS = 50_000                 # a worker between steps: spin ~0.1 ms,
 IDLE_YIELDS = 2_000                 # then yield a while, then sleep 50 us at a time
 
 
+# The step's arguments from the control block: %state, %work, %sync.
+STEP_ARGS = "".join(f"""  %{name}p = getelementptr inbounds i8, ptr %ctl, i64 {off}
+  %{name} = load ptr, ptr %{name}p, align 8
+""" for name, off in (("state", 136), ("work", 144), ("sync", 152)))
+
+
 def ir_text() -> str:
     return f"""
 declare i32 @sched_yield()
@@ -106,13 +112,7 @@ go:
 run:
   %fpp = getelementptr inbounds i8, ptr %ctl, i64 128
   %fp = load ptr, ptr %fpp, align 8
-  %sp = getelementptr inbounds i8, ptr %ctl, i64 136
-  %state = load ptr, ptr %sp, align 8
-  %wp = getelementptr inbounds i8, ptr %ctl, i64 144
-  %work = load ptr, ptr %wp, align 8
-  %yp = getelementptr inbounds i8, ptr %ctl, i64 152
-  %sync = load ptr, ptr %yp, align 8
-  call void %fp(ptr %state, ptr %work, i64 %tid, ptr %sync)
+{STEP_ARGS}  call void %fp(ptr %state, ptr %work, i64 %tid, ptr %sync)
   br label %wait
 exit:
   ret void
@@ -123,13 +123,7 @@ entry:
   %fpp = getelementptr inbounds i8, ptr %ctl, i64 128
   store ptr %fp, ptr %fpp, align 8
   %gen = atomicrmw add ptr %ctl, i32 1 release, align 4
-  %sp = getelementptr inbounds i8, ptr %ctl, i64 136
-  %state = load ptr, ptr %sp, align 8
-  %wp = getelementptr inbounds i8, ptr %ctl, i64 144
-  %work = load ptr, ptr %wp, align 8
-  %yp = getelementptr inbounds i8, ptr %ctl, i64 152
-  %sync = load ptr, ptr %yp, align 8
-  call void %fp(ptr %state, ptr %work, i64 0, ptr %sync)
+{STEP_ARGS}  call void %fp(ptr %state, ptr %work, i64 0, ptr %sync)
   ret void
 }}
 

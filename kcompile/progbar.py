@@ -155,13 +155,7 @@ class Progbar:
             if self._ansi:
                 special += 8
             info += self._format_time(time_per_unit, self.unit_name)
-            for k in self._values_order:
-                info += f" - {k}:"
-                value, count = self._values[k]
-                if not isinstance(value, float):
-                    value = np.mean(value)
-                avg = value / max(1, count)
-                info += f" {avg:.4f}" if abs(avg) > 1e-3 else f" {avg:.4e}"
+            info += self._metrics_text(signed=False)
             message += info
             total_width = len(bar) + len(info) - special
             if self._prev_total_width > total_width:
@@ -175,19 +169,26 @@ class Progbar:
                 numdigits = int(math.log10(self.target)) + 1
                 info = f"%{numdigits}d/%d - {now - self._start:.0f}s -" % (current, self.target)
                 info += self._format_time(time_per_unit, self.unit_name)
-                for k in self._values_order:
-                    info += f" - {k}:"
-                    value, count = self._values[k]
-                    if not isinstance(value, float):
-                        value = np.mean(value)
-                    avg = value / max(1, count)
-                    # (sic) Keras compares the signed value here.
-                    info += f" {avg:.4f}" if avg > 1e-3 else f" {avg:.4e}"
+                # (sic) Keras compares the signed value here.
+                info += self._metrics_text(signed=True)
                 _write(info + "\n")
         self._last_update = now
 
     def add(self, n, values=None):
         self.update(self._seen_so_far + n, values)
+
+    def _metrics_text(self, signed):
+        """" - name: mean" per metric; 4 decimals above 1e-3, else scientific (compared
+        by magnitude, or, as Keras' verbose=2 line does, by signed value)."""
+        info = ""
+        for k in self._values_order:
+            value, count = self._values[k]
+            if not isinstance(value, float):
+                value = np.mean(value)
+            avg = value / max(1, count)
+            big = (avg if signed else abs(avg)) > 1e-3
+            info += f" - {k}: {avg:.4f}" if big else f" - {k}: {avg:.4e}"
+        return info
 
     @staticmethod
     def _format_time(time_per_unit, unit_name):

@@ -66,6 +66,20 @@ class FusedGraph:
         return "\n".join(k.describe(self.graph) for k in self.kernels)
 
 
+def kernel_reads(g: Graph, k: Kernel) -> list[int]:
+    """The values a kernel reads: a view its operand, any other kernel its inputs."""
+    return list(g.nodes[k.members[0]].inputs) if k.kind == "view" else k.inputs
+
+
+def producers(kernels) -> dict[int, Kernel]:
+    """value -> the kernel that writes it (a view "writes" its alias)."""
+    out = {}
+    for k in kernels:
+        for o in (k.members[:1] if k.kind == "view" else k.outputs):
+            out[o] = k
+    return out
+
+
 def is_suffix_reduction(graph: Graph, r: int) -> bool:
     n = graph.nodes[r]
     rank = graph.type(n.inputs[0]).rank

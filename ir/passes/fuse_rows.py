@@ -29,7 +29,7 @@ import networkx as nx
 
 from ..graph import Graph
 from ..ops import get_op
-from .fuse import FusedGraph, Kernel, is_suffix_reduction
+from .fuse import FusedGraph, Kernel, is_suffix_reduction, kernel_reads, producers
 
 # Layout ops and gathers may read buffers from outside the group at any index;
 # reads of the group's own values are checked for row alignment (_can_join).
@@ -106,16 +106,11 @@ class _Group:
 
 def _dependencies(g: Graph, kernels) -> nx.DiGraph:
     """Kernel -> kernels that read what it writes (nodes are id(kernel))."""
-    producer = {}
-    for k in kernels:
-        for o in k.outputs:
-            producer[o] = k
-        if k.kind == "view":
-            producer[k.members[0]] = k
+    producer = producers(kernels)
     deps = nx.DiGraph()
     for k in kernels:
         deps.add_node(id(k))
-        for i in _reads(g, k):
+        for i in kernel_reads(g, k):
             if i in producer and producer[i] is not k:
                 deps.add_edge(id(producer[i]), id(k))
     return deps
@@ -129,16 +124,13 @@ def merge_rows(fg: FusedGraph) -> FusedGraph:
     groups: list[_Group] = []
     group_of: dict[int, _Group] = {}
     updates = set(g.updates.values())
-    producer = {}
-    for k in kernels:
-        for o in (k.members[:1] if k.kind == "view" else k.outputs):
-            producer[o] = k
+    producer = producers(kernels)
 
     def groups_read_by(k):
         """The groups whose values k reads (through reshapes): its only candidates, so
         the work stays linear in the kernels, and a merge saves a store and a load."""
         out = []
-        for i in _reads(g, k):
+        for i in kernel_reads(g, k):
             p = producer.get(i)
             while p is not None and p.kind == "view" and id(p) not in group_of:
                 p = producer.get(g.nodes[p.members[0]].inputs[0])
@@ -181,17 +173,11 @@ def merge_rows(fg: FusedGraph) -> FusedGraph:
     return _rebuild(fg, kept)
 
 
-def _reads(g: Graph, k: Kernel):
-    if k.kind == "view":
-        return list(g.nodes[k.members[0]].inputs)
-    return k.inputs
-
-
 def _absorb_views(g, grp: _Group, k: Kernel, producer, group_of):
     """Row-aligned reshapes of the group's per-row values that k reads: they become
     the group's (no code, an alias of a register)."""
     stage_values = {m for st in grp.stages for m in st.members}
-    for i in _reads(g, k):
+    for i in kernel_reads(g, k):
         v = producer.get(i)
         if v is None or v.kind != "view" or id(v) in grp.ids:
             continue
@@ -208,11 +194,8 @@ class _Reach:
 
     def __init__(self, g, kernels):
         self.bit = {id(k): 1 << n for n, k in enumerate(kernels)}
-        producer = {}
-        for k in kernels:
-            for o in (k.members[:1] if k.kind == "view" else k.outputs):
-                producer[o] = k
-        preds = {id(k): [producer[i] for i in _reads(g, k) if i in producer and producer[i] is not k]
+        producer = producers(kernels)
+        preds = {id(k): [producer[i] for i in kernel_reads(g, k) if i in producer and producer[i] is not k]
                  for k in kernels}
         self.anc = {}
         for k in kernels:
@@ -304,7 +287,7 @@ def _rebuild(fg: FusedGraph, groups: list[_Group]) -> FusedGraph:
 def _read_outside(g, v, grp: _Group, kernels, roots) -> bool:
     if v in roots:
         return True
-    return any(id(k) not in grp.ids and v in _reads(g, k) for k in kernels)
+    return any(id(k) not in grp.ids and v in kernel_reads(g, k) for k in kernels)
 
 
 def _merged_kernel(g: Graph, grp: _Group, roots, kernels) -> Kernel:

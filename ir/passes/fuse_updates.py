@@ -14,15 +14,14 @@ so it can run as late as the last of them, where the group is placed.
 """
 from __future__ import annotations
 
-from .fuse import FusedGraph, Kernel
-from .fuse_rows import _reads
+from .fuse import FusedGraph, Kernel, kernel_reads
 
 
 def merge_updates(fg: FusedGraph) -> FusedGraph:
     g = fg.graph
     updates = set(g.updates.values())
     roots_out = set(g.outputs.values())
-    read = {i for k in fg.kernels for i in _reads(g, k)}
+    read = {i for k in fg.kernels for i in kernel_reads(g, k)}
     stages = [k for k in fg.kernels
               if k.kind == "loop" and k.outputs
               and all(o in updates and o not in read and o not in roots_out for o in k.outputs)]

@@ -53,22 +53,22 @@ def _align(n: int) -> int:
 def _in_place_ok(fg: FusedGraph, kidx: dict, leaf: int, upd: int, producer: dict) -> bool:
     g = fg.graph
     k = producer.get(upd)
-    if k is not None and k.kind == "group":
-        # Judged on the stage that computes it; no other stage may read the leaf
-        # (threads run the stages' shares out of step).
+    if k is None:
+        return False
+    at = kidx[k.name]
+    # Kernels still to read the old value: later ones, and (in a group) the other
+    # stages, whose shares threads run out of step.
+    later = [o for o in fg.kernels if o is not k and kidx[o.name] >= at]
+    if k.kind == "group":
         stage = next(st for st in k.stages if upd in st.outputs)
-        if any(leaf in st.inputs for st in k.stages if st is not stage):
-            return False
-        fg = FusedGraph(g, [stage if other is k else other for other in fg.kernels])
-        kidx = {**kidx, stage.name: kidx[k.name]}
+        later += [st for st in k.stages if st is not stage]
         k = stage
-    if k is None or k.kind not in ("loop", "matmul") or g.type(leaf).shape != k.shape:
+    if k.kind not in ("loop", "matmul") or g.type(leaf).shape != k.shape:
         return False
     if k.kind == "matmul" and any(leaf in g.nodes[m].inputs for m in k.members
                                   if g.nodes[m].op == "matmul"):
         return False        # the product reads it whole, across tiles
-    if any(kidx[other.name] >= kidx[k.name] for other in fg.kernels
-           if other is not k and leaf in other.inputs):
+    if any(leaf in other.inputs for other in later):
         return False
     users = [u for u in g.users(leaf) if u in k.members]
     return all(get_op(g.nodes[u].op).kind == "elementwise" for u in users)

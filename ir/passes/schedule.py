@@ -11,26 +11,22 @@ code) stay on their operand's level. Ties keep fuse's order.
 """
 from __future__ import annotations
 
-from .fuse import FusedGraph
-from .fuse_rows import _reads
+from .fuse import FusedGraph, kernel_reads, producers
 
 
 def schedule(fg: FusedGraph) -> FusedGraph:
     g = fg.graph
     kernels = fg.kernels
-    producer = {}
-    for k in kernels:
-        for o in (k.members[:1] if k.kind == "view" else k.outputs):
-            producer[o] = k
+    producer = producers(kernels)
     readers_of_leaf: dict[int, list] = {}
     for k in kernels:
-        for i in _reads(g, k):
+        for i in kernel_reads(g, k):
             if g.nodes[i].is_leaf:
                 readers_of_leaf.setdefault(i, []).append(k)
     leaf_of_update = {u: leaf for leaf, u in g.updates.items()}
     level: dict[int, int] = {}
     for k in kernels:                              # fuse's order is topological
-        deps = [producer[i] for i in _reads(g, k) if i in producer and producer[i] is not k]
+        deps = [producer[i] for i in kernel_reads(g, k) if i in producer and producer[i] is not k]
         for o in k.outputs:                        # read the old value before overwriting it
             leaf = leaf_of_update.get(o)
             deps += [r for r in readers_of_leaf.get(leaf, []) if r is not k]

@@ -65,27 +65,43 @@ def _function_name(entry):
     return None
 
 
-def deserialize_loss(spec):
-    from .. import losses
+def _deserialize(spec, again, known, kind, from_class):
+    """The walk shared by losses and metrics: None, a name, {"class_name": ...}, or a
+    dict / list of those. known(name): a builtin name; from_class(spec): the object."""
     if spec is None:
         return None
     if isinstance(spec, str):
         custom = _lookup_custom(spec)
         if custom is not None:
             return custom
-        if spec in losses._FUNCTIONS or spec in losses._CLASSES:
+        if known(spec):
             return spec
-        raise ValueError(f"Unknown loss function: {spec!r}. Please ensure you are using a "
-                         f"kcompile loss or pass it in `custom_objects=`.")
+        raise ValueError(f"Unknown {kind} function: {spec!r}. Please ensure you are using a "
+                         f"kcompile {kind} or pass it in `custom_objects=`.")
     if isinstance(spec, dict) and "class_name" in spec:
         name = _function_name(spec)
-        if name is not None:
-            return deserialize_loss(name)
-        cls = _lookup_custom(spec.get("registered_name"), spec["class_name"]) \
-            or losses._CLASSES.get(spec["class_name"])
-        if cls is None:
-            raise ValueError(f"Unknown loss: {spec['class_name']!r}. Please ensure you are "
-                             f"using a kcompile loss or pass it in `custom_objects=`.")
+        return again(name) if name is not None else from_class(spec)
+    if isinstance(spec, dict):
+        return {k: again(v) for k, v in spec.items()}
+    if isinstance(spec, (list, tuple)):
+        return [again(v) for v in spec]
+    return spec
+
+
+def _class_of(spec, classes, kind):
+    cls = _lookup_custom(spec.get("registered_name"), spec["class_name"]) \
+        or classes.get(spec["class_name"])
+    if cls is None:
+        raise ValueError(f"Unknown {kind}: {spec['class_name']!r}. Please ensure you are "
+                         f"using a kcompile {kind} or pass it in `custom_objects=`.")
+    return cls
+
+
+def deserialize_loss(spec):
+    from .. import losses
+
+    def from_class(spec):
+        cls = _class_of(spec, losses._CLASSES, "loss")
         config = dict(spec.get("config") or {})
         if _is_builtin(cls):
             allowed = set(cls().kwargs) | {"reduction", "name"}
@@ -93,11 +109,9 @@ def deserialize_loss(spec):
             if config.get("reduction") in ("auto", None):
                 config.pop("reduction", None)
         return cls.from_config(config) if hasattr(cls, "from_config") else cls(**config)
-    if isinstance(spec, dict):
-        return {k: deserialize_loss(v) for k, v in spec.items()}
-    if isinstance(spec, (list, tuple)):
-        return [deserialize_loss(v) for v in spec]
-    return spec
+    return _deserialize(spec, deserialize_loss,
+                        lambda n: n in losses._FUNCTIONS or n in losses._CLASSES, "loss",
+                        from_class)
 
 
 def serialize_metrics(spec):
@@ -119,36 +133,18 @@ def serialize_metrics(spec):
 
 def deserialize_metrics(spec):
     from .. import metrics
-    if spec is None:
-        return None
-    if isinstance(spec, str):
-        custom = _lookup_custom(spec)
-        if custom is not None:
-            return custom
-        if spec in ("accuracy", "acc") or spec in metrics._FUNCTIONS or spec in metrics._CLASSES:
-            return spec
-        raise ValueError(f"Unknown metric function: {spec!r}. Please ensure you are using a "
-                         f"kcompile metric or pass it in `custom_objects=`.")
-    if isinstance(spec, dict) and "class_name" in spec:
-        name = _function_name(spec)
-        if name is not None:
-            return deserialize_metrics(name)
+
+    def from_class(spec):
         config = dict(spec.get("config") or {})
         if spec["class_name"] == "MeanMetricWrapper" and isinstance(config.get("fn"), str):
             return deserialize_metrics(config["fn"])
-        cls = _lookup_custom(spec.get("registered_name"), spec["class_name"]) \
-            or metrics._CLASSES.get(spec["class_name"])
-        if cls is None:
-            raise ValueError(f"Unknown metric: {spec['class_name']!r}. Please ensure you are "
-                             f"using a kcompile metric or pass it in `custom_objects=`.")
+        cls = _class_of(spec, metrics._CLASSES, "metric")
         if _is_builtin(cls):
             config.pop("dtype", None)
         return cls(**config)
-    if isinstance(spec, dict):
-        return {k: deserialize_metrics(v) for k, v in spec.items()}
-    if isinstance(spec, (list, tuple)):
-        return [deserialize_metrics(v) for v in spec]
-    return spec
+    return _deserialize(spec, deserialize_metrics,
+                        lambda n: n in ("accuracy", "acc") or n in metrics._FUNCTIONS
+                        or n in metrics._CLASSES, "metric", from_class)
 
 
 # -- optimizers -----------------------------------------------------------------------------------

@@ -22,21 +22,15 @@ def _check(data, start_index, end_index, sampling_rate, sequence_stride, sequenc
                              f"Received: end_index={end_index}, for data of length {n}")
         if end_index <= 0:
             raise ValueError(f"`end_index` must be higher than 0. Received: end_index={end_index}")
-    if sampling_rate <= 0:
-        raise ValueError(f"`sampling_rate` must be higher than 0. Received: "
-                         f"sampling_rate={sampling_rate}")
-    if sampling_rate >= n:
-        raise ValueError(f"`sampling_rate` must be lower than the length of the data. "
-                         f"Received: sampling_rate={sampling_rate}, for data of length {n}")
-    if sequence_stride <= 0:
-        raise ValueError(f"`sequence_stride` must be higher than 0. Received: "
-                         f"sequence_stride={sequence_stride}")
-    if sequence_stride >= n:
-        raise ValueError(f"`sequence_stride` must be lower than the length of the data. "
-                         f"Received: sequence_stride={sequence_stride}, for data of length {n}")
-    if sequence_length <= 0:
-        raise ValueError(f"`sequence_length` must be higher than 0. Received: "
-                         f"sequence_length={sequence_length}")
+    # Keras' checks and messages: each positive, the first two also below the length.
+    for name, value, below_length in (("sampling_rate", sampling_rate, True),
+                                      ("sequence_stride", sequence_stride, True),
+                                      ("sequence_length", sequence_length, False)):
+        if value <= 0:
+            raise ValueError(f"`{name}` must be higher than 0. Received: {name}={value}")
+        if below_length and value >= n:
+            raise ValueError(f"`{name}` must be lower than the length of the data. "
+                             f"Received: {name}={value}, for data of length {n}")
 
 
 class TimeseriesBatches:
