@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from llvmlite import ir
 
-from ir.passes.fuse import FusedGraph, Kernel
-from ir.passes.plan_memory import MemoryPlan
+from ..ir.passes.fuse import FusedGraph, Kernel
+from ..ir.passes.plan_memory import MemoryPlan
 from .irutil import F32, I8, I32, I64, PTR, Partition, i64
 from .lower.elementwise import Intrinsics
 from .lower.loop import lower_loop

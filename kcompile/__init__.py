@@ -7,6 +7,17 @@
     model.compile(optimizer="rmsprop", loss="categorical_crossentropy", metrics=["accuracy"])
     model.fit(x, y, epochs=10, batch_size=32)
 """
+import os as _os
+
+# The compiler's packages live under this one import name: installed, kcompile/ir,
+# kcompile/codegen and kcompile/runtime are inside the package (pyproject's
+# package-dir); in a source checkout the folders sit beside it, so the checkout's
+# root is searched for kcompile's subpackages too.
+_checkout = _os.path.dirname(__path__[0])
+if not _os.path.isdir(_os.path.join(__path__[0], "ir")) and \
+        _os.path.isfile(_os.path.join(_checkout, "ir", "__init__.py")):
+    __path__.append(_checkout)
+
 from . import activations, callbacks, constraints, data, datasets, initializers, layers, losses
 from . import metrics, models, optimizers, preprocessing, random, regularizers, saving, utils
 from . import keras  # noqa: E402  (kcompile.keras is kcompile: `tf.keras.X` spellings work)

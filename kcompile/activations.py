@@ -1,7 +1,7 @@
 """Activation functions (Keras names), usable by name or as functions on traced values."""
 from __future__ import annotations
 
-from ir import builder as F
+from kcompile.ir import builder as F
 
 
 def linear(x):

@@ -1,7 +1,7 @@
 """Weight constraints, applied to a variable's new value after each update (Keras names)."""
 from __future__ import annotations
 
-from ir import builder as F
+from kcompile.ir import builder as F
 
 _EPSILON = 1e-7
 

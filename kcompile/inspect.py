@@ -24,7 +24,7 @@ so `CompiledView.from_json(v.to_json())` prints the same text.
 """
 from __future__ import annotations
 
-from ir.printer import value_name as _letters
+from kcompile.ir.printer import value_name as _letters
 
 import contextlib
 import json
@@ -247,7 +247,7 @@ class Session:
     def _train(self):
         """(grad graph, update graph) of train_step, from the trainer's own _trace_train."""
         from . import trainer as T
-        from ir.passes import autodiff, simplify
+        from kcompile.ir.passes import autodiff, simplify
         self._require("train_step")
 
         def compute():
@@ -290,12 +290,12 @@ class Session:
         return self.optimized(entry)
 
     def optimized(self, entry):
-        from ir.passes import simplify
+        from kcompile.ir.passes import simplify
         return self._memo(("optimized", entry), lambda: simplify(self.entry_graph(entry)))
 
     # -- kernels, memory, code ---------------------------------------------------------
     def fused(self, entry):
-        from ir.passes.fuse import fuse
+        from kcompile.ir.passes.fuse import fuse
         return self._memo(("fused", entry), lambda: fuse(self.optimized(entry)))
 
     @property
@@ -305,8 +305,8 @@ class Session:
                 return self._nthreads
             if getattr(self.model, "_nthreads", None):
                 return self.model._nthreads
-            from ir import cost
-            from runtime.threads import default_threads
+            from kcompile.ir import cost
+            from kcompile.runtime.threads import default_threads
             graphs = [self.entry_graph(e) for e in self.entries()]
             # The trainer's choice, from the same facts.
             return default_threads(max(cost.flops(g) for g in graphs),
@@ -315,8 +315,8 @@ class Session:
         return self._memo("nthreads", compute)
 
     def plan(self, entry, nthreads=None):
-        from ir.passes.plan_memory import plan_memory
-        from codegen.module import scratch_bytes
+        from kcompile.ir.passes.plan_memory import plan_memory
+        from kcompile.codegen.module import scratch_bytes
         n = nthreads or self.nthreads
 
         def compute():
@@ -325,13 +325,13 @@ class Session:
         return self._memo(("plan", entry, n), compute)
 
     def codegen_entry(self, entry, nthreads=None):
-        from codegen.module import Entry
+        from kcompile.codegen.module import Entry
         return Entry(entry, self.fused(entry), self.plan(entry, nthreads))
 
     def module(self, entry, nthreads=None):
         """The llvmlite module of this entry alone (kernels are compiled per function,
         so they are the same as in the model's module of all entries)."""
-        from codegen.module import build_module
+        from kcompile.codegen.module import build_module
         n = nthreads or self.nthreads
         return self._memo(("module", entry, n),
                           lambda: build_module([self.codegen_entry(entry, n)], n))
@@ -340,8 +340,8 @@ class Session:
         """The module as the JIT compiles it: parsed, vector math linked, O3 for the host."""
         def compute():
             import llvmlite.binding as llvm
-            from codegen import jit
-            from codegen.target import target_machine
+            from kcompile.codegen import jit
+            from kcompile.codegen.target import target_machine
             mod = jit.parse(str(self.module(entry)))
             tm = target_machine()
             mod.triple = llvm.get_process_triple()
@@ -501,7 +501,7 @@ def node_flops(g, v) -> float:
     """The estimate of ir/cost.py for one value: 2*M*N*K per matmul, the input size per
     reduction, one per output element otherwise; views and leaves cost nothing, and a
     scan costs its body's work times its length (its results nothing)."""
-    from ir.ops import get_op
+    from kcompile.ir.ops import get_op
     n = g.nodes[v]
     if n.is_leaf or n.op == "reshape":
         return 0.0
@@ -570,7 +570,7 @@ def graph_doc(g, op_order=None, keep=None):
     outputs = {str(k): int(v) for k, v in g.outputs.items() if v in kept}
     updates = [{"leaf": int(l), "value": int(v)} for l, v in g.updates.items()
                if l in kept and v in kept]
-    from ir.passes import GRAD_PREFIX
+    from kcompile.ir.passes import GRAD_PREFIX
     grads = {k[len(GRAD_PREFIX):]: v for k, v in outputs.items() if k.startswith(GRAD_PREFIX)}
     return {"values": values, "outputs": outputs, "updates": updates, "gradients": grads}, names
 
@@ -654,7 +654,7 @@ def memory_doc(fg, plan, state, kidx=None, nthreads=1) -> dict:
     region_rank = {"work": 0, "state": 1, "const": 2}
     buffers.sort(key=lambda b: (region_rank.get(b["region"], 3), b["offset"],
                                 -1 if b["start"] is None else b["start"], b["id"]))
-    from codegen.module import scratch_bytes
+    from kcompile.codegen.module import scratch_bytes
     by_name = {k.name: k for k in fg.kernels}
     scratch = [{"kernel": name, "offset": int(off),
                 "bytes": int(scratch_bytes(g, by_name[name], nthreads))}
@@ -688,7 +688,7 @@ def _aligned(n: int) -> int:
 
 
 def target_doc() -> dict:
-    from codegen.target import host
+    from kcompile.codegen.target import host
     triple, cpu, features = host()
     return {"triple": triple, "cpu": cpu,
             "features": sorted(f[1:] for f in features.split(",") if f.startswith("+"))}
@@ -1183,7 +1183,7 @@ def _probe_module(width: int):
     """Two probes, built with llvmlite: `kc_peak(out, n)`, 12 independent chains of
     vector FMAs; `kc_read(buf, nvec, reps, out)`, a read stream over nvec vectors."""
     from llvmlite import ir as llir
-    from codegen.irutil import F32, I64, PTR, i64, loop
+    from kcompile.codegen.irutil import F32, I64, PTR, i64, loop
     module = llir.Module(name="kc_probe")
     vt = llir.VectorType(F32, width)
     void = llir.VoidType()
@@ -1230,9 +1230,9 @@ def machine_peak() -> dict:
         return json.loads(json.dumps(_PROBE))
     import ctypes
     import time
-    from codegen import jit
-    from codegen.target import host
-    from runtime.arena import aligned_bytes
+    from kcompile.codegen import jit
+    from kcompile.codegen.target import host
+    from kcompile.runtime.arena import aligned_bytes
     _, cpu, features = host()
     feats = {f[1:] for f in features.split(",") if f.startswith("+")}
     width = 16 if "avx512f" in feats else 8 if "avx" in feats else 4
@@ -1323,11 +1323,11 @@ def profile(model, entry=None, batch_size=32, steps=100, trials=5) -> "ProfileRe
     import dataclasses
     import time
     from llvmlite import ir as llir
-    from codegen import jit
-    from codegen.irutil import I64, PTR, i64, loop
-    from codegen.module import Entry, build_module
-    from ir.passes.fuse import FusedGraph
-    from runtime.arena import aligned_bytes, view
+    from kcompile.codegen import jit
+    from kcompile.codegen.irutil import I64, PTR, i64, loop
+    from kcompile.codegen.module import Entry, build_module
+    from kcompile.ir.passes.fuse import FusedGraph
+    from kcompile.runtime.arena import aligned_bytes, view
 
     session = Session(model, batch_size, nthreads=1)
     entry = entry or ("train_step" if session.compiled else "predict")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 
-from ir import builder as F
+from kcompile.ir import builder as F
 
 EPSILON = 1e-7
 

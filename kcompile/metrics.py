@@ -7,7 +7,7 @@ samples (as Keras reports it).
 """
 from __future__ import annotations
 
-from ir import builder as F
+from kcompile.ir import builder as F
 from . import losses
 
 

@@ -1,7 +1,7 @@
 """Weight regularizers: penalties added to the training loss (Keras names)."""
 from __future__ import annotations
 
-from ir import builder as F
+from kcompile.ir import builder as F
 
 
 class Regularizer:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import contextlib
 
-from ir.builder import Sym
-from ir.graph import Graph, TensorType
+from kcompile.ir.builder import Sym
+from kcompile.ir.graph import Graph, TensorType
 
 _active: list["Trace"] = []
 

@@ -24,13 +24,13 @@ import warnings
 
 import numpy as np
 
-from ir import builder as F
-from ir.passes import autodiff, optimizer_step, simplify
-from ir.cost import flops, leaf_bytes, scan_step_flops
-from runtime.executable import make_executable
-from runtime.threads import default_threads
-from runtime.state import State
-from ir.graph import TensorType
+from kcompile.ir import builder as F
+from kcompile.ir.passes import autodiff, optimizer_step, simplify
+from kcompile.ir.cost import flops, leaf_bytes, scan_step_flops
+from kcompile.runtime.executable import make_executable
+from kcompile.runtime.threads import default_threads
+from kcompile.runtime.state import State
+from kcompile.ir.graph import TensorType
 from . import losses as losses_mod, metrics as metrics_mod, optimizers as optimizers_mod
 from .callbacks import CallbackList, pythonify_logs
 from .data import (ArraySource, EpochIterator, adapt_inputs, adapt_targets, check_batch_size,

@@ -16,17 +16,17 @@ import time
 
 import numpy as np
 
-from ir.graph import Graph
-from ir.interpret import interpret
-from ir.passes import simplify
-from ir.passes.fuse import fuse
-from ir.passes.plan_memory import plan_memory
-from codegen import cache, sync
-from codegen.jit import assembly, build_object, load_object
-from codegen.module import Entry, build_module, scratch_bytes
-from codegen.target import fingerprint
-from ir.fingerprint import graph_fingerprint
-from ir.graph import TensorType
+from ..ir.graph import Graph
+from ..ir.interpret import interpret
+from ..ir.passes import simplify
+from ..ir.passes.fuse import fuse
+from ..ir.passes.plan_memory import plan_memory
+from ..codegen import cache, sync
+from ..codegen.jit import assembly, build_object, load_object
+from ..codegen.module import Entry, build_module, scratch_bytes
+from ..codegen.target import fingerprint
+from ..ir.fingerprint import graph_fingerprint
+from ..ir.graph import TensorType
 from .arena import aligned_bytes, view
 from .state import State
 from .threads import WorkerPool

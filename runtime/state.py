@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ir.graph import TensorType
+from ..ir.graph import TensorType
 from .arena import aligned_bytes, view, ALIGN
 
 

@@ -6,11 +6,11 @@ import zlib
 
 import numpy as np
 
-from ir import builder as F
-from ir.builder import Sym
-from ir.graph import Graph, TensorType
-from ir.interpret import interpret
-from ir.passes import autodiff, simplify
+from kcompile.ir import builder as F
+from kcompile.ir.builder import Sym
+from kcompile.ir.graph import Graph, TensorType
+from kcompile.ir.interpret import interpret
+from kcompile.ir.passes import autodiff, simplify
 from kcompile.tracing import Trace, tracing
 
 
@@ -72,7 +72,7 @@ def check_gradients_fd(model, xs, training=False, per_weight=4, eps=1e-6, rtol=1
 
 def graph_state(graphs, values):
     """A State holding the param/state leaves of `graphs`, set from `values` by name."""
-    from runtime.state import State
+    from kcompile.runtime.state import State
     layout = [(g.nodes[v].name, g.type(v)) for g in graphs for v in g.leaves()
               if g.nodes[v].role in ("param", "state")]
     st = State(layout)

@@ -23,10 +23,10 @@ import zlib
 
 import numpy as np
 
-from ir import builder as F
-from ir.builder import Sym
-from ir.graph import Graph, TensorType
-from ir.ops import get_op
+from kcompile.ir import builder as F
+from kcompile.ir.builder import Sym
+from kcompile.ir.graph import Graph, TensorType
+from kcompile.ir.ops import get_op
 
 F32, I32 = "float32", "int32"
 

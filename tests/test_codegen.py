@@ -22,15 +22,15 @@ import re
 import numpy as np
 import pytest
 
-from codegen.target import host
-from ir import builder as F
-from ir.builder import Sym
-from ir.graph import TensorType
-from ir.passes import GRAD_PREFIX, autodiff, optimizer_step, simplify
-from ir.passes.fuse import fuse
-from ir.passes.plan_memory import plan_memory
-from runtime.executable import NativeExecutable, ReferenceExecutable
-from runtime.state import State
+from kcompile.codegen.target import host
+from kcompile.ir import builder as F
+from kcompile.ir.builder import Sym
+from kcompile.ir.graph import TensorType
+from kcompile.ir.passes import GRAD_PREFIX, autodiff, optimizer_step, simplify
+from kcompile.ir.passes.fuse import fuse
+from kcompile.ir.passes.plan_memory import plan_memory
+from kcompile.runtime.executable import NativeExecutable, ReferenceExecutable
+from kcompile.runtime.state import State
 
 try:
     from tests.model_checks import G, graph_feeds, graph_state
@@ -320,7 +320,7 @@ def test_mlp_forward_backward_fuses_and_matches(fused):
 
 def test_memory_plan_reuses_the_work_arena(fused):
     exe, built, results = fused
-    from codegen.module import scratch_bytes
+    from kcompile.codegen.module import scratch_bytes
     entry = exe.entries["mlp"]
     fg, plan = entry.fused, entry.plan
     g = fg.graph

@@ -30,14 +30,14 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from ir import builder as F
-from ir.builder import Sym
-from ir.graph import Graph, TensorType
-from ir.passes import autodiff
-from ir.passes.fuse import fuse
+from kcompile.ir import builder as F
+from kcompile.ir.builder import Sym
+from kcompile.ir.graph import Graph, TensorType
+from kcompile.ir.passes import autodiff
+from kcompile.ir.passes.fuse import fuse
 from kcompile import Model, layers, losses, models, optimizers
 from kcompile.inspect import Session
-from runtime.executable import NativeExecutable, ReferenceExecutable
+from kcompile.runtime.executable import NativeExecutable, ReferenceExecutable
 
 try:
     from tests.model_checks import G, graph_feeds, graph_rng as _rng, graph_state

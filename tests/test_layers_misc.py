@@ -12,8 +12,8 @@ import re
 import numpy as np
 import pytest
 
-from ir.interpret import interpret
-from ir.passes import simplify
+from kcompile.ir.interpret import interpret
+from kcompile.ir.passes import simplify
 from kcompile import constraints, layers, models, optimizers, regularizers
 
 try:

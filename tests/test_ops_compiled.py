@@ -21,14 +21,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from ir import builder as F
-from ir.builder import Sym
-from ir.graph import Graph, TensorType
-from ir.interpret import interpret
-from ir.ops import REGISTRY
-from ir.passes import GRAD_PREFIX, autodiff
-from runtime.executable import NativeExecutable, ReferenceExecutable
-from runtime.state import State
+from kcompile.ir import builder as F
+from kcompile.ir.builder import Sym
+from kcompile.ir.graph import Graph, TensorType
+from kcompile.ir.interpret import interpret
+from kcompile.ir.ops import REGISTRY
+from kcompile.ir.passes import GRAD_PREFIX, autodiff
+from kcompile.runtime.executable import NativeExecutable, ReferenceExecutable
+from kcompile.runtime.state import State
 
 try:
     from tests.op_cases import TESTED_ELSEWHERE, all_cases, build_case_graph, case_id, differentiable_operands
@@ -275,8 +275,8 @@ def test_every_primitive_is_compiled(fwd, vjp):
 
 
 def test_every_elementwise_primitive_has_a_scalar_lowering():
-    from codegen.lower.elementwise import SCALAR
-    from codegen.lower.emitter import SPECIAL
+    from kcompile.codegen.lower.elementwise import SCALAR
+    from kcompile.codegen.lower.emitter import SPECIAL
     missing = sorted(n for n, d in REGISTRY.items()
                      if d.kind in ("elementwise", "gather") and n not in SCALAR and n not in SPECIAL)
     assert not missing

@@ -14,12 +14,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ir import builder as F
-from ir.builder import Sym
-from ir.graph import Graph, TensorType
-from ir.interpret import interpret
-from ir.ops import REGISTRY
-from ir.passes import autodiff, GRAD_PREFIX
+from kcompile.ir import builder as F
+from kcompile.ir.builder import Sym
+from kcompile.ir.graph import Graph, TensorType
+from kcompile.ir.interpret import interpret
+from kcompile.ir.ops import REGISTRY
+from kcompile.ir.passes import autodiff, GRAD_PREFIX
 
 try:
     from tests.op_cases import (OP_CASES, TESTED_ELSEWHERE, all_cases, build_case_graph, case_id,

@@ -16,7 +16,7 @@ import resource
 import numpy as np
 import pytest
 
-from codegen import cache
+from kcompile.codegen import cache
 from kcompile import layers, models, optimizers
 
 RNG = np.random.default_rng(0)
@@ -122,11 +122,11 @@ def test_gemm_epilogue_updates_in_place_on_threads(shape, nthreads):
     """acc <- acc + op(A) @ B: the add runs on each product tile and writes the state in
     place; every tile must be computed by exactly one thread (a tile done twice would
     add twice)."""
-    from ir import builder as F
-    from ir.builder import Sym
-    from ir.graph import Graph, TensorType
-    from runtime.executable import NativeExecutable, ReferenceExecutable
-    from runtime.state import State
+    from kcompile.ir import builder as F
+    from kcompile.ir.builder import Sym
+    from kcompile.ir.graph import Graph, TensorType
+    from kcompile.runtime.executable import NativeExecutable, ReferenceExecutable
+    from kcompile.runtime.state import State
     M, K, N, ta = shape
     g = Graph()
     a = Sym(g, g.leaf("input", TensorType((K, M) if ta else (M, K)), "a"))
@@ -152,11 +152,11 @@ def test_gemm_epilogue_updates_in_place_on_threads(shape, nthreads):
 @pytest.mark.parametrize("nthreads", [1, 2])
 def test_gemm_epilogue_with_k_blocks(nthreads):
     """A long K (k-blocks of partial sums) with a bias + relu epilogue, product not kept."""
-    from ir import builder as F
-    from ir.builder import Sym
-    from ir.graph import Graph, TensorType
-    from runtime.executable import NativeExecutable, ReferenceExecutable
-    from runtime.state import State
+    from kcompile.ir import builder as F
+    from kcompile.ir.builder import Sym
+    from kcompile.ir.graph import Graph, TensorType
+    from kcompile.runtime.executable import NativeExecutable, ReferenceExecutable
+    from kcompile.runtime.state import State
     g = Graph()
     x = Sym(g, g.leaf("input", TensorType((70, 600)), "x"))
     w = Sym(g, g.leaf("input", TensorType((600, 90)), "w"))

@@ -16,7 +16,7 @@ import pytest
 
 import kcompile
 from kcompile import layers, losses, models, optimizers, saving
-from ir import builder as F
+from kcompile.ir import builder as F
 
 RNG = np.random.default_rng(7)
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ir import builder as F
-from ir.builder import Sym
-from ir.graph import Graph, TensorType
-from ir.interpret import interpret
-from ir.passes import autodiff
-from runtime.executable import NativeExecutable, ReferenceExecutable
-from runtime.state import State
+from kcompile.ir import builder as F
+from kcompile.ir.builder import Sym
+from kcompile.ir.graph import Graph, TensorType
+from kcompile.ir.interpret import interpret
+from kcompile.ir.passes import autodiff
+from kcompile.runtime.executable import NativeExecutable, ReferenceExecutable
+from kcompile.runtime.state import State
 
 B, D, U = 3, 4, 6
 
@@ -111,7 +111,7 @@ def test_graph_size_does_not_grow_with_length():
 
 def test_transposed_loop_invariants_are_hoisted_out_of_the_backward_scan():
     """dh = dz U^T in the backward body reads U^T, transposed once before the loop."""
-    from ir.passes import simplify
+    from kcompile.ir.passes import simplify
     T = 9
     g = autodiff(rnn_graph(T, False, True))
     before = [n for n in g.nodes.values() if n.op == "scan"]

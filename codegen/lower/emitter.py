@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from llvmlite import ir
 
-from ir.graph import Graph
+from ...ir.graph import Graph
 from ..irutil import F32, I32, I64, f32, i64, linear_index
 from .elementwise import INT_SCALAR, SCALAR, Intrinsics, is_int
 

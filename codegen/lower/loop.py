@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from ir.passes.fuse import Kernel
+from ...ir.passes.fuse import Kernel
 from ..irutil import loop_nest
 from .emitter import Emitter
 

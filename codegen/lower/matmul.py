@@ -7,7 +7,7 @@ eight rows of A share each row of B.
 """
 from __future__ import annotations
 
-from ir.passes.fuse import Kernel
+from ...ir.passes.fuse import Kernel
 from ..irutil import F32, I8, REDUCE_FLAGS, f32, i64, loop
 from .emitter import Emitter
 from .gemm import gemm, k_block, tile_rows, vector_shape

@@ -13,7 +13,7 @@ import math
 
 from llvmlite import ir
 
-from ir.passes.fuse import Kernel, is_suffix_reduction
+from ...ir.passes.fuse import Kernel, is_suffix_reduction
 from ..irutil import F32, I32, REDUCE_FLAGS, f32, i64, loop, loop_nest
 from .emitter import Emitter
 

@@ -10,7 +10,7 @@ threads need no barrier between stages.
 """
 from __future__ import annotations
 
-from ir.passes.fuse import Kernel
+from ...ir.passes.fuse import Kernel
 from ..irutil import i64, loop, loop_nest
 from .emitter import Emitter
 from .reduce import reduce_at

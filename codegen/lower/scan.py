@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import functools
 
-from ir.passes import simplify
-from ir.passes.fuse import fuse
-from ir.passes.plan_memory import plan_memory
+from ...ir.passes import simplify
+from ...ir.passes.fuse import fuse
+from ...ir.passes.plan_memory import plan_memory
 from ..irutil import I8, i64, loop
 
 ALIGN = 64

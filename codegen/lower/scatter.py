@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from ir.passes.fuse import Kernel
+from ...ir.passes.fuse import Kernel
 from ..irutil import F32, I32, I64, FLAGS, f32, i64, loop
 
 

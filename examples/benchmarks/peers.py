@@ -61,11 +61,11 @@ def kcompile_peer(w, backend="native", nthreads=None):
     if w["kind"] == "sgemm":
         if backend != "native":
             raise Unavailable("sgemm is measured on the native backend only")
-        from ir import builder as F
-        from ir.builder import Sym
-        from ir.graph import Graph, TensorType
-        from runtime.executable import NativeExecutable
-        from runtime.state import State
+        from kcompile.ir import builder as F
+        from kcompile.ir.builder import Sym
+        from kcompile.ir.graph import Graph, TensorType
+        from kcompile.runtime.executable import NativeExecutable
+        from kcompile.runtime.state import State
         g = Graph()
         a = Sym(g, g.leaf("input", TensorType(x.shape), "a"))
         b = Sym(g, g.leaf("input", TensorType(y.shape), "b"))

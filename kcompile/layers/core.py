@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from ir import builder as F
+from kcompile.ir import builder as F
 from .. import activations, constraints, initializers, regularizers
 from .layer import Layer
 

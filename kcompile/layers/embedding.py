@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ir import builder as F
+from kcompile.ir import builder as F
 from .. import constraints, initializers, regularizers
 from ..tracing import current
 from .layer import Layer

@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 
-from ir.builder import Sym
+from kcompile.ir.builder import Sym
 from .. import initializers
 from ..tracing import Trace, tracing
 from ..variables import Variable

@@ -1,8 +1,8 @@
 """Merge layers: Concatenate, Add, Subtract, Multiply, Average, Maximum, Minimum."""
 from __future__ import annotations
 
-from ir import builder as F
-from ir.ops import broadcast_shapes
+from kcompile.ir import builder as F
+from kcompile.ir.ops import broadcast_shapes
 from .layer import Layer
 
 

@@ -1,7 +1,7 @@
 """BatchNormalization with Keras' weights, defaults and moving-statistics update."""
 from __future__ import annotations
 
-from ir import builder as F
+from kcompile.ir import builder as F
 from .. import constraints, initializers, regularizers
 from ..tracing import current
 from .layer import Layer

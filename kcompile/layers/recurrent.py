@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from ir import builder as F
+from kcompile.ir import builder as F
 from .. import activations, constraints, initializers, regularizers
 from ..tracing import current
 from .layer import Layer
