@@ -91,9 +91,15 @@ def load_object(obj: bytes, symbols: list[str], name: str = "kcompile") -> Loade
     return LoadedCode(addresses, (lljit, lib))
 
 
-def assembly(llvm_ir: str) -> str:
-    """Host assembly of a module (optimized as for execution)."""
-    mod = parse(llvm_ir)
-    tm = target_machine()
-    optimize(mod, tm)
-    return tm.emit_assembly(mod)
+def emit_assembly(optimized_ir: str) -> str:
+    """Host assembly of a module already optimized (`build_object(..., keep_ir=True)`'s
+    text): the code generator alone, no pass runs again."""
+    _init()
+    return target_machine().emit_assembly(llvm.parse_assembly(optimized_ir))
+
+
+def function_texts(llvm_ir: str) -> dict[str, str]:
+    """The text of each function defined in a module's text, by name."""
+    _init()
+    return {f.name: str(f) for f in llvm.parse_assembly(llvm_ir).functions
+            if not f.is_declaration}

@@ -24,9 +24,9 @@ so `CompiledView.from_json(v.to_json())` prints the same text.
 """
 from __future__ import annotations
 
+from kcompile.codegen.jit import function_texts
 from kcompile.ir.printer import value_name as _letters
 
-import contextlib
 import json
 import math
 import re
@@ -138,20 +138,6 @@ class CompiledView:
 
 
 # ======================================================================== the pipeline
-@contextlib.contextmanager
-def _patched(module, name, value):
-    """Temporarily replace module.name (used to observe the trainer's own pipeline)."""
-    if not hasattr(module, name):
-        yield False
-        return
-    old = getattr(module, name)
-    setattr(module, name, value)
-    try:
-        yield True
-    finally:
-        setattr(module, name, old)
-
-
 def _is_model(obj) -> bool:
     from .trainer import Trainer
     return isinstance(obj, Trainer) and hasattr(obj, "forward")
@@ -163,7 +149,9 @@ def _is_compiled(model) -> bool:
 
 
 class Session:
-    """The stage products of one model at one batch size, computed on demand and cached."""
+    """One model at one batch size, read from the compile pipeline the model keeps for
+    that batch size (runtime/pipeline.py): the stages its executable is built from,
+    so nothing runs again to be shown."""
 
     def __init__(self, model, batch_size=32, nthreads=None):
         if not _is_model(model):
@@ -177,8 +165,7 @@ class Session:
         self.model = model
         self.batch_size = int(batch_size)
         self._nthreads = nthreads
-        self._cache: dict = {}
-        self.notes: dict[str, list[str]] = {}
+        self._pipeline = None
         try:
             model.input_specs
         except ValueError as e:
@@ -193,168 +180,59 @@ class Session:
     def entries(self) -> list[str]:
         return list(ENTRIES) if self.compiled else ["predict"]
 
-    def _memo(self, key, fn):
-        if key not in self._cache:
-            self._cache[key] = fn()
-        return self._cache[key]
-
     def _require(self, entry):
         if entry != "predict" and not self.compiled:
             raise InspectError(f"model {self.model.name!r} is not compiled with an optimizer and "
                                f"a loss, so it has no {entry}; call model.compile(optimizer=..., "
                                f"loss=...) first, or inspect the 'predict' entry")
 
-    # -- tracing ---------------------------------------------------------------------
     def y_specs(self):
         """(per-sample shape, dtype) of each target: as a previous fit used, else the
         outputs' shapes (sparse losses: integer labels without the class axis)."""
-        def compute():
-            for key in getattr(self.model, "_executables", {}) or {}:
-                if isinstance(key, tuple) and len(key) == 3 and key[2] and key[0] == self.batch_size:
-                    return list(key[2])
-            g = self.entry_graph("predict")
-            out_types = [g.type(g.outputs[f"y{i}"]) for i in range(len(g.outputs))]
-            specs = []
-            loss_specs = self.model._per_output(self.model._loss_spec, len(out_types), "loss")
-            for t, spec in zip(out_types, loss_specs):
-                if spec is not None and _is_sparse_loss(spec):
-                    specs.append((tuple(t.shape[1:-1]), "int32"))
-                else:
-                    specs.append((tuple(t.shape[1:]), "float32"))
-            return specs
-        return self._memo("y_specs", compute)
+        for key in self.model._pipelines:
+            if key[0] == self.batch_size and key[2]:
+                return list(key[2])
+        g = self.model._trace_predict(self.batch_size)      # for the output shapes only
+        out_types = [g.type(g.outputs[f"y{i}"]) for i in range(len(g.outputs))]
+        specs = []
+        loss_specs = self.model._per_output(self.model._loss_spec, len(out_types), "loss")
+        for t, spec in zip(out_types, loss_specs):
+            if spec is not None and _is_sparse_loss(spec):
+                specs.append((tuple(t.shape[1:-1]), "int32"))
+            else:
+                specs.append((tuple(t.shape[1:]), "float32"))
+        return specs
 
-    def trace(self, entry):
-        """The graph as traced from the layers, before any pass."""
-        from . import trainer as T
-        self._require(entry)
+    def pipeline(self, entry=None):
+        """The model's pipeline for this batch size (the one fit/evaluate/predict run),
+        for the requested thread count (default: the one the model runs with)."""
+        if entry is not None:
+            self._require(entry)
+        if self._pipeline is None:
+            _, p = self.model._pipeline(self.batch_size, self.y_specs() if self.compiled else None)
+            self._pipeline = p if self._nthreads is None else p.with_threads(self._nthreads)
+        return self._pipeline
 
-        def compute():
-            m, bs = self.model, self.batch_size
-            if entry == "train_step":
-                g, _ = m._trace_loss(bs, self.y_specs(), training=True)
-                return g
-            with _patched(T, "simplify", lambda g, *a, **k: g) as ok:
-                if not ok:
-                    self.notes.setdefault(entry, []).append(
-                        "the trainer simplifies this entry while tracing: the trace stage "
-                        "shows it simplified")
-                if entry == "predict":
-                    return m._trace_predict(bs)
-                return m._trace_loss(bs, self.y_specs(), training=False)
-        return self._memo(("trace", entry), compute)
-
-    def _train(self):
-        """(grad graph, update graph) of train_step, from the trainer's own _trace_train."""
-        from . import trainer as T
-        from kcompile.ir.passes import autodiff, simplify
-        self._require("train_step")
-
-        def compute():
-            seen = []
-
-            def recording_autodiff(*a, **k):
-                out = real(*a, **k)
-                seen.append(out)
-                return out
-            real = T.autodiff if hasattr(T, "autodiff") else autodiff
-            with _patched(T, "autodiff", recording_autodiff):
-                update = self.model._trace_train(self.batch_size, self.y_specs())
-            grad = seen[-1] if seen else autodiff(simplify(self.trace("train_step")))
-            return grad, update
-        return self._memo("train", compute)
-
-    def grad(self):
-        return self._train()[0]
-
-    def entry_graph(self, entry):
-        """The graph the trainer hands to the backend for this entry."""
-        self._require(entry)
-
-        def compute():
-            m, bs = self.model, self.batch_size
-            if entry == "train_step":
-                return self._train()[1]
-            if entry == "eval_step":
-                return m._trace_loss(bs, self.y_specs(), training=False)
-            return m._trace_predict(bs)
-        return self._memo(("entry", entry), compute)
-
+    # -- stages ------------------------------------------------------------------------
     def graph(self, entry, stage):
-        if stage == "trace":
-            return self.trace(entry)
-        if stage == "grad":
-            return self.grad()
-        if stage == "update":
-            return self.entry_graph("train_step")
-        return self.optimized(entry)
+        p = self.pipeline(entry)
+        if stage in ("trace", "grad", "update"):
+            return getattr(p, stage)(entry)
+        return p.optimized(entry)
 
     def optimized(self, entry):
-        from kcompile.ir.passes import simplify
-        return self._memo(("optimized", entry), lambda: simplify(self.entry_graph(entry)))
+        return self.pipeline(entry).optimized(entry)
 
-    # -- kernels, memory, code ---------------------------------------------------------
     def fused(self, entry):
-        from kcompile.ir.passes.fuse import fuse
-        return self._memo(("fused", entry), lambda: fuse(self.optimized(entry)))
+        return self.pipeline(entry).fused(entry)
 
     @property
     def nthreads(self) -> int:
-        def compute():
-            if self._nthreads:
-                return self._nthreads
-            if getattr(self.model, "_nthreads", None):
-                return self.model._nthreads
-            from kcompile.ir import cost
-            from kcompile.runtime.threads import default_threads
-            graphs = [self.entry_graph(e) for e in self.entries()]
-            # The trainer's choice, from the same facts.
-            return default_threads(max(cost.flops(g) for g in graphs),
-                                   [f for g in graphs for f in cost.scan_step_flops(g)],
-                                   max(cost.leaf_bytes(g) for g in graphs))
-        return self._memo("nthreads", compute)
+        return self.pipeline().nthreads
 
     def plan(self, entry, nthreads=None):
-        from kcompile.ir.passes.plan_memory import plan_memory
-        from kcompile.codegen.module import scratch_bytes
-        n = nthreads or self.nthreads
-
-        def compute():
-            fg = self.fused(entry)
-            return plan_memory(fg, self.state.offsets, lambda k: scratch_bytes(fg.graph, k, n))
-        return self._memo(("plan", entry, n), compute)
-
-    def codegen_entry(self, entry, nthreads=None):
-        from kcompile.codegen.module import Entry
-        return Entry(entry, self.fused(entry), self.plan(entry, nthreads))
-
-    def module(self, entry, nthreads=None):
-        """The llvmlite module of this entry alone (kernels are compiled per function,
-        so they are the same as in the model's module of all entries)."""
-        from kcompile.codegen.module import build_module
-        n = nthreads or self.nthreads
-        return self._memo(("module", entry, n),
-                          lambda: build_module([self.codegen_entry(entry, n)], n))
-
-    def optimized_module(self, entry):
-        """The module as the JIT compiles it: parsed, vector math linked, O3 for the host."""
-        def compute():
-            import llvmlite.binding as llvm
-            from kcompile.codegen import jit
-            from kcompile.codegen.target import target_machine
-            mod = jit.parse(str(self.module(entry)))
-            tm = target_machine()
-            mod.triple = llvm.get_process_triple()
-            mod.data_layout = str(tm.target_data)
-            jit.optimize(mod, tm)
-            return mod, tm
-        return self._memo(("optmodule", entry), compute)
-
-    def assembly(self, entry) -> str:
-        def compute():
-            mod, tm = self.optimized_module(entry)
-            return tm.emit_assembly(mod)
-        return self._memo(("asm", entry), compute)
+        p = self.pipeline(entry)
+        return (p if nthreads is None else p.with_threads(nthreads)).memory(entry).plan
 
     # -- documents ---------------------------------------------------------------------
     def document(self, entry, stage, kernel=None, optimized=False) -> dict:
@@ -384,7 +262,6 @@ class Session:
                 doc["nthreads"] = self.nthreads
                 doc["target"] = target_doc()
                 doc["functions"] = self._functions(entry, stage, optimized, kidx)
-        doc["notes"] = list(self.notes.get(entry, [])) if stage == "trace" else []
         return doc
 
     def _functions(self, entry, stage, optimized, kidx):
@@ -395,24 +272,25 @@ class Session:
             if not kernels:
                 raise InspectError(f"kernel {fg.kernels[kidx].name} is a view (a reshape that "
                                    f"aliases its operand): it has no code")
+        p = self.pipeline(entry)
         if stage == "llvm" and not optimized:
-            module = self.module(entry)
-            texts = {f.name: str(f) for f in module.functions}
+            texts = {f.name: str(f) for f in p.llvm().functions}
         elif stage == "llvm":
-            mod, _ = self.optimized_module(entry)
-            texts = {f.name: str(f) for f in mod.functions if not f.is_declaration}
+            texts = function_texts(p.optimized_llvm_ir())
         else:
-            texts = split_assembly(self.assembly(entry))
+            texts = split_assembly(p.assembly())
+        # the program's module holds every entry: a kernel whose body another kernel
+        # already has (the forward pass of train_step and predict) calls that function
+        called = p.llvm().kernel_symbols
         out = []
-        called = getattr(self.module(entry), "kernel_symbols", {})
         for n, k in kernels:
-            # a kernel whose code is another's (the same body) calls that function
             sym = called.get(f"{entry}.{k.name}")
             sym = sym if sym in texts else _kernel_symbol(texts, entry, k.name)
             text = texts.get(sym, "") if sym else ""
             if not sym:         # emitted inline in the entry (a scan): its body's kernels
                 prefix = f"{entry}.{k.name}."
-                text = "\n\n".join(t for name, t in texts.items() if name.startswith(prefix))
+                body = dict.fromkeys(s for key, s in called.items() if key.startswith(prefix))
+                text = "\n\n".join(texts[s] for s in body if s in texts)
             out.append({"kernel": k.name, "symbol": sym or f"{entry}.{k.name}", "kind": k.kind,
                         "shape": list(k.shape), "scope": k.scope, "text": text})
         if kidx is None:

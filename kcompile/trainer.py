@@ -25,10 +25,7 @@ import warnings
 import numpy as np
 
 from kcompile.ir import builder as F
-from kcompile.ir.passes import autodiff, optimizer_step, simplify
-from kcompile.ir.cost import flops, leaf_bytes, scan_step_flops
-from kcompile.runtime.executable import make_executable
-from kcompile.runtime.threads import default_threads
+from kcompile.runtime.pipeline import Pipeline, Traced
 from kcompile.runtime.state import State
 from kcompile.ir.graph import TensorType
 from . import losses as losses_mod, metrics as metrics_mod, optimizers as optimizers_mod
@@ -46,11 +43,14 @@ class Trainer:
         self.stop_training = False
         self.history = None
         self._executables = {}
+        self._pipelines = {}
         self._state = None
         self._backend = "native"
 
     def _invalidate(self):
+        """Drop the compiled programs (the model or its compile settings changed)."""
         self._executables = {}
+        self._pipelines = {}
 
     # -- compile ------------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None,
@@ -72,7 +72,7 @@ class Trainer:
             raise ValueError(f"`nthreads` must be a positive integer or None, received {nthreads!r}")
         self._nthreads = nthreads
         self.compiled = True
-        self._executables = {}
+        self._invalidate()
         self._state = None
 
     @property
@@ -102,7 +102,7 @@ class Trainer:
         for v in variables:
             v.bind(state[v.path])
         self._state = state
-        self._executables = {}
+        self._invalidate()
         return state
 
     def _per_output(self, spec, n, what):
@@ -120,30 +120,36 @@ class Trainer:
             return list(spec)
         return [spec] * n
 
-    def _executable(self, batch_size, y_specs=None):
+    def _pipeline(self, batch_size, y_specs=None):
+        """(signature, compile pipeline) for a batch size and target specs: traced once
+        and kept, so the executable and inspection share its stages. Without targets,
+        any program of these input shapes serves (it has the predict entry)."""
         self.build_for_data()
         state = self._ensure_state()
         xshapes = tuple(shape for shape, _ in self._concrete_input_specs())
         key = (batch_size, xshapes, tuple(y_specs) if y_specs else None)
-        if key in self._executables:
-            return self._executables[key]
-        if y_specs is None:     # predict only: any executable of these shapes has it
-            for (bs, xs, _), exe in self._executables.items():
-                if bs == batch_size and xs == xshapes:
-                    return exe
-        graphs = {"predict": self._trace_predict(batch_size)}
-        if y_specs is not None:
-            graphs["eval_step"] = self._trace_loss(batch_size, y_specs, training=False)
-            graphs["train_step"] = self._trace_train(batch_size, y_specs)
-        nthreads = getattr(self, "_nthreads", None) or default_threads(
-            max(flops(g) for g in graphs.values()),
-            [f for g in graphs.values() for f in scan_step_flops(g)],
-            max(leaf_bytes(g) for g in graphs.values()))
-        t0 = time.perf_counter()
-        exe = make_executable(graphs, state, self._backend, nthreads)
-        self.compile_time = time.perf_counter() - t0
-        self._executables[key] = exe
-        return exe
+        if key not in self._pipelines and y_specs is None:
+            for other in [*self._executables, *self._pipelines]:
+                if other[:2] == key[:2]:
+                    return other, self._pipelines[other]
+        if key not in self._pipelines:
+            # train_step first: the kernels it shares with the other entries carry its names
+            traced = {}
+            if y_specs is not None:
+                traced["train_step"] = self._trace_train(batch_size, y_specs)
+                traced["eval_step"] = Traced(self._trace_loss(batch_size, y_specs, training=False))
+            traced["predict"] = Traced(self._trace_predict(batch_size))
+            self._pipelines[key] = Pipeline(traced, state, getattr(self, "_nthreads", None),
+                                            self._backend)
+        return key, self._pipelines[key]
+
+    def _executable(self, batch_size, y_specs=None):
+        key, pipeline = self._pipeline(batch_size, y_specs)
+        if key not in self._executables:
+            t0 = time.perf_counter()
+            self._executables[key] = pipeline.executable()
+            self.compile_time = time.perf_counter() - t0
+        return self._executables[key]
 
     def build_for_data(self):
         pass
@@ -180,7 +186,7 @@ class Trainer:
             outs = self.forward(self._trace_inputs(trace, batch_size), training=False)
             for i, o in enumerate(outs):
                 trace.graph.outputs[f"y{i}"] = o.id
-        return simplify(trace.graph)
+        return trace.graph
 
     def _trace_loss(self, batch_size, y_specs, training):
         trace = self._new_trace()
@@ -263,12 +269,12 @@ class Trainer:
             g.outputs["loss"] = total.id
             g.outputs["count"] = count.id
             self._log_kinds = kinds
-        return simplify(g) if not training else (g, trace)
+        return (g, trace) if training else g
 
     def _trace_train(self, batch_size, y_specs):
+        """The training loss as traced, with the optimizer's update rule: the pipeline
+        differentiates it and appends the rule (its grad and update stages)."""
         g, trace = self._trace_loss(batch_size, y_specs, training=True)
-        # The stable log-softmax rewrite must happen before differentiation.
-        g = autodiff(simplify(g))
         by_path = {v.path: v for v in self.trainable_weights}
         optimizer = self.optimizer
 
@@ -283,7 +289,7 @@ class Trainer:
                         val = var.constraint(val)
                     out[trace.variable(var).id] = val
             return out
-        return optimizer_step(g, rule)
+        return Traced(g, rule)
 
     # -- inspection ------------------------------------------------------------------------
     def compiled_graph(self, entry="train_step", stage="fused", batch_size=32):

@@ -1,0 +1,236 @@
+"""The compile pipeline: one program's entry graphs, stage by stage, each stage kept.
+
+    pipeline = Pipeline({"train_step": Traced(g, rule), "predict": Traced(p)}, state)
+    pipeline.trace("train_step")      the graph as traced from the layers, before any pass
+    pipeline.grad("train_step")       after autodiff (entries traced with an update rule)
+    pipeline.update("train_step")     with the optimizer's update rule appended
+    pipeline.optimized(entry)         after simplify: the graph that is fused and compiled
+    pipeline.fused(entry)             the kernels (fuse, merge_rows, merge_updates, schedule)
+    pipeline.memory(entry)            the kernels with their arena plan (a codegen Entry)
+    pipeline.llvm()                   the LLVM module of every entry (one function per
+                                      distinct kernel body, shared by the entries)
+    pipeline.object()                 the module optimized at O3 for the host, as object code
+    pipeline.executable()             the program loaded to run (native or reference)
+
+Every stage is computed at most once, on first use, and kept: the executable is
+built from these objects and inspection (kcompile/inspect) reads the same ones,
+so what is shown is what runs. An executable whose object comes from the disk
+cache skips every stage after `update` until something asks for it.
+
+Stages that depend on the thread count (memory and after) belong to one count;
+`with_threads(n)` gives the pipeline of the same program for n threads, sharing
+the stages before them. This is the one place that decides the default count.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+from ..ir.cost import flops, leaf_bytes, scan_step_flops
+from ..ir.fingerprint import graph_fingerprint
+from ..ir.graph import Graph
+from ..ir.passes import autodiff, optimizer_step, simplify
+from ..ir.passes.fuse import fuse
+from ..ir.passes.plan_memory import plan_memory
+from ..codegen import cache, jit
+from ..codegen.module import Entry, build_module, scratch_bytes
+from ..codegen.target import fingerprint
+from .state import State
+from .threads import default_threads
+
+#: the stages in order; `executable` is the last
+STAGES = ("trace", "grad", "update", "optimized", "fused", "memory", "llvm", "object",
+          "executable")
+
+
+@dataclass(frozen=True)
+class Traced:
+    """One entry point as traced: its graph before any pass and, for a training step,
+    the update rule `optimizer_step` appends after the gradients (the optimizer's)."""
+    graph: Graph
+    update_rule: Callable | None = None
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """The object code of a program and the place of each entry's inputs and outputs."""
+    obj: bytes
+    layout: dict
+    from_cache: bool
+    timings: dict
+
+
+def _debug() -> int:
+    return int(os.environ.get("KC_DEBUG", "0") or 0)
+
+
+class Pipeline:
+    def __init__(self, entries: dict[str, Traced | Graph], state: State, nthreads: int | None = None,
+                 backend: str = "native", use_cache: bool = True):
+        if backend not in ("native", "reference"):
+            raise ValueError(f"unknown backend {backend!r}; expected 'native' or 'reference'")
+        self.traced = {name: t if isinstance(t, Traced) else Traced(t) for name, t in entries.items()}
+        self.state = state
+        self.backend = backend
+        self.use_cache = use_cache
+        self._nthreads = nthreads
+        self._graphs: dict = {}         # (stage, entry) -> graph or fused graph: any thread count
+        self._stages: dict = {}         # stage (, entry) -> product for this thread count
+        self._siblings: dict[int, Pipeline] = {}
+
+    def _memo(self, table, key, compute):
+        if key not in table:
+            table[key] = compute()
+        return table[key]
+
+    @property
+    def entries(self) -> list[str]:
+        return list(self.traced)
+
+    def _traced(self, entry) -> Traced:
+        if entry not in self.traced:
+            raise KeyError(f"no entry {entry!r} in this program; it has {', '.join(self.traced)}")
+        return self.traced[entry]
+
+    def differentiated(self, entry) -> bool:
+        return self._traced(entry).update_rule is not None
+
+    # -- graph stages (the same for any thread count) --------------------------------------
+    def trace(self, entry) -> Graph:
+        return self._traced(entry).graph
+
+    def grad(self, entry) -> Graph:
+        if not self.differentiated(entry):
+            raise ValueError(f"entry {entry!r} is not differentiated: it has no grad stage")
+        # The stable log-softmax rewrite of simplify must happen before differentiation.
+        return self._memo(self._graphs, ("grad", entry),
+                          lambda: autodiff(simplify(self.trace(entry))))
+
+    def update(self, entry) -> Graph:
+        rule = self._traced(entry).update_rule
+        if rule is None:
+            raise ValueError(f"entry {entry!r} is not differentiated: it has no update stage")
+        return self._memo(self._graphs, ("update", entry),
+                          lambda: optimizer_step(self.grad(entry), rule))
+
+    def graph(self, entry) -> Graph:
+        """The entry's whole program before optimization: update for a training step,
+        trace otherwise (what the cache key and the thread count are computed from)."""
+        return self.update(entry) if self.differentiated(entry) else self.trace(entry)
+
+    def optimized(self, entry) -> Graph:
+        return self._memo(self._graphs, ("optimized", entry), lambda: simplify(self.graph(entry)))
+
+    def fused(self, entry):
+        return self._memo(self._graphs, ("fused", entry), lambda: fuse(self.optimized(entry)))
+
+    # -- the thread count ------------------------------------------------------------------
+    @property
+    def nthreads(self) -> int:
+        if self._nthreads is None:
+            graphs = [self.graph(e) for e in self.traced]
+            self._nthreads = default_threads(max(flops(g) for g in graphs),
+                                             [f for g in graphs for f in scan_step_flops(g)],
+                                             max(leaf_bytes(g) for g in graphs))
+        return self._nthreads
+
+    def with_threads(self, nthreads: int) -> "Pipeline":
+        """This program for `nthreads` threads: the graph stages are shared."""
+        if nthreads == self.nthreads:
+            return self
+        if nthreads not in self._siblings:
+            other = Pipeline(self.traced, self.state, nthreads, self.backend, self.use_cache)
+            other._graphs = self._graphs
+            self._siblings[nthreads] = other
+        return self._siblings[nthreads]
+
+    # -- stages for one thread count -------------------------------------------------------
+    def memory(self, entry) -> Entry:
+        """The fused graph with its memory plan: what codegen compiles for the entry."""
+        def compute():
+            fg = self.fused(entry)
+            n = self.nthreads
+            plan = plan_memory(fg, self.state.offsets, lambda k: scratch_bytes(fg.graph, k, n))
+            if _debug() >= 2:
+                print(f"[kcompile] {entry}: {len(fg.graph)} values, {len(fg.kernels)} kernels, "
+                      f"arena {plan.work_bytes} bytes\n{fg}")
+            return Entry(entry, fg, plan)
+        return self._memo(self._stages, ("memory", entry), compute)
+
+    def llvm(self):
+        """The llvmlite module of all entries (`str()` is its text)."""
+        return self._memo(self._stages, "llvm", lambda: build_module(
+            [self.memory(e) for e in self.traced], self.nthreads))
+
+    def llvm_ir(self) -> str:
+        return self._memo(self._stages, "llvm_ir", lambda: str(self.llvm()))
+
+    def object(self) -> jit.ObjectCode:
+        """The module after LLVM's O3 passes (its text kept) and as object code."""
+        return self._memo(self._stages, "object",
+                          lambda: jit.build_object(self.llvm_ir(), keep_ir=True))
+
+    def optimized_llvm_ir(self) -> str:
+        return self.object().optimized_ir
+
+    def assembly(self) -> str:
+        """The host assembly of the optimized module."""
+        return self._memo(self._stages, "asm",
+                          lambda: jit.emit_assembly(self.optimized_llvm_ir()))
+
+    def compiled(self) -> Compiled:
+        """The object code to load: from the disk cache when it holds this program
+        (then no stage after `update` runs), else compiled and stored there."""
+        def compute():
+            key = self.cache_key()
+            hit = cache.load(key) if self.use_cache else None
+            if hit is not None:
+                return Compiled(hit[0], hit[1], True, {})
+            code = self.object()
+            layout = self.layout()
+            if self.use_cache:
+                cache.store(key, code.obj, layout)
+            return Compiled(code.obj, layout, False, code.timings)
+        return self._memo(self._stages, "compiled", compute)
+
+    def executable(self):
+        def compute():
+            from .executable import NativeExecutable, ReferenceExecutable
+            if self.backend == "reference":
+                return ReferenceExecutable(self)
+            return NativeExecutable(self)
+        return self._memo(self._stages, "executable", compute)
+
+    # -- what the executable needs besides the code ----------------------------------------
+    def layout(self) -> dict:
+        """The arena size and, per entry, where each input and output lives."""
+        def describe(g, plan, v):
+            loc = plan.locations[v]
+            t = g.type(v)
+            if loc.region == "const":
+                return ["const", g.nodes[v].value.tolist(), list(t.shape), t.dtype]
+            return [loc.region, loc.offset, list(t.shape), t.dtype]
+        entries = [self.memory(e) for e in self.traced]
+        layout = {"work_bytes": max([e.plan.work_bytes for e in entries] + [64]), "entries": {}}
+        for e in entries:
+            g = e.fused.graph
+            io = [v for v in g.leaves() if g.nodes[v].role in ("input", "target")]
+            layout["entries"][e.name] = {
+                "inputs": {g.nodes[v].name: describe(g, e.plan, v) for v in io},
+                "outputs": {k: describe(g, e.plan, v) for k, v in g.outputs.items()}}
+        return layout
+
+    def cache_key(self) -> str:
+        h = hashlib.sha256()
+        h.update(f"threads={self.nthreads}".encode())
+        h.update(cache.compiler_version().encode())
+        h.update(fingerprint().encode())
+        st = self.state
+        h.update(repr(sorted((n, st.offsets[n], st.types[n].shape, st.types[n].dtype)
+                             for n in st.offsets)).encode())
+        for name in sorted(self.traced):
+            h.update(name.encode())
+            h.update(graph_fingerprint(self.graph(name)).encode())
+        return h.hexdigest()
