@@ -36,7 +36,7 @@ class UsageError(Exception):
 # ======================================================================== models
 def load_model(spec: str):
     """The model named by MODEL: `file.h5` (saved) or `path/to/file.py:function`."""
-    from .inspect import _is_model
+    from .inspect.session import _is_model
     path, func = _split_spec(spec)
     p = pathlib.Path(path)
     if p.suffix == ".py":
@@ -159,7 +159,7 @@ def cmd_inspect(args) -> int:
     if args.optimized and args.stage != "llvm":
         raise UsageError("--optimized applies to --stage llvm (asm is always optimized)")
     model = load_model(args.model)
-    from .inspect import _is_compiled
+    from .inspect.session import _is_compiled
     entry = args.entry or ("train_step" if _is_compiled(model) else "predict")
     view = compiled_graph(model, entry, args.stage, args.batch, kernel=args.kernel,
                           optimized=args.optimized, nthreads=args.threads)
@@ -205,7 +205,8 @@ def _render_image(dot_source: str, out: str) -> int:
 
 # ======================================================================== summary
 def cmd_summary(args) -> int:
-    from .inspect import Session, _bytes, _human, graph_stats
+    from .inspect import Session, graph_stats
+    from .inspect.text import _bytes, _human
     model = load_model(args.model)
     lines = []
     model.summary(print_fn=lambda s, *a, **k: lines.append(str(s)))
@@ -240,7 +241,8 @@ def cmd_summary(args) -> int:
 
 # ======================================================================== profile
 def cmd_profile(args) -> int:
-    from .inspect import _is_compiled, profile
+    from .inspect import profile
+    from .inspect.session import _is_compiled
     model = load_model(args.model)
     entry = args.entry or ("train_step" if _is_compiled(model) else "predict")
     report = profile(model, entry, args.batch, args.steps)

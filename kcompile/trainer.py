@@ -294,7 +294,7 @@ class Trainer:
     # -- inspection ------------------------------------------------------------------------
     def compiled_graph(self, entry="train_step", stage="fused", batch_size=32):
         """The compiled form of an entry point at one stage of the pipeline
-        (see kcompile/inspect.py): an object with __str__, to_json() and to_dot()."""
+        (see kcompile/inspect/): an object with __str__, to_json() and to_dot()."""
         from .inspect import compiled_graph
         return compiled_graph(self, entry, stage, batch_size)
 
