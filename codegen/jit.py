@@ -97,9 +97,3 @@ def emit_assembly(optimized_ir: str) -> str:
     _init()
     return target_machine().emit_assembly(llvm.parse_assembly(optimized_ir))
 
-
-def function_texts(llvm_ir: str) -> dict[str, str]:
-    """The text of each function defined in a module's text, by name."""
-    _init()
-    return {f.name: str(f) for f in llvm.parse_assembly(llvm_ir).functions
-            if not f.is_declaration}

@@ -7,8 +7,8 @@
     pipeline.optimized(entry)         after simplify: the graph that is fused and compiled
     pipeline.fused(entry)             the kernels (fuse, merge_rows, merge_updates, schedule)
     pipeline.memory(entry)            the kernels with their arena plan (a codegen Entry)
-    pipeline.llvm()                   the LLVM module of every entry (one function per
-                                      distinct kernel body, shared by the entries)
+    pipeline.llvm()                   the LLVM module of every entry, as text (one function
+                                      per distinct kernel body, shared by the entries)
     pipeline.object()                 the module optimized at O3 for the host, as object code
     pipeline.executable()             the program loaded to run (native or reference)
 
@@ -51,6 +51,17 @@ class Traced:
     the update rule `optimizer_step` appends after the gradients (the optimizer's)."""
     graph: Graph
     update_rule: Callable | None = None
+
+
+@dataclass(frozen=True)
+class LLVMProgram:
+    """The LLVM module of all entries. Its text only: the llvmlite module, many times
+    larger, is not kept."""
+    text: str
+    kernel_symbols: dict[str, str]      # "entry.kernel" -> the function it calls
+
+    def __str__(self):
+        return self.text
 
 
 @dataclass(frozen=True)
@@ -159,13 +170,14 @@ class Pipeline:
             return Entry(entry, fg, plan)
         return self._memo(self._stages, ("memory", entry), compute)
 
-    def llvm(self):
-        """The llvmlite module of all entries (`str()` is its text)."""
-        return self._memo(self._stages, "llvm", lambda: build_module(
-            [self.memory(e) for e in self.traced], self.nthreads))
+    def llvm(self) -> LLVMProgram:
+        def compute():
+            module = build_module([self.memory(e) for e in self.traced], self.nthreads)
+            return LLVMProgram(str(module), module.kernel_symbols)
+        return self._memo(self._stages, "llvm", compute)
 
     def llvm_ir(self) -> str:
-        return self._memo(self._stages, "llvm_ir", lambda: str(self.llvm()))
+        return self.llvm().text
 
     def object(self) -> jit.ObjectCode:
         """The module after LLVM's O3 passes (its text kept) and as object code."""

@@ -250,6 +250,24 @@ def target_doc() -> dict:
             "features": sorted(f[1:] for f in features.split(",") if f.startswith("+"))}
 
 
+def split_llvm(llvm_ir: str) -> dict[str, str]:
+    """LLVM module text cut into its function definitions, by name."""
+    out, chunk, current, previous = {}, [], None, ""
+    define_re = re.compile(r'^define [^@]*@"?([^"(]+)"?\(')
+    for line in llvm_ir.splitlines():
+        m = define_re.match(line)
+        if m:       # with the attribute comment LLVM prints above an optimized function
+            current, chunk = m.group(1), [previous] if previous.startswith("; Function") else []
+        previous = line
+        if current is None:
+            continue
+        chunk.append(line)
+        if line == "}":
+            out[current] = "\n".join(chunk)
+            current = None
+    return out
+
+
 def split_assembly(asm: str) -> dict[str, str]:
     """Host assembly cut into functions: each one from the end of the previous function
     (so with its constant pool) to its `.size` directive."""

@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from kcompile.codegen.jit import function_texts
-
 from .documents import (fused_doc, graph_doc, graph_stats, kernel_stats, memory_doc,
-                        split_assembly, target_doc)
+                        split_assembly, split_llvm, target_doc)
 from .stages import ENTRIES, FORMAT, GRAPH_STAGES, VERSION, InspectError, check_request
 
 
@@ -145,10 +143,8 @@ class Session:
                 raise InspectError(f"kernel {fg.kernels[kidx].name} is a view (a reshape that "
                                    f"aliases its operand): it has no code")
         p = self.pipeline(entry)
-        if stage == "llvm" and not optimized:
-            texts = {f.name: str(f) for f in p.llvm().functions}
-        elif stage == "llvm":
-            texts = function_texts(p.optimized_llvm_ir())
+        if stage == "llvm":
+            texts = split_llvm(p.optimized_llvm_ir() if optimized else p.llvm_ir())
         else:
             texts = split_assembly(p.assembly())
         # the program's module holds every entry: a kernel whose body another kernel
