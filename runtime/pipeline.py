@@ -77,12 +77,23 @@ def _debug() -> int:
     return int(os.environ.get("KC_DEBUG", "0") or 0)
 
 
+def _kept(table: dict, key, compute):
+    """table[key], computed on first use."""
+    if key not in table:
+        table[key] = compute()
+    return table[key]
+
+
 class Pipeline:
-    def __init__(self, entries: dict[str, Traced | Graph], state: State, nthreads: int | None = None,
-                 backend: str = "native", use_cache: bool = True):
+    """The stages of one program (a set of entry points over one State), each computed
+    once on first use and kept."""
+
+    def __init__(self, entries: dict[str, Traced | Graph], state: State,
+                 nthreads: int | None = None, backend: str = "native", use_cache: bool = True):
         if backend not in ("native", "reference"):
             raise ValueError(f"unknown backend {backend!r}; expected 'native' or 'reference'")
-        self.traced = {name: t if isinstance(t, Traced) else Traced(t) for name, t in entries.items()}
+        self.traced = {name: t if isinstance(t, Traced) else Traced(t)
+                       for name, t in entries.items()}
         self.state = state
         self.backend = backend
         self.use_cache = use_cache
@@ -90,11 +101,6 @@ class Pipeline:
         self._graphs: dict = {}         # (stage, entry) -> graph or fused graph: any thread count
         self._stages: dict = {}         # stage (, entry) -> product for this thread count
         self._siblings: dict[int, Pipeline] = {}
-
-    def _memo(self, table, key, compute):
-        if key not in table:
-            table[key] = compute()
-        return table[key]
 
     @property
     def entries(self) -> list[str]:
@@ -116,15 +122,15 @@ class Pipeline:
         if not self.differentiated(entry):
             raise ValueError(f"entry {entry!r} is not differentiated: it has no grad stage")
         # The stable log-softmax rewrite of simplify must happen before differentiation.
-        return self._memo(self._graphs, ("grad", entry),
-                          lambda: autodiff(simplify(self.trace(entry))))
+        return _kept(self._graphs, ("grad", entry),
+                     lambda: autodiff(simplify(self.trace(entry))))
 
     def update(self, entry) -> Graph:
         rule = self._traced(entry).update_rule
         if rule is None:
             raise ValueError(f"entry {entry!r} is not differentiated: it has no update stage")
-        return self._memo(self._graphs, ("update", entry),
-                          lambda: optimizer_step(self.grad(entry), rule))
+        return _kept(self._graphs, ("update", entry),
+                     lambda: optimizer_step(self.grad(entry), rule))
 
     def graph(self, entry) -> Graph:
         """The entry's whole program before optimization: update for a training step,
@@ -132,10 +138,10 @@ class Pipeline:
         return self.update(entry) if self.differentiated(entry) else self.trace(entry)
 
     def optimized(self, entry) -> Graph:
-        return self._memo(self._graphs, ("optimized", entry), lambda: simplify(self.graph(entry)))
+        return _kept(self._graphs, ("optimized", entry), lambda: simplify(self.graph(entry)))
 
     def fused(self, entry):
-        return self._memo(self._graphs, ("fused", entry), lambda: fuse(self.optimized(entry)))
+        return _kept(self._graphs, ("fused", entry), lambda: fuse(self.optimized(entry)))
 
     # -- the thread count ------------------------------------------------------------------
     @property
@@ -168,29 +174,29 @@ class Pipeline:
                 print(f"[kcompile] {entry}: {len(fg.graph)} values, {len(fg.kernels)} kernels, "
                       f"arena {plan.work_bytes} bytes\n{fg}")
             return Entry(entry, fg, plan)
-        return self._memo(self._stages, ("memory", entry), compute)
+        return _kept(self._stages, ("memory", entry), compute)
 
     def llvm(self) -> LLVMProgram:
         def compute():
             module = build_module([self.memory(e) for e in self.traced], self.nthreads)
             return LLVMProgram(str(module), module.kernel_symbols)
-        return self._memo(self._stages, "llvm", compute)
+        return _kept(self._stages, "llvm", compute)
 
     def llvm_ir(self) -> str:
         return self.llvm().text
 
     def object(self) -> jit.ObjectCode:
         """The module after LLVM's O3 passes (its text kept) and as object code."""
-        return self._memo(self._stages, "object",
-                          lambda: jit.build_object(self.llvm_ir(), keep_ir=True))
+        return _kept(self._stages, "object",
+                     lambda: jit.build_object(self.llvm_ir(), keep_ir=True))
 
     def optimized_llvm_ir(self) -> str:
         return self.object().optimized_ir
 
     def assembly(self) -> str:
         """The host assembly of the optimized module."""
-        return self._memo(self._stages, "asm",
-                          lambda: jit.emit_assembly(self.optimized_llvm_ir()))
+        return _kept(self._stages, "asm",
+                     lambda: jit.emit_assembly(self.optimized_llvm_ir()))
 
     def compiled(self) -> Compiled:
         """The object code to load: from the disk cache when it holds this program
@@ -205,7 +211,7 @@ class Pipeline:
             if self.use_cache:
                 cache.store(key, code.obj, layout)
             return Compiled(code.obj, layout, False, code.timings)
-        return self._memo(self._stages, "compiled", compute)
+        return _kept(self._stages, "compiled", compute)
 
     def executable(self):
         def compute():
@@ -213,7 +219,7 @@ class Pipeline:
             if self.backend == "reference":
                 return ReferenceExecutable(self)
             return NativeExecutable(self)
-        return self._memo(self._stages, "executable", compute)
+        return _kept(self._stages, "executable", compute)
 
     # -- what the executable needs besides the code ----------------------------------------
     def layout(self) -> dict:
