@@ -37,6 +37,7 @@ from .data import (ArraySource, EpochIterator, adapt_inputs, adapt_targets, chec
                    check_cardinality, feeds, is_batch_stream, make_source, sample_weights,
                    split_arrays, unpack_x_y_sample_weight, y_specs)
 from .tracing import Trace, tracing
+from .variable_length import padded_executable
 
 
 class Trainer:
@@ -123,6 +124,12 @@ class Trainer:
     def _executable(self, batch_size, y_specs=None):
         self.build_for_data()
         state = self._ensure_state()
+        if getattr(self, "_length_binding", None) is None:
+            # One step for every length of a variable axis where the graph allows it
+            # (kcompile/variable_length.py); else one compile per concrete length.
+            padded = padded_executable(self, batch_size, y_specs)
+            if padded is not None:
+                return padded
         xshapes = tuple(shape for shape, _ in self._concrete_input_specs())
         key = (batch_size, xshapes, tuple(y_specs) if y_specs else None)
         if key in self._executables:
@@ -180,7 +187,13 @@ class Trainer:
             outs = self.forward(self._trace_inputs(trace, batch_size), training=False)
             for i, o in enumerate(outs):
                 trace.graph.outputs[f"y{i}"] = o.id
-        return simplify(trace.graph)
+        return simplify(self._bind_length(trace.graph, "predict"))
+
+    def _bind_length(self, g, entry):
+        """The graph with its variable length read at run time, while a capacity-L step
+        is being compiled (kcompile/variable_length.py)."""
+        binding = getattr(self, "_length_binding", None)
+        return g if binding is None else binding.bind(g, entry)
 
     def _trace_loss(self, batch_size, y_specs, training):
         trace = self._new_trace()
@@ -263,6 +276,7 @@ class Trainer:
             g.outputs["loss"] = total.id
             g.outputs["count"] = count.id
             self._log_kinds = kinds
+        g = self._bind_length(g, "train_step" if training else "eval_step")
         return simplify(g) if not training else (g, trace)
 
     def _trace_train(self, batch_size, y_specs):
@@ -283,7 +297,8 @@ class Trainer:
                         val = var.constraint(val)
                     out[trace.variable(var).id] = val
             return out
-        return optimizer_step(g, rule)
+        # A variable length: the backward pass's sums over the steps skip the padding.
+        return self._bind_length(optimizer_step(g, rule), "train_step")
 
     # -- inspection ------------------------------------------------------------------------
     def compiled_graph(self, entry="train_step", stage="fused", batch_size=32):

@@ -365,3 +365,55 @@ def test_initial_state_errors_name_the_layer():
         lstm(inp, initial_state=[h])
     with pytest.raises(ValueError, match=r"'dec'.*\(None, 5\), expected \(None, 6\)"):
         layers.LSTM(U, name="dec")(inp, initial_state=[layers.Input((5,)), layers.Input((5,))])
+
+
+# ----------------------------------------------------------------- one step for all lengths
+def masked_token_model(T=None):
+    ids = layers.Input(shape=(T,), dtype="int32")
+    x = layers.Embedding(30, 5, mask_zero=True)(ids)
+    x = layers.LSTM(4, return_sequences=True)(x)
+    return kc.Model(ids, layers.Dense(2)(x))
+
+
+def test_one_compiled_step_serves_every_length():
+    """Lengths 5, 9, 3 in one fit: capacity 8, then 16 (grown once); no per-length compile.
+    Each step equals the reference interpreter on the model declared for that length."""
+    model = pair(seq_stack, 5)[0]
+    w0 = model.get_weights()
+    model.fit(lengths_generator(), epochs=1, verbose=0)
+    assert sorted(key[1] for key in model._padded) == [8, 16] and not model._executables
+    w = w0
+    for T, (x, y) in zip((5, 9, 3), lengths_generator()):
+        ref = seq_stack(T)
+        ref.set_weights(w)
+        ref.compile(optimizers.SGD(0.1), "mse", metrics=["mae"], backend="reference")
+        ref.train_on_batch(x, y)
+        w = ref.get_weights()
+    for i, (a, b) in enumerate(zip(model.get_weights(), w)):
+        close(a, b, f"weight {i} vs the exact-length reference")
+    x, _ = data(2, 13, seed=5)
+    fixed = seq_stack(13)
+    fixed.set_weights(model.get_weights())
+    fixed.compile(optimizers.SGD(0.1), "mse", backend="reference")
+    close(model.predict(x, verbose=0), fixed.predict(x, verbose=0), "predict at length 13")
+
+
+def test_masked_embedding_lstm_runs_at_run_time_length():
+    var, fixed = pair(masked_token_model, 6)
+    ref = pair(masked_token_model, 6, backend="reference")[1]
+    ref.set_weights(var.get_weights())
+    x, _ = token_data(5, 6)
+    y = np.random.default_rng(1).normal(size=(5, 6, 2)).astype(np.float32)
+    for s in range(3):
+        close(var.train_on_batch(x, y), ref.train_on_batch(x, y), f"loss {s}")
+    same_weights(var, ref, "after 3 steps")
+    assert var._padded and not var._executables
+
+
+def test_a_model_the_rewrite_refuses_compiles_per_length():
+    """A Bidirectional layer reverses the steps by a gather: one compile per length,
+    same numbers."""
+    model = pair(token_model, 6)[0]
+    x, _ = token_data(3, 6)
+    model.predict(x, verbose=0)
+    assert model._padded_fails and len(model._executables) == 1
