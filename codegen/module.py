@@ -108,6 +108,15 @@ class _Context:
         b.call(f, [dst, src, nbytes if isinstance(nbytes, ir.Value) else i64(nbytes),
                    ir.Constant(ir.IntType(1), 0)])
 
+    def memset(self, b, dst, nbytes):
+        """Zero `nbytes` (an i64 value or int) at dst."""
+        f = self.module.globals.get("llvm.memset.p0.i64") or ir.Function(
+            self.module, ir.FunctionType(ir.VoidType(), [PTR, ir.IntType(8), I64, ir.IntType(1)]),
+            name="llvm.memset.p0.i64")
+        b.call(f, [dst, ir.Constant(ir.IntType(8), 0),
+                   nbytes if isinstance(nbytes, ir.Value) else i64(nbytes),
+                   ir.Constant(ir.IntType(1), 0)])
+
     def thread0(self, b, tid, emit):
         """emit() on thread 0 only."""
         then = b.append_basic_block("t0")

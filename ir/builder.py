@@ -253,11 +253,12 @@ def random_uniform(key, shape, salt):
     return op("random_uniform", key, shape=tuple(shape), salt=int(salt))
 
 
-def scan(step, consts, init, xs, length=None, reverse=False):
+def scan(step, consts, init, xs, length=None, reverse=False, steps=None):
     """A loop over the leading axis of `xs`, whose body is traced once.
 
     step(consts, carry, x) -> (new_carry, ys): lists of Syms of a fresh body graph.
-    Returns (final carries, stacked ys) as Syms of the outer graph.
+    Returns (final carries, stacked ys) as Syms of the outer graph. `steps`, an int32
+    scalar Sym, makes the trip count a run-time value (at most `length`).
     """
     from .ops import Body, scan_result_types
     g = _graph_of([*consts, *init, *xs])
@@ -276,7 +277,9 @@ def scan(step, consts, init, xs, length=None, reverse=False):
     for j, y in enumerate(ys):
         bg.outputs[f"y{j}"] = y.id
     body = Body(bg, len(consts), len(init), len(xs), len(ys))
-    s = op("scan", *consts, *init, *xs, body=body, length=length, reverse=reverse)
+    extra = [steps] if steps is not None else []
+    s = op("scan", *consts, *init, *xs, *extra, body=body, length=length, reverse=reverse,
+           dynamic=steps is not None)
     types = scan_result_types(body, length)
 
     def result(i):

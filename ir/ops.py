@@ -461,8 +461,11 @@ def scan_result_types(body: Body, length: int):
 def _scan_rule(ts, a):
     body = a["body"]
     n = body.n_consts + body.n_carry + body.n_xs
-    if len(ts) != n:
-        raise ValueError(f"scan: expected {n} operands, got {len(ts)}")
+    if len(ts) != n + a["dynamic"]:
+        raise ValueError(f"scan: expected {n + a['dynamic']} operands, got {len(ts)}")
+    if a["dynamic"] and (ts[n].shape != () or ts[n].dtype != "int32"):
+        raise ValueError(f"scan: the run-time step count must be an int32 scalar, got {ts[n]}")
+    ts = ts[:n]
     consts, carries, xs = ts[:body.n_consts], ts[body.n_consts:n - body.n_xs], ts[n - body.n_xs:]
     for i, t in enumerate(consts):
         if t != body.type_of(f"k{i}"):
@@ -481,12 +484,17 @@ def _scan_ref(xs, a):
     from .interpret import interpret
     body, T = a["body"], a["length"]
     nk, nc = body.n_consts, body.n_carry
+    if a["dynamic"]:        # the first `steps` of `length` slots; the rest of ys are zeros
+        steps = int(np.clip(np.asarray(xs[-1]), 0, T))
+        xs = xs[:-1]
+    else:
+        steps = T
     consts, carry, seqs = xs[:nk], list(xs[nk:nk + nc]), xs[nk + nc:]
     float64 = any(np.asarray(x).dtype == np.float64 for x in xs)
     ys = [[] for _ in range(body.n_ys)]
     saved = [[] for _ in range(nc)]
-    for step in range(T):
-        t = T - 1 - step if a["reverse"] else step
+    for step in range(steps):
+        t = steps - 1 - step if a["reverse"] else step
         vals = {f"k{i}": k for i, k in enumerate(consts)}
         vals.update({f"c{i}": c for i, c in enumerate(carry)})
         vals.update({f"x{j}": s[t] for j, s in enumerate(seqs)})
@@ -507,9 +515,13 @@ def _scan_ref(xs, a):
         tuple(stack(saved[i], types[nc + body.n_ys + i]) for i in range(nc))
 
 
+# `dynamic`: a last operand, an int32 scalar read at run time, is the number of
+# steps taken (at most `length`, the capacity of the stacked results); a reverse scan
+# starts at steps - 1. Stacked slots past it hold zeros.
 primitive("scan", "scan", -1, _scan_rule, _scan_ref, None,
           lambda ts, a: {"body": a["body"], "length": int(a["length"]),
-                         "reverse": bool(a.get("reverse", False))})
+                         "reverse": bool(a.get("reverse", False)),
+                         "dynamic": bool(a.get("dynamic", False))})
 
 
 def _scan_result_rule(ts, a):

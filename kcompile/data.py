@@ -31,6 +31,7 @@ import functools
 import numpy as np
 
 from .dataset import AUTOTUNE, Dataset  # noqa: F401  (kcompile.data.Dataset)
+from .tracing import graph_dtype
 
 __all__ = ["Dataset", "AUTOTUNE", "adapt_inputs", "adapt_targets", "batches",
            "check_cardinality", "unpack_x_y_sample_weight"]
@@ -117,9 +118,12 @@ def adapt_inputs(x, model, where: str) -> list[np.ndarray]:
         arr = _as_array(a, f"input {i}", where)
         if arr.ndim != len(shape) + 1 or any(d is not None and d != e
                                              for d, e in zip(shape, arr.shape[1:])):
-            raise ValueError(f"{where}: input {i} of model {model.name!r} is incompatible: "
+            names = input_names(model)
+            which = f"input {i}" + (f" ({names[i]!r})" if names and i < len(names) else "")
+            raise ValueError(f"{where}: {which} of model {model.name!r} is incompatible: "
                              f"expected shape {(None, *shape)}, received shape {arr.shape}")
-        out.append(_convert(arr, np.int32 if dtype == "int32" else np.float32, i, where))
+        out.append(_convert(arr, np.int32 if graph_dtype(dtype) == "int32" else np.float32, i,
+                            where))
     # Axes declared None (e.g. LSTM(input_shape=[None, 1])) take this data's sizes: the
     # model is compiled for them (one executable per distinct shape).
     model._data_input_shapes = [a.shape[1:] for a in out]
@@ -425,11 +429,31 @@ class StreamSource:
         specs = y_specs(ys)
         if self._y_first is None:
             self._y_first = specs
-        elif [s for s, _ in specs] != [s for s, _ in self._y_first]:
+        elif not all(_same_fixed_axes(s, f, v) for (s, _), (f, _), v in
+                     zip(specs, self._y_first, _variable_output_axes(self.model, len(specs)))):
             raise ValueError(f"{where}: a batch has targets of shape "
                              f"{[(None, *s) for s, _ in specs]}, the first had "
                              f"{[(None, *s) for s, _ in self._y_first]}")
         return StreamBatch(xs, ys, sw)
+
+
+def _variable_output_axes(model, n):
+    """Per output, the per-sample axes the model declares None (e.g. time steps of a
+    sequence output): targets may differ from batch to batch along them."""
+    outputs = getattr(model, "_outputs", None)
+    if outputs:
+        shapes = [t.shape for t in outputs]
+    else:
+        layers = getattr(model, "layers", None)
+        last = getattr(layers[-1], "output_shape", None) if layers else None
+        shapes = [last] if isinstance(last, tuple) else []
+    axes = [{j for j, d in enumerate(s[1:]) if d is None} for s in shapes]
+    return (axes + [set()] * n)[:n]
+
+
+def _same_fixed_axes(shape, first, variable):
+    return len(shape) == len(first) and all(a == b or j in variable
+                                            for j, (a, b) in enumerate(zip(shape, first)))
 
 
 def _interrupted_warning():

@@ -47,15 +47,39 @@ def structure_map(fn, x):
 
 
 def call_symbolic(layer, inputs, kwargs):
-    """Call `layer` on KerasTensors: infer the output shapes by tracing a batch of 1."""
-    trace = Trace()
-    with tracing(trace):
-        syms = structure_map(lambda t: trace.input(f"x{id(t)}", (1, *t.shape[1:]), t.dtype), inputs)
-        out = layer(syms, **kwargs)
-    if isinstance(out, (list, tuple)):
-        return [KerasTensor((None, *o.shape[1:]), o.dtype, layer, inputs, i, kwargs)
-                for i, o in enumerate(out)]
-    return KerasTensor((None, *out.shape[1:]), out.dtype, layer, inputs, 0, kwargs)
+    """Call `layer` on KerasTensors (in `inputs` and in keyword arguments such as an RNN's
+    `initial_state`): the layer is built from the declared shapes, then the output shapes
+    are found by tracing a batch of 1. Axes declared None are traced at two sizes; an
+    output axis that differs between them is None (a time axis stays variable)."""
+    tensors = flatten(inputs)
+    shape = tensors[0].shape if isinstance(inputs, KerasTensor) else [t.shape for t in tensors]
+    layer._maybe_build(shape)
+    variable = any(None in t.shape[1:] for t in tensors + tensors_in(kwargs))
+    traced = []
+    for fill in ((2, 3) if variable else (2,)):
+        trace = Trace()
+        with tracing(trace):
+            def sym(t):
+                if not isinstance(t, KerasTensor):
+                    return t
+                return trace.input(f"x{id(t)}", (1, *(fill if d is None else d for d in t.shape[1:])),
+                                   t.dtype)
+            out = layer(structure_map(sym, inputs), **structure_map(sym, kwargs))
+        outs = list(out) if isinstance(out, (list, tuple)) else [out]
+        traced.append([(o.shape[1:], o.dtype) for o in outs])
+    shapes = [tuple(d if d == e else None for d, e in zip(a[0], b[0]))
+              for a, b in zip(traced[0], traced[-1])]
+    result = [KerasTensor((None, *s), dt, layer, inputs, i, kwargs)
+              for i, (s, (_, dt)) in enumerate(zip(shapes, traced[0]))]
+    return result if isinstance(out, (list, tuple)) else result[0]
+
+
+def tensors_in(kwargs) -> list[KerasTensor]:
+    """The KerasTensors among a layer call's keyword arguments (e.g. `initial_state`)."""
+    out = []
+    structure_map(lambda v: out.append(v) if isinstance(v, KerasTensor) else None,
+                  dict(kwargs or {}))
+    return out
 
 
 def topological_tensors(outputs) -> list[KerasTensor]:
@@ -66,7 +90,7 @@ def topological_tensors(outputs) -> list[KerasTensor]:
         if id(t) in seen:
             return
         seen.add(id(t))
-        for i in flatten(t.inputs):
+        for i in flatten(t.inputs) + tensors_in(t.kwargs):
             visit(i)
         order.append(t)
     for o in flatten(outputs):
@@ -86,7 +110,9 @@ def run_graph(inputs, outputs, input_values, training):
         key = (id(t.layer), id(t.inputs))
         if key not in calls:
             args = structure_map(lambda i: env[id(i)], t.inputs)
-            calls[key] = t.layer(args, training=training, **t.kwargs)
+            kwargs = structure_map(lambda i: env[id(i)] if isinstance(i, KerasTensor) else i,
+                                   dict(t.kwargs))
+            calls[key] = t.layer(args, training=training, **kwargs)
         out = calls[key]
         env[id(t)] = out[t.index] if isinstance(out, (list, tuple)) else out
     return [env[id(o)] for o in flatten(outputs)]

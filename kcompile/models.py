@@ -29,6 +29,9 @@ class Model(Trainer, Layer):
             if not isinstance(t, KerasTensor):
                 raise TypeError(f"Model inputs and outputs must be KerasTensors from "
                                 f"layers.Input(...) and layer calls, got {type(t).__name__}")
+        # As Keras: the declared shapes, None where an axis is variable.
+        shapes = lambda ts: ts[0].shape if len(ts) == 1 else [t.shape for t in ts]  # noqa: E731
+        self.input_shape, self.output_shape = shapes(self._inputs), shapes(self._outputs)
         self.built = True
 
     # -- structure ---------------------------------------------------------------

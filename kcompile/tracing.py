@@ -42,7 +42,8 @@ class Trace:
         return self._leaves[key]
 
     def input(self, name: str, shape, dtype="float32", role="input") -> Sym:
-        return Sym(self.graph, self.graph.leaf(role, TensorType(tuple(shape), dtype), name))
+        return Sym(self.graph, self.graph.leaf(role, TensorType(tuple(shape), graph_dtype(dtype)),
+                                               name))
 
     @contextlib.contextmanager
     def scope(self, name: str):
@@ -52,6 +53,13 @@ class Trace:
             yield
         finally:
             self.graph.scope = prev
+
+
+def graph_dtype(dtype) -> str:
+    """The graph's type for a Keras input dtype: integer inputs (token ids: "int64",
+    "int32", "uint8"...) are int32 values, everything else float32."""
+    name = str(getattr(dtype, "name", dtype) or "float32")
+    return "int32" if name.startswith(("int", "uint")) else "float32"
 
 
 @contextlib.contextmanager

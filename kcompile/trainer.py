@@ -34,6 +34,7 @@ from .data import (ArraySource, EpochIterator, adapt_inputs, adapt_targets, chec
                    check_cardinality, feeds, is_batch_stream, make_source, sample_weights,
                    split_arrays, unpack_x_y_sample_weight, y_specs)
 from .tracing import Trace, tracing
+from .variable_length import padded_executable
 
 
 class Trainer:
@@ -144,6 +145,12 @@ class Trainer:
         return key, self._pipelines[key]
 
     def _executable(self, batch_size, y_specs=None):
+        if getattr(self, "_length_binding", None) is None:
+            # One step for every length of a variable axis where the graph allows it
+            # (kcompile/variable_length.py); else one compile per concrete length.
+            padded = padded_executable(self, batch_size, y_specs)
+            if padded is not None:
+                return padded
         key, pipeline = self._pipeline(batch_size, y_specs)
         if key not in self._executables:
             t0 = time.perf_counter()
@@ -186,7 +193,13 @@ class Trainer:
             outs = self.forward(self._trace_inputs(trace, batch_size), training=False)
             for i, o in enumerate(outs):
                 trace.graph.outputs[f"y{i}"] = o.id
-        return trace.graph
+        return self._bind_length(trace.graph, "predict")
+
+    def _bind_length(self, g, entry):
+        """The graph with its variable length read at run time, while a capacity-L step
+        is being compiled (kcompile/variable_length.py)."""
+        binding = getattr(self, "_length_binding", None)
+        return g if binding is None else binding.bind(g, entry)
 
     def _trace_loss(self, batch_size, y_specs, training):
         trace = self._new_trace()
@@ -269,6 +282,7 @@ class Trainer:
             g.outputs["loss"] = total.id
             g.outputs["count"] = count.id
             self._log_kinds = kinds
+        g = self._bind_length(g, "train_step" if training else "eval_step")
         return (g, trace) if training else g
 
     def _trace_train(self, batch_size, y_specs):
@@ -289,7 +303,10 @@ class Trainer:
                         val = var.constraint(val)
                     out[trace.variable(var).id] = val
             return out
-        return Traced(g, rule)
+        # A variable length: the backward pass's sums over the steps skip the padding.
+        binding = getattr(self, "_length_binding", None)
+        return Traced(g, rule, None if binding is None else
+                      (lambda updated: binding.bind(updated, "train_step")))
 
     # -- inspection ------------------------------------------------------------------------
     def compiled_graph(self, entry="train_step", stage="fused", batch_size=32):

@@ -48,9 +48,12 @@ STAGES = ("trace", "grad", "update", "optimized", "fused", "memory", "llvm", "ob
 @dataclass(frozen=True)
 class Traced:
     """One entry point as traced: its graph before any pass and, for a training step,
-    the update rule `optimizer_step` appends after the gradients (the optimizer's)."""
+    the update rule `optimizer_step` appends after the gradients (the optimizer's) and
+    a pass to run on the result (the trainer's variable-length binding, which masks the
+    backward pass's sums over padded steps)."""
     graph: Graph
     update_rule: Callable | None = None
+    after_update: Callable | None = None
 
 
 @dataclass(frozen=True)
@@ -129,8 +132,9 @@ class Pipeline:
         rule = self._traced(entry).update_rule
         if rule is None:
             raise ValueError(f"entry {entry!r} is not differentiated: it has no update stage")
+        finish = self._traced(entry).after_update or (lambda g: g)
         return _kept(self._graphs, ("update", entry),
-                     lambda: optimizer_step(self.grad(entry), rule))
+                     lambda: finish(optimizer_step(self.grad(entry), rule)))
 
     def graph(self, entry) -> Graph:
         """The entry's whole program before optimization: update for a training step,

@@ -17,8 +17,9 @@ from kcompile.runtime.state import State
 B, D, U = 3, 4, 6
 
 
-def rnn_graph(T, reverse=False, two_carries=False):
+def rnn_graph(T, reverse=False, two_carries=False, dynamic=False):
     g = Graph()
+    steps = Sym(g, g.leaf("input", TensorType((), "int32"), "steps")) if dynamic else None
     x = Sym(g, g.leaf("param", TensorType((T, B, D)), "x"))
     W = Sym(g, g.leaf("param", TensorType((D, U)), "W"))
     Uw = Sym(g, g.leaf("param", TensorType((U, U)), "U"))
@@ -34,7 +35,7 @@ def rnn_graph(T, reverse=False, two_carries=False):
             return [hn, s], [hn * 2.0, F.sum(s, axis=1)]
         return [hn], [hn * 2.0]
     init = [h0] + ([F.broadcast_to(F.lift(g, 0.0), (B, U))] if two_carries else [])
-    finals, ys = F.scan(step, [W, Uw], init, [x], reverse=reverse)
+    finals, ys = F.scan(step, [W, Uw], init, [x], reverse=reverse, steps=steps)
     loss = F.sum(ys[0] * ys[0]) + F.sum(finals[0] * finals[0] * finals[0])
     if two_carries:
         loss = loss + F.sum(F.sqrt(finals[1] + 1.0)) + F.sum(ys[1] * 0.1)
@@ -135,3 +136,27 @@ def test_transposed_loop_invariants_are_hoisted_out_of_the_backward_scan():
     got = interpret(after_g, v)[0]
     for k in want:
         np.testing.assert_allclose(got[k], want[k], rtol=1e-6, atol=1e-6, err_msg=k)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_run_time_step_count_equals_the_exact_length_scan(reverse):
+    """A scan with capacity L run for T steps (T read at run time): forward results,
+    gradients of the weights and of the first T inputs equal those of the length-T scan;
+    the slots past T are zeros (compiled on 2 threads and reference)."""
+    L, T = 9, 5
+    v = {k: a.astype(np.float32) for k, a in values(L, 3).items()}
+    exact = {**v, "x": v["x"][:T]}
+    want, _ = interpret(autodiff(rnn_graph(T, reverse, True)), exact)
+    g = autodiff(rnn_graph(L, reverse, True, dynamic=True))
+    layout = [(n, TensorType(a.shape)) for n, a in v.items()]
+    for make in (lambda s: ReferenceExecutable({"f": g}, s),
+                 lambda s: NativeExecutable({"f": g}, s, use_cache=False, nthreads=2)):
+        st = State(layout)
+        for n, a in v.items():
+            st.assign(n, a)
+        got = make(st).run("f", {"steps": np.int32(T)})
+        for k in ("loss", "grad/W", "grad/U", "grad/h0"):
+            np.testing.assert_allclose(got[k], want[k], rtol=2e-5, atol=2e-5, err_msg=k)
+        np.testing.assert_allclose(got["ys"][:T], want["ys"], rtol=2e-5, atol=2e-5)
+        np.testing.assert_allclose(got["grad/x"][:T], want["grad/x"], rtol=2e-5, atol=2e-5)
+        assert not got["ys"][T:].any() and not got["grad/x"][T:].any()

@@ -20,7 +20,9 @@ import functools
 from ...ir.passes import simplify
 from ...ir.passes.fuse import fuse
 from ...ir.passes.plan_memory import plan_memory
-from ..irutil import I8, i64, loop
+from llvmlite import ir
+
+from ..irutil import I8, I64, i64, loop
 
 ALIGN = 64
 
@@ -62,7 +64,13 @@ def emit_scan(ctx, b, e, k, address, work, tid, sync):
     body_work = b.gep(base, [i64(carry_bytes)], inbounds=True, source_etype=I8)
     consts = node.inputs[:nk]
     init = node.inputs[nk:nk + nc]
-    seqs = node.inputs[nk + nc:]
+    seqs = node.inputs[nk + nc:nk + nc + body.n_xs]
+    steps = i64(T)
+    if node.params["dynamic"]:     # the trip count is an int32 read from the arena
+        ptr = address(plan.locations[node.inputs[-1]])
+        steps = b.sext(b.load(ptr, typ=ir.IntType(32)), I64)
+        steps = b.select(b.icmp_signed(">", steps, i64(T)), i64(T), steps)
+        steps = b.select(b.icmp_signed("<", steps, i64(0)), i64(0), steps)
     results = {g.nodes[r].params["index"]: r for r in k.members[1:]}
 
     def carry_ptr(i):
@@ -79,8 +87,19 @@ def emit_scan(ctx, b, e, k, address, work, tid, sync):
     bg = fg.graph
     body_entry = Entry(f"{e.name}.{k.name}", fg, bplan)
 
+    if node.params["dynamic"]:
+        # Slots past the run-time count read as zeros (a backward pass sums over them).
+        stacked = [(r, g.type(r).nbytes // T) for idx, r in results.items() if idx >= nc]
+
+        def zero_tail():
+            for r, nbytes in stacked:
+                start = b.mul(steps, i64(nbytes))
+                ctx.memset(b, b.gep(address(plan.locations[r]), [start], inbounds=True,
+                                    source_etype=I8), b.sub(i64(T * nbytes), start))
+        ctx.thread0(b, tid, zero_tail)
+
     def step(b, i, _):
-        t = b.sub(i64(T - 1), i) if reverse else i
+        t = b.sub(b.sub(steps, i64(1)), i) if reverse else i
         saved = [(n, results[nc + ny + n]) for n in range(nc) if nc + ny + n in results]
         if saved:
             def save():
@@ -115,7 +134,7 @@ def emit_scan(ctx, b, e, k, address, work, tid, sync):
                     ctx.memcpy(b, slot(address(plan.locations[r]), nbytes, t), src, nbytes)
             ctx.thread0(b, tid, store)
             ctx.barrier(b, sync, tid)
-    loop(b, T, step, name="t")
+    loop(b, steps, step, name="t")
 
     finals = [(i, results[i]) for i in range(nc) if i in results]
     if finals:

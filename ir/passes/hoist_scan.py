@@ -43,7 +43,8 @@ def hoist_transposes(graph: Graph) -> Graph:
         bg = eliminate_dead_code(bg)
         new_body = Body(bg, len(consts), body.n_carry, body.n_xs, body.n_ys)
         s = F.op("scan", *[Sym(g, i) for i in consts + rest], body=new_body,
-                 length=n.params["length"], reverse=n.params["reverse"])
+                 length=n.params["length"], reverse=n.params["reverse"],
+                 dynamic=n.params["dynamic"])
         g.replace_uses(v, s.id)
     return eliminate_dead_code(g)
 

@@ -38,7 +38,7 @@ def scan_vjp(g: Graph, scan_id: int, cts: dict[int, Sym], wanted: list[bool]):
     body, T = a["body"], a["length"]
     nk, nc, nx, ny = body.n_consts, body.n_carry, body.n_xs, body.n_ys
     consts = node.inputs[:nk]
-    xs = node.inputs[nk + nc:]
+    xs = node.inputs[nk + nc:nk + nc + nx]
     types = scan_result_types(body, T)
     saved = [Sym(g, g.add("scan_result", [scan_id], index=nc + ny + i, shape=types[nc + ny + i].shape,
                           dtype=types[nc + ny + i].dtype)) for i in range(nc)]
@@ -83,8 +83,9 @@ def scan_vjp(g: Graph, scan_id: int, cts: dict[int, Sym], wanted: list[bool]):
     init = [cts[i] if i in cts else _zeros(g, types[i]) for i in range(nc)]
     init += [_zeros(g, g.type(consts[mk])) for mk in float_consts]
     seqs = saved + [Sym(g, x) for x in xs] + [cts[nc + q] for q in ys_with_ct]
-    back = F.op("scan", *[Sym(g, k) for k in consts], *init, *seqs, body=bbody, length=T,
-                reverse=not a["reverse"])
+    steps = [Sym(g, node.inputs[-1])] if a["dynamic"] else []    # the same run-time count
+    back = F.op("scan", *[Sym(g, k) for k in consts], *init, *seqs, *steps, body=bbody,
+                length=T, reverse=not a["reverse"], dynamic=a["dynamic"])
     btypes = scan_result_types(bbody, T)
 
     def result(i):

@@ -87,7 +87,7 @@ class _RNN(Layer):
     def cell(self, consts, states, xw):
         raise NotImplementedError
 
-    def call(self, inputs, training=None):
+    def call(self, inputs, training=None, initial_state=None):
         x = inputs
         if x.ndim != 3:
             raise ValueError(f"{type(self).__name__} {self.name!r} expects inputs of shape "
@@ -111,7 +111,7 @@ class _RNN(Layer):
             seqs = [F.gather(s, order) for s in seqs]
         consts = [F.lift(x.g, c) if not hasattr(c, "__sym__") else c.__sym__(x.g)
                   for c in self._recurrent_consts()]
-        init = [F.broadcast_to(F.lift(x.g, 0.0), (B, self.units)) for _ in range(self.state_count)]
+        init = self._initial_state(initial_state, x)
 
         def step(k, carry, xs):
             new = self.cell(k, carry, xs[0])
@@ -131,6 +131,24 @@ class _RNN(Layer):
         if self.return_state:
             return [out, *finals]
         return out
+
+    def _initial_state(self, initial_state, x):
+        """Zeros, or the states given as `initial_state` (Keras: a list of one (batch,
+        units) tensor per state: [h] or, for an LSTM, [h, c])."""
+        B = x.shape[0]
+        if initial_state is None:
+            return [F.broadcast_to(F.lift(x.g, 0.0), (B, self.units))
+                    for _ in range(self.state_count)]
+        states = list(initial_state) if isinstance(initial_state, (list, tuple)) else \
+            [initial_state]
+        if len(states) != self.state_count:
+            raise ValueError(f"Layer {self.name!r} expects {self.state_count} state(s) in "
+                             f"`initial_state`, but it received {len(states)} initial state(s)")
+        for s in states:
+            if tuple(s.shape) != (B, self.units):
+                raise ValueError(f"Layer {self.name!r}: an initial state has shape "
+                                 f"{(None, *s.shape[1:])}, expected {(None, self.units)}")
+        return [F.cast(s, "float32") if s.dtype != "float32" else s for s in states]
 
     def compute_output_shape(self, input_shape):
         out = (input_shape[0], input_shape[1], self.units) if self.return_sequences else \

@@ -71,7 +71,7 @@ def functional_graph(model):
     the outputs, ties in DFS order: keras/src/ops/function.py map_graph), and
     `nodes` mapping a node key to (layer, node index in that layer, any tensor of it).
     """
-    from ..functional import flatten
+    from ..functional import flatten, tensors_in
     inputs = model._inputs
     finished, in_progress, order, op_index = set(), set(), [], {}
     info, layer_of = {}, {}
@@ -88,7 +88,7 @@ def functional_graph(model):
         op_index.setdefault(id(t.layer), len(op_index))
         layer_of[id(t.layer)] = t.layer
         in_progress.add(k)
-        parents = [] if _is_input_tensor(t) else list(flatten(t.inputs))
+        parents = [] if _is_input_tensor(t) else flatten(t.inputs) + tensors_in(t.kwargs)
         info[k] = (t, [_node_key(p) for p in parents])
         for p in parents:
             visit(p)
