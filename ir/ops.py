@@ -87,8 +87,9 @@ def _binary_rule(name, out_dtype=None):
 
 
 # ------------------------------------------------------------ elementwise ops
-def _unary(name, ref, vjp):
-    primitive(name, "elementwise", 1, _unary_rule(name), lambda xs, a: ref(xs[0]), vjp)
+def _unary(name, ref, vjp, ints=False):
+    rule = (lambda ts, attrs: ts[0]) if ints else _unary_rule(name)
+    primitive(name, "elementwise", 1, rule, lambda xs, a: ref(xs[0]), vjp)
 
 
 def _erf(x):
@@ -101,11 +102,11 @@ def _sigmoid(x):
     return np.where(x >= 0, 1 / (1 + np.exp(-np.abs(x))), np.exp(-np.abs(x)) / (1 + np.exp(-np.abs(x))))
 
 
-_unary("neg", np.negative, lambda F, xs, out, g, a: [-g])
+_unary("neg", np.negative, lambda F, xs, out, g, a: [-g], ints=True)
 _unary("exp", np.exp, lambda F, xs, out, g, a: [g * out])
 _unary("log", np.log, lambda F, xs, out, g, a: [g / xs[0]])
 _unary("sqrt", np.sqrt, lambda F, xs, out, g, a: [g / (out * 2.0)])
-_unary("abs", np.abs, lambda F, xs, out, g, a: [g * F.sign(xs[0])])
+_unary("abs", np.abs, lambda F, xs, out, g, a: [g * F.sign(xs[0])], ints=True)
 _unary("sign", np.sign, lambda F, xs, out, g, a: [None])
 _unary("sigmoid", _sigmoid, lambda F, xs, out, g, a: [g * out * (1.0 - out)])
 _unary("tanh", np.tanh, lambda F, xs, out, g, a: [g * (1.0 - out * out)])

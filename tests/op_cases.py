@@ -249,6 +249,8 @@ def _build_table() -> dict[str, list[Case]]:
         t[name] = [case(list(shapes), [small_ints(), small_ints()], note="ties")
                    for shapes in BINARY_SHAPES[:5]]
         t[name].append(case([(7, 33), (7, 33)], [lattice(0.5), lattice(0.0)], note="noties"))
+    for name in ("neg", "abs"):
+        t[name].append(case([(7, 33)], [small_ints(-9, 9)], dtypes=[I32], note="int"))
     for name in INT_BINARY:
         t[name].append(case([(7, 33), (33,)], [small_ints(-5, 6), small_ints(-5, 6)],
                             dtypes=[I32, I32], note="int"))

@@ -741,7 +741,7 @@ def concatenate(xs, axis=0):
         raise ValueError("zero-dimensional arrays cannot be concatenated")
     axis = canonicalize_axis(axis, rank)
     for x in xs[1:]:
-        if x.ndim != rank or any(d1 != d2 for i, (d1, d2) in enumerate(zip(x.shape, xs[0].shape))
+        if x.ndim != rank or builtins.any(d1 != d2 for i, (d1, d2) in enumerate(zip(x.shape, xs[0].shape))
                                  if i != axis):
             raise ValueError(f"'concatenate' expects all inputs to have the same shape except "
                              f"on the concatenation axis {axis}. Received: shapes "
