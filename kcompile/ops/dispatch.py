@@ -14,7 +14,8 @@ parameters that take tensors:
 
 The IR has two dtypes: float32 (every float dtype) and int32 (every integer dtype).
 Booleans are float32 0/1 masks inside graphs; ops that Keras defines as boolean
-return `bool` arrays when called eagerly.
+return `bool` arrays when called eagerly. Eager results are `EagerTensor`s (numpy
+arrays that also answer `.numpy()`).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ import numpy as np
 from kcompile.ir import builder as F
 from kcompile.ir.builder import Sym
 from kcompile.ir.graph import Graph, TensorType
+from kcompile.eager import eager
 from kcompile.ir.interpret import interpret
 
 _FLOATS = {"float16", "float32", "float64", "bfloat16", "half", "float", "double"}
@@ -212,8 +214,7 @@ def _eager(fn, sig, arguments, params, bool_result):
     def fill(t):
         if isinstance(t, _Out):
             a = outs[t.name]
-            a = a.astype(bool) if as_bool else a
-            return a
+            return eager(a.astype(bool) if as_bool else a)
         if isinstance(t, (list, tuple)):
             return type(t)(fill(x) for x in t)
         return t
