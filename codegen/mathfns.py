@@ -1,4 +1,4 @@
-"""Vector-friendly float32 math as LLVM IR: exp, log, tanh, sigmoid.
+"""Vector-friendly float32 math as LLVM IR: exp, log, tanh, sigmoid, sin, cos, erf.
 
 libm's expf/logf are scalar calls the loop vectorizer cannot widen (about 10x
 slower). These are branch-free Cephes-style polynomials marked alwaysinline:
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 
-NAMES = ("kc_exp", "kc_log", "kc_tanh", "kc_sigmoid")
+NAMES = ("kc_exp", "kc_log", "kc_tanh", "kc_sigmoid", "kc_sin", "kc_cos", "kc_erf")
 
 
 def _hex(x: float) -> str:
@@ -26,11 +26,83 @@ def _c(x):
 # ln(FLT_MAX)); below -103.972 exp rounds to zero even as a subnormal.
 _EXP_MAX = 88.72283172607422
 
+
+def _horner(name, var, coeffs):
+    """LLVM lines computing %{name} = the polynomial coeffs (highest degree first) at %{var}."""
+    lines = [f"  %{name}0 = fmul contract float %{var}, {_c(coeffs[0])}"]
+    for i, c in enumerate(coeffs[1:-1], 1):
+        lines.append(f"  %{name}a{i} = fadd contract float %{name}{i - 1}, {_c(c)}")
+        lines.append(f"  %{name}{i} = fmul contract float %{name}a{i}, %{var}")
+    lines.append(f"  %{name} = fadd contract float %{name}{len(coeffs) - 2}, {_c(coeffs[-1])}")
+    return "\n".join(lines)
+
+
+# sin/cos (Cephes sinf/cosf): x reduced by the even multiple j of pi/4 nearest below
+# |x| 4/pi, in three parts of pi/4 (exact products for |x| <= 8192, the accurate
+# range); the octant's low bits choose the polynomial and the sign.
+_DP = (0.78515625, 2.4187564849853515625e-4, 3.77489497744594108e-8)
+_SIN = (-1.9515295891e-4, 8.3321608736e-3, -1.6666654611e-1)
+_COS = (2.443315711809948e-5, -1.388731625493765e-3, 4.166664568298827e-2)
+
+# erf: |x| < 1: x P(x^2); beyond: 1 - e^{-x^2} Q(1/|x|). P and Q are least-squares
+# fits of the relative error (float64, Chebyshev nodes; float32 coefficients give
+# <= 8e-8 relative), e^{-x^2} is e^{-hi} (1 - lo) with x^2 = hi + lo split by an fma.
+_ERF_P = (-0.0005625399062409997, 0.004916026722639799, -0.02670995518565178,
+          0.11280130594968796, -0.37612318992614746, 1.1283791065216064)
+_ERF_Q = (-0.010076413862407207, 0.03165923431515694, 0.017203914001584053,
+          -0.23425890505313873, 0.4915410876274109, -0.4692467749118805,
+          0.041353754699230194, 0.559144139289856, 0.0002635122509673238)
+
+
+def _reduce_octant():
+    return f"""  %ax = call float @llvm.fabs.f32(float %x)
+  %t = fmul float %ax, {_c(1.27323954473516)}
+  %tc = call float @llvm.minnum.f32(float %t, float {_c(16777216.0)})
+  %j0 = fptosi float %tc to i32
+  %odd = and i32 %j0, 1
+  %j = add i32 %j0, %odd
+  %y = sitofp i32 %j to float
+  %d1 = fmul float %y, {_c(_DP[0])}
+  %r1 = fsub float %ax, %d1
+  %d2 = fmul float %y, {_c(_DP[1])}
+  %r2 = fsub float %r1, %d2
+  %d3 = fmul float %y, {_c(_DP[2])}
+  %r = fsub float %r2, %d3
+  %z = fmul float %r, %r
+{_horner("sp", "z", _SIN)}
+  %sz = fmul float %sp, %z
+  %sr = fmul contract float %sz, %r
+  %ps = fadd contract float %sr, %r
+{_horner("cp", "z", _COS)}
+  %cz = fmul float %cp, %z
+  %cz2 = fmul float %cz, %z
+  %hz = fmul contract float %z, -0.5
+  %c1 = fadd contract float %cz2, %hz
+  %pc = fadd float %c1, 1.0
+  %j2 = and i32 %j, 2
+  %j4 = and i32 %j, 4
+  %use_other = icmp ne i32 %j2, 0
+  %flip4 = icmp ne i32 %j4, 0"""
+
+
+def _finish_trig(value):
+    # |result| <= 1 whatever the reduction did (|x| far beyond the accurate range);
+    # sin/cos of +-inf is nan, as numpy's.
+    return f"""  %lo = call float @llvm.maxnum.f32(float {value}, float -1.0)
+  %cl = call float @llvm.minnum.f32(float %lo, float 1.0)
+  %isinf = fcmp oeq float %ax, 0x7FF0000000000000
+  %a = select i1 %isinf, float 0x7FF8000000000000, float %cl
+  %isnan = fcmp uno float %x, %x
+  %res = select i1 %isnan, float %x, float %a
+  ret float %res"""
+
 IR = f"""
 declare float @llvm.rint.f32(float)
 declare float @llvm.fabs.f32(float)
 declare float @llvm.minnum.f32(float, float)
 declare float @llvm.maxnum.f32(float, float)
+declare float @llvm.fma.f32(float, float, float)
+declare float @llvm.copysign.f32(float, float)
 
 ; exp(x) = 2^n * p(r), r = x - n ln2 (ln2 split in two for accuracy); 2^n is built
 ; from two exponent fields so results reach the subnormal range.
@@ -178,6 +250,49 @@ define float @kc_sigmoid(float %x) alwaysinline {{
   %s = select i1 %pos, float %r, float %er
   %isnan = fcmp uno float %x, %x
   %res = select i1 %isnan, float %x, float %s
+  ret float %res
+}}
+
+define float @kc_sin(float %x) alwaysinline {{
+{_reduce_octant()}
+  %p = select i1 %use_other, float %pc, float %ps
+  %xneg = fcmp olt float %x, 0.0
+  %neg = xor i1 %xneg, %flip4
+  %np = fneg float %p
+  %s = select i1 %neg, float %np, float %p
+{_finish_trig("%s")}
+}}
+
+define float @kc_cos(float %x) alwaysinline {{
+{_reduce_octant()}
+  %p = select i1 %use_other, float %ps, float %pc
+  %neg = xor i1 %use_other, %flip4
+  %np = fneg float %p
+  %s = select i1 %neg, float %np, float %p
+{_finish_trig("%s")}
+}}
+
+define float @kc_erf(float %x) alwaysinline {{
+  %ax = call float @llvm.fabs.f32(float %x)
+  %z = fmul float %x, %x
+{_horner("p", "z", _ERF_P)}
+  %small = fmul float %p, %x
+  %axc = call float @llvm.minnum.f32(float %ax, float 10.0)
+  %t = fdiv float 1.0, %axc
+{_horner("q", "t", _ERF_Q)}
+  %hi = fmul float %axc, %axc
+  %nhi = fneg float %hi
+  %lo = call float @llvm.fma.f32(float %axc, float %axc, float %nhi)
+  %e = call float @kc_exp(float %nhi)
+  %elo = fmul float %e, %lo
+  %e2 = fsub float %e, %elo
+  %erfc = fmul float %e2, %q
+  %big = fsub float 1.0, %erfc
+  %sbig = call float @llvm.copysign.f32(float %big, float %x)
+  %issmall = fcmp olt float %ax, 1.0
+  %r = select i1 %issmall, float %small, float %sbig
+  %isnan = fcmp uno float %x, %x
+  %res = select i1 %isnan, float %x, float %r
   ret float %res
 }}
 """

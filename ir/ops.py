@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable
+import math
 
 import numpy as np
 
@@ -86,22 +87,36 @@ def _binary_rule(name, out_dtype=None):
 
 
 # ------------------------------------------------------------ elementwise ops
-def _unary(name, ref, vjp):
-    primitive(name, "elementwise", 1, _unary_rule(name), lambda xs, a: ref(xs[0]), vjp)
+def _unary(name, ref, vjp, ints=False):
+    rule = (lambda ts, attrs: ts[0]) if ints else _unary_rule(name)
+    primitive(name, "elementwise", 1, rule, lambda xs, a: ref(xs[0]), vjp)
+
+
+def _erf(x):
+    # numpy has no erf: math.erf elementwise, in the operand's precision
+    x = np.asarray(x)
+    return np.vectorize(math.erf, otypes=[np.float64])(x).astype(x.dtype)
 
 
 def _sigmoid(x):
     return np.where(x >= 0, 1 / (1 + np.exp(-np.abs(x))), np.exp(-np.abs(x)) / (1 + np.exp(-np.abs(x))))
 
 
-_unary("neg", np.negative, lambda F, xs, out, g, a: [-g])
+_unary("neg", np.negative, lambda F, xs, out, g, a: [-g], ints=True)
 _unary("exp", np.exp, lambda F, xs, out, g, a: [g * out])
 _unary("log", np.log, lambda F, xs, out, g, a: [g / xs[0]])
 _unary("sqrt", np.sqrt, lambda F, xs, out, g, a: [g / (out * 2.0)])
-_unary("abs", np.abs, lambda F, xs, out, g, a: [g * F.sign(xs[0])])
+_unary("abs", np.abs, lambda F, xs, out, g, a: [g * F.sign(xs[0])], ints=True)
 _unary("sign", np.sign, lambda F, xs, out, g, a: [None])
 _unary("sigmoid", _sigmoid, lambda F, xs, out, g, a: [g * out * (1.0 - out)])
 _unary("tanh", np.tanh, lambda F, xs, out, g, a: [g * (1.0 - out * out)])
+_unary("sin", np.sin, lambda F, xs, out, g, a: [g * F.cos(xs[0])])
+_unary("cos", np.cos, lambda F, xs, out, g, a: [-g * F.sin(xs[0])])
+_unary("erf", lambda x: _erf(x), lambda F, xs, out, g, a: [
+    g * (2.0 / np.sqrt(np.pi)) * F.exp(-(xs[0] * xs[0]))])
+# Piecewise constant: the derivative is zero wherever it exists.
+_unary("floor", np.floor, lambda F, xs, out, g, a: [None])
+_unary("round", np.round, lambda F, xs, out, g, a: [None])     # halves to even, as numpy
 # The identity whose gradient is zero: a softmax's max shift (its true gradient
 # cancels exactly, so autodiff need not build the terms that cancel).
 primitive("stop_gradient", "elementwise", 1, lambda ts, a: ts[0], lambda xs, a: xs[0],

@@ -66,6 +66,28 @@ def exponential(x):
     return F.exp(x)
 
 
+def gelu(x, approximate=False):
+    if approximate:
+        # 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+        return 0.5 * x * (1.0 + F.tanh(0.7978845608028654 * (x + 0.044715 * (x * x * x))))
+    return 0.5 * x * (1.0 + F.erf(x * 0.7071067811865476))
+
+
+def hard_silu(x):
+    return x * hard_sigmoid(x)
+
+
+hard_swish = hard_silu
+
+
+def log_sigmoid(x):
+    return -softplus(-x)
+
+
+def mish(x):
+    return x * F.tanh(softplus(x))
+
+
 def leaky_relu(x, negative_slope=0.2):
     return F.select(F.greater(x, 0.0), x, x * negative_slope)
 
@@ -80,8 +102,9 @@ def hard_sigmoid(x):
 
 _REGISTRY = {f.__name__: f for f in [linear, relu, sigmoid, tanh, softmax, log_softmax, softplus,
                                      softsign, elu, selu, silu, exponential, leaky_relu, relu6,
-                                     hard_sigmoid]}
+                                     hard_sigmoid, gelu, hard_silu, log_sigmoid, mish]}
 _REGISTRY["swish"] = silu
+_REGISTRY["hard_swish"] = hard_silu
 
 
 def get(identifier):

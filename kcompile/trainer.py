@@ -88,7 +88,9 @@ class Trainer:
 
     # -- state and executables ----------------------------------------------------------
     def _ensure_state(self):
+        from .random import seed_states
         variables = list(self.weights)
+        variables += [v for v in seed_states(self) if all(v is not w for w in variables)]
         if self.optimizer is not None:
             self.optimizer.build(self.trainable_weights)
             variables += self.optimizer.variables

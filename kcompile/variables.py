@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from kcompile.ir import builder as F
 from . import tracing
 
 
@@ -69,14 +68,39 @@ class Variable:
     def __repr__(self):
         return f"<Variable path={self.path} shape={self.shape} dtype={self.dtype}>"
 
-    # arithmetic in layer code, while traced
-    def __add__(self, o): return F.add(self, o)
-    def __radd__(self, o): return F.add(o, self)
-    def __sub__(self, o): return F.sub(self, o)
-    def __rsub__(self, o): return F.sub(o, self)
-    def __mul__(self, o): return F.mul(self, o)
-    def __rmul__(self, o): return F.mul(o, self)
-    def __truediv__(self, o): return F.div(self, o)
-    def __neg__(self): return F.neg(self)
-    def __matmul__(self, o): return F.matmul(self, o)
-    def __rmatmul__(self, o): return F.matmul(o, self)
+    # arithmetic as on Keras variables: symbolic while a model is traced (the
+    # variable's leaf), on its current value otherwise; `==` stays identity, so
+    # variables remain usable as dict keys and in lists
+    def __add__(self, o): return _ops().add(self, o)
+    def __radd__(self, o): return _ops().add(o, self)
+    def __sub__(self, o): return _ops().subtract(self, o)
+    def __rsub__(self, o): return _ops().subtract(o, self)
+    def __mul__(self, o): return _ops().multiply(self, o)
+    def __rmul__(self, o): return _ops().multiply(o, self)
+    def __truediv__(self, o): return _ops().divide(self, o)
+    def __rtruediv__(self, o): return _ops().divide(o, self)
+    def __floordiv__(self, o): return _ops().floor_divide(self, o)
+    def __rfloordiv__(self, o): return _ops().floor_divide(o, self)
+    def __mod__(self, o): return _ops().mod(self, o)
+    def __rmod__(self, o): return _ops().mod(o, self)
+    def __pow__(self, o): return _ops().power(self, o)
+    def __rpow__(self, o): return _ops().power(o, self)
+    def __neg__(self): return _ops().negative(self)
+    def __pos__(self): return self
+    def __abs__(self): return _ops().abs(self)
+    def __matmul__(self, o): return _ops().matmul(self, o)
+    def __rmatmul__(self, o): return _ops().matmul(o, self)
+    def __lt__(self, o): return _ops().less(self, o)
+    def __le__(self, o): return _ops().less_equal(self, o)
+    def __gt__(self, o): return _ops().greater(self, o)
+    def __ge__(self, o): return _ops().greater_equal(self, o)
+
+    def __getitem__(self, key):
+        if tracing._active:
+            return self.__sym__(None)[key]
+        return self._value[key]
+
+
+def _ops():
+    from . import ops
+    return ops

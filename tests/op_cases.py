@@ -131,6 +131,11 @@ def away_from_integers():
     return lambda rng, shape: rng.integers(-20, 20, shape) + rng.uniform(0.15, 0.85, shape)
 
 
+def away_from_halves():
+    """k + f with f in [-0.35, 0.35]: round is locally constant."""
+    return lambda rng, shape: rng.integers(-20, 20, shape) + rng.uniform(-0.35, 0.35, shape)
+
+
 def mask01():
     return lambda rng, shape: rng.integers(0, 2, shape)
 
@@ -172,6 +177,11 @@ UNARY_DOMAINS = {
     "sigmoid": normal(3.0),
     "tanh": normal(2.0),
     "stop_gradient": normal(2.0),
+    "sin": uniform(-10.0, 10.0),
+    "cos": uniform(-10.0, 10.0),
+    "erf": normal(1.5),
+    "floor": away_from_integers(),
+    "round": away_from_halves(),
 }
 
 BINARY_DOMAINS = {
@@ -222,6 +232,12 @@ def _build_table() -> dict[str, list[Case]]:
     # sigmoid far in both tails (stability of the reference)
     t["sigmoid"].append(case([(33,)], [uniform(-60.0, 60.0)], note="tails"))
 
+    # exact halves round to even (no gradient case: round jumps there)
+    t["round"].append(case([(33,)], [lambda rng, s: rng.integers(-20, 20, s) + 0.5],
+                           nodiff=(0,), note="halves"))
+    t["floor"].append(case([(33,)], [small_ints(-20, 20)], nodiff=(0,), note="integers"))
+    t["erf"].append(case([(1000,)], [uniform(-6.0, 6.0)], note="tails"))
+
     for name, (da, db) in BINARY_DOMAINS.items():
         t[name] = [case(list(shapes), [da, db]) for shapes in BINARY_SHAPES]
     # pow with an integral exponent and a base close to 1
@@ -233,6 +249,8 @@ def _build_table() -> dict[str, list[Case]]:
         t[name] = [case(list(shapes), [small_ints(), small_ints()], note="ties")
                    for shapes in BINARY_SHAPES[:5]]
         t[name].append(case([(7, 33), (7, 33)], [lattice(0.5), lattice(0.0)], note="noties"))
+    for name in ("neg", "abs"):
+        t[name].append(case([(7, 33)], [small_ints(-9, 9)], dtypes=[I32], note="int"))
     for name in INT_BINARY:
         t[name].append(case([(7, 33), (33,)], [small_ints(-5, 6), small_ints(-5, 6)],
                             dtypes=[I32, I32], note="int"))

@@ -11,6 +11,8 @@
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -153,6 +155,11 @@ EXPECTED = {
     "sigmoid": lambda xs, a: 1.0 / (1.0 + np.exp(-xs[0])),
     "tanh": lambda xs, a: 1.0 - 2.0 / (np.exp(2.0 * xs[0]) + 1.0),
     "stop_gradient": lambda xs, a: xs[0] + 0.0,
+    "sin": lambda xs, a: np.imag(np.exp(1j * xs[0])),
+    "cos": lambda xs, a: np.real(np.exp(1j * xs[0])),
+    "erf": lambda xs, a: 1.0 - np.vectorize(math.erfc, otypes=[np.float64])(xs[0]),
+    "floor": lambda xs, a: xs[0] - np.mod(xs[0], 1.0),
+    "round": lambda xs, a: np.rint(xs[0]),
     "add": lambda xs, a: xs[0] + xs[1],
     "sub": lambda xs, a: xs[0] - xs[1],
     "mul": lambda xs, a: xs[0] * xs[1],
@@ -436,7 +443,8 @@ def test_transpose_bad_permutation_raises(perm):
         F.op("transpose", _leaf(g, (7, 33)), perm=perm)
 
 
-FLOAT_ONLY_UNARY = ["neg", "exp", "log", "sqrt", "abs", "sign", "sigmoid", "tanh"]
+FLOAT_ONLY_UNARY = ["exp", "log", "sqrt", "sign", "sigmoid", "tanh", "sin", "cos", "erf", "floor",
+                    "round"]
 
 
 @pytest.mark.parametrize("name", FLOAT_ONLY_UNARY)

@@ -99,6 +99,12 @@ SCALAR = {
     "sign": _sign,
     "sigmoid": lambda b, fn, xs, a: fn.call(b, "kc_sigmoid", xs[0]),
     "tanh": lambda b, fn, xs, a: fn.call(b, "kc_tanh", xs[0]),
+    "sin": lambda b, fn, xs, a: fn.call(b, "kc_sin", xs[0]),
+    "cos": lambda b, fn, xs, a: fn.call(b, "kc_cos", xs[0]),
+    "erf": lambda b, fn, xs, a: fn.call(b, "kc_erf", xs[0]),
+    # one vroundps each
+    "floor": lambda b, fn, xs, a: fn.call(b, "llvm.floor.f32", xs[0]),
+    "round": lambda b, fn, xs, a: fn.call(b, "llvm.roundeven.f32", xs[0]),
     "stop_gradient": lambda b, fn, xs, a: xs[0],
     "add": lambda b, fn, xs, a: b.fadd(xs[0], xs[1], flags=FLAGS),
     "sub": lambda b, fn, xs, a: b.fsub(xs[0], xs[1], flags=FLAGS),

@@ -17,6 +17,8 @@ def set_random_seed(seed):
     np.random.seed(seed % 2**32)
     from .. import initializers
     initializers.set_seed(seed)
+    from .. import random as _random      # the global SeedGenerator of unseeded random ops
+    _random._global = _random.SeedGenerator(seed, name="global_seed_generator")
     try:                                  # Dropout draws its default salts from its own RNG
         from ..layers import regularization
         regularization._seed_rng = np.random.default_rng(seed)
