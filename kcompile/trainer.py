@@ -80,6 +80,8 @@ class Trainer:
         return list(getattr(self, "_log_kinds", {"loss": None}))
 
     def _require_compiled(self, what):
+        from .subclassed import check_overrides
+        check_overrides(self, what)
         if not self.compiled or self.optimizer is None:
             raise RuntimeError(f"You must call `compile()` before calling `{what}()`.")
         if self._loss_spec is None:
@@ -87,12 +89,16 @@ class Trainer:
 
     # -- state and executables ----------------------------------------------------------
     def _ensure_state(self):
-        variables = list(self.weights)
+        # Every variable of the model: weights and random-number state (Dropout's seed).
+        variables = list(self.variables)
         if self.optimizer is not None:
             self.optimizer.build(self.trainable_weights)
             variables += self.optimizer.variables
         names = [v.path for v in variables]
         if self._state is not None and list(self._state.types) == names:
+            for v in variables:     # a variable another model or an eager call moved away
+                if v.value is not self._state[v.path]:
+                    v.bind(self._state[v.path])
             return self._state
         if len(set(names)) != len(names):
             dup = sorted({n for n in names if names.count(n) > 1})
@@ -180,6 +186,7 @@ class Trainer:
             outs = self.forward(self._trace_inputs(trace, batch_size), training=False)
             for i, o in enumerate(outs):
                 trace.graph.outputs[f"y{i}"] = o.id
+            _add_updates(trace)         # as Keras: a variable assigned in call() changes
         return simplify(trace.graph)
 
     def _trace_loss(self, batch_size, y_specs, training):
@@ -191,9 +198,7 @@ class Trainer:
             weight = trace.input("sample_weight", (batch_size,))
             outs = self.forward(xs, training=training)
             g = trace.graph
-            if training:                    # layer state updates (moving means, seeds)
-                for var, value in trace.updates.items():
-                    g.updates[trace.variable(var).id] = value.id
+            _add_updates(trace)             # moving means, seeds, variables assigned in call()
             count = F.sum(mask)
             denom = F.maximum(count, 1.0)
             n = len(outs)
@@ -430,6 +435,8 @@ class Trainer:
         return values[0] if len(values) == 1 else values
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        from .subclassed import check_overrides
+        check_overrides(self, "predict")
         verbose = _check_verbose(verbose)
         source = make_source(x, None, None, None, batch_size, False, self, "predict",
                              targets=False, steps=steps)
@@ -541,6 +548,11 @@ class _Totals:
         c = max(self.count, 1.0)
         return {k: (self.sums[k] / self.weights[k] if self.weights[k] else 0.0)
                 if self.kinds[k][0] == "ratio" else v / c for k, v in self.sums.items()}
+
+
+def _add_updates(trace):
+    for var, value in trace.updates.items():
+        trace.graph.updates[trace.variable(var).id] = value.id
 
 
 def _logs_result(logs, names, return_dict):
