@@ -169,8 +169,8 @@ def _call_layer(layer, inputs, training, mask, kwargs):
                     for i, a in enumerate(arrays)]
             m = None if mask is None else trace.input("mask_in", np.shape(mask))
             out = layer._call_traced(_rebuild(kind, keys, syms), (), training, m, dict(kwargs))
+            flat, out_kind, out_keys = _flatten_outputs(trace, out)
         state = _layer_state(layer, trace, cache)
-        flat, out_kind, out_keys = _flatten_outputs(trace, out)
         entry = _compile(trace, flat, state, "native", None)
         entry["structure"] = (out_kind, out_keys)
         cache.exes[key] = entry

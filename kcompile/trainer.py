@@ -84,8 +84,8 @@ class Trainer:
         check_overrides(self, what)
         if not self.compiled or self.optimizer is None:
             raise RuntimeError(f"You must call `compile()` before calling `{what}()`.")
-        if self._loss_spec is None:
-            raise ValueError(f"The model must be compiled with a loss before calling `{what}()`.")
+        # Without a compiled loss, the losses the layers add (add_loss) are the loss: the
+        # trace tells (_trace_loss).
 
     # -- state and executables ----------------------------------------------------------
     def _ensure_state(self):
@@ -259,12 +259,14 @@ class Trainer:
                     g.outputs[f"metric/{name}"] = F.sum(m.values(y_true, y_pred) * w).id
                     g.outputs[f"weight/{name}"] = F.sum(w).id
                     kinds[name] = ("ratio", f"metric/{name}", f"weight/{name}")
-            if total is None:
-                raise ValueError("No loss to train on: every output's loss is None")
+            if total is None and not trace.losses:
+                raise ValueError("The model must be compiled with a loss (or add losses in "
+                                 "call() with `self.add_loss()`) before it is trained or "
+                                 "evaluated: every output's loss is None")
             reg = [w.regularizer(w) for w in self.trainable_weights if w.regularizer is not None]
-            reg += trace.losses          # activity regularizers
+            reg += trace.losses          # activity regularizers and add_loss terms
             for r in reg:
-                total = total + r
+                total = r if total is None else total + r
             g.outputs["loss"] = total.id
             g.outputs["count"] = count.id
             self._log_kinds = kinds

@@ -421,7 +421,7 @@ def _with_context(e, head, args_text=None):
 
 def _describe(x):
     if isinstance(x, Sym):
-        return f"tensor of shape {(None, *x.shape[1:])} ({x.dtype}) [batch {x.shape[0]} traced]"
+        return f"tensor of shape {(None, *x.shape[1:])}, dtype {x.dtype}"
     if isinstance(x, dict):
         return "{" + ", ".join(f"{k!r}: {_describe(v)}" for k, v in x.items()) + "}"
     if isinstance(x, (list, tuple)):
