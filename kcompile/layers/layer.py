@@ -309,6 +309,7 @@ class Layer:
         finally:
             trace.call_depth -= 1
             trace.call_training = prev
+        outputs = _traced_values(outputs)
         self._after_call(inputs, outputs, kwargs.get("mask", mask))
         if self.output_shape is None and isinstance(outputs, Sym):
             self.output_shape = (None, *outputs.shape[1:])
@@ -390,6 +391,17 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"
+
+
+def _traced_values(outputs):
+    """A call's outputs with variables (`return self.total`) read as traced values."""
+    if hasattr(outputs, "__sym__"):
+        return outputs.__sym__(None)
+    if isinstance(outputs, (list, tuple)) and any(hasattr(o, "__sym__") for o in outputs):
+        return type(outputs)(_traced_values(o) for o in outputs)
+    if isinstance(outputs, dict) and any(hasattr(o, "__sym__") for o in outputs.values()):
+        return {k: _traced_values(v) for k, v in outputs.items()}
+    return outputs
 
 
 def _unique(items):
