@@ -90,6 +90,9 @@ def input_names(model):
     inputs = getattr(model, "_inputs", None)
     if inputs:
         return [t.name for t in inputs]
+    spec = getattr(model, "_subclass_spec", None)      # a subclassed model called on a dict
+    if spec is not None and spec.input_keys:
+        return list(spec.input_keys)
     return None
 
 
