@@ -18,13 +18,14 @@ if not _os.path.isdir(_os.path.join(__path__[0], "ir")) and \
         _os.path.isfile(_os.path.join(_checkout, "ir", "__init__.py")):
     __path__.append(_checkout)
 
-from . import activations, callbacks, constraints, data, datasets, initializers, layers, losses
+from . import activations, backend, callbacks, config, constraints, data, datasets, initializers
+from . import layers, losses
 from . import metrics, models, optimizers, preprocessing, random, regularizers, saving, utils
 from . import keras  # noqa: E402  (kcompile.keras is kcompile: `tf.keras.X` spellings work)
 from .layers import Input
 from .models import Model, Sequential
 
 __version__ = "0.1.0"
-__all__ = ["activations", "callbacks", "constraints", "data", "datasets", "initializers", "layers",
+__all__ = ["activations", "backend", "callbacks", "config", "constraints", "data", "datasets", "initializers", "layers",
            "losses", "metrics", "models", "optimizers", "preprocessing", "regularizers", "saving",
            "utils", "Input", "Model", "Sequential"]

@@ -394,6 +394,8 @@ class StreamSource:
     def _raw(self):
         data = self.data
         if self._indexed:
+            if hasattr(data, "on_epoch_begin"):
+                data.on_epoch_begin()         # a PyDataset's hook
             order = np.arange(self.num_batches)
             if self.shuffle:
                 order = np.random.permutation(order)

@@ -30,6 +30,8 @@ import os
 
 import numpy as np
 
+from .eager import eager_structure
+
 AUTOTUNE = -1
 INFINITE_CARDINALITY = -1
 UNKNOWN_CARDINALITY = -2
@@ -134,17 +136,19 @@ class Dataset:
 
     # -- iteration ----------------------------------------------------------------------
     def __iter__(self):
-        return iter(self._make_iterator())
+        # Elements come out as eager tensors (numpy arrays with `.numpy()`), as tf's do.
+        return map(eager_structure, self._make_iterator())
 
     def as_numpy_iterator(self):
-        """An iterator over the elements as numpy values."""
+        """An iterator over the elements as plain numpy values."""
         def gen():
-            for element in self:
+            for element in self._make_iterator():
                 for leaf in _flatten(element):
                     if isinstance(leaf, Dataset):
                         raise TypeError("Dataset.as_numpy_iterator() is not supported for "
                                         "datasets that produce values of type Dataset")
-                yield element
+                yield _map_structure(lambda v: np.asarray(v) if isinstance(v, np.ndarray)
+                                     else v, element)
         return gen()
 
     def cardinality(self):

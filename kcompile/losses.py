@@ -9,8 +9,7 @@ from __future__ import annotations
 import inspect
 
 from kcompile.ir import builder as F
-
-EPSILON = 1e-7
+from .config import epsilon
 
 
 def _align_ranks(y_true, y_pred):
@@ -48,15 +47,15 @@ def mean_absolute_error(y_true, y_pred):
 def mean_absolute_percentage_error(y_true, y_pred):
     y_true, y_pred = _align_ranks(_float(y_true), y_pred)
     _check_same_shape(y_true, y_pred)
-    diff = F.abs((y_true - y_pred) / F.maximum(F.abs(y_true), EPSILON))
+    diff = F.abs((y_true - y_pred) / F.maximum(F.abs(y_true), epsilon()))
     return 100.0 * F.mean(diff, axis=-1)
 
 
 def mean_squared_logarithmic_error(y_true, y_pred):
     y_true, y_pred = _align_ranks(_float(y_true), y_pred)
     _check_same_shape(y_true, y_pred)
-    a = F.log(F.maximum(y_pred, EPSILON) + 1.0)
-    b = F.log(F.maximum(y_true, EPSILON) + 1.0)
+    a = F.log(F.maximum(y_pred, epsilon()) + 1.0)
+    b = F.log(F.maximum(y_true, epsilon()) + 1.0)
     return F.mean(F.square(a - b), axis=-1)
 
 
@@ -103,15 +102,15 @@ def squared_hinge(y_true, y_pred):
 def kl_divergence(y_true, y_pred):
     y_true, y_pred = _align_ranks(_float(y_true), y_pred)
     _check_same_shape(y_true, y_pred)
-    t = F.clip(y_true, EPSILON, 1.0)
-    p = F.clip(y_pred, EPSILON, 1.0)
+    t = F.clip(y_true, epsilon(), 1.0)
+    p = F.clip(y_pred, epsilon(), 1.0)
     return F.sum(t * F.log(t / p), axis=-1)
 
 
 def poisson(y_true, y_pred):
     y_true, y_pred = _align_ranks(_float(y_true), y_pred)
     _check_same_shape(y_true, y_pred)
-    return F.mean(y_pred - y_true * F.log(y_pred + EPSILON), axis=-1)
+    return F.mean(y_pred - y_true * F.log(y_pred + epsilon()), axis=-1)
 
 
 def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
@@ -123,7 +122,7 @@ def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, 
         # -t log sigmoid(x) - (1-t) log sigmoid(-x) = max(x,0) - x t + log(1 + exp(-|x|))
         bce = F.relu(y_pred) - y_pred * y_true + F.log(1.0 + F.exp(-F.abs(y_pred)))
     else:
-        p = F.clip(y_pred, EPSILON, 1.0 - EPSILON)
+        p = F.clip(y_pred, epsilon(), 1.0 - epsilon())
         bce = -(y_true * F.log(p) + (1.0 - y_true) * F.log(1.0 - p))
     return F.mean(bce, axis=axis)
 
@@ -142,7 +141,7 @@ def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=
         # As Keras: renormalize, clip to [eps, 1-eps], log. simplify rewrites this
         # into a stable log-softmax when y_pred is a softmax.
         p = y_pred / F.sum(y_pred, axis=axis, keepdims=True)
-        log_prob = F.log(F.clip(p, EPSILON, 1.0 - EPSILON))
+        log_prob = F.log(F.clip(p, epsilon(), 1.0 - epsilon()))
     return -F.sum(y_true * log_prob, axis=axis)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kcompile import eager, layers, models
+from kcompile import eager_calls, layers, models
 
 RNG = np.random.default_rng(5)
 
@@ -20,12 +20,12 @@ def rand(*shape):
 @pytest.fixture
 def compile_count(monkeypatch):
     calls = []
-    real = eager.make_executable
+    real = eager_calls.make_executable
 
     def counting(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
-    monkeypatch.setattr(eager, "make_executable", counting)
+    monkeypatch.setattr(eager_calls, "make_executable", counting)
     return calls
 
 

@@ -39,7 +39,7 @@ class Layer:
 
     Layers assigned as attributes (also in lists and dicts) are sublayers: their weights
     follow the layer's own (kcompile/layers/tracking.py). Called on arrays, a layer
-    computes now and returns arrays (kcompile/eager.py)."""
+    computes now and returns arrays (kcompile/eager_calls.py)."""
 
     def __new__(cls, *args, **kwargs):
         obj = super().__new__(cls)
@@ -139,7 +139,7 @@ class Layer:
     def losses(self) -> list:
         """The add_loss values of the last eager call (this layer's and its sublayers'),
         then the weight regularization penalties, as numpy scalars."""
-        from ..eager import regularization_losses
+        from ..eager_calls import regularization_losses
         out = list(self._last_losses)
         for layer in self._sublayers(recursive=True):
             out += layer._last_losses
@@ -272,7 +272,7 @@ class Layer:
                 raise TypeError(f"Layer {self.name!r}: on Input tensors, pass the layer's "
                                 f"extra arguments by keyword (received {len(args)} positional)")
             return call_symbolic(self, inputs, kwargs)
-        from .. import eager
+        from .. import eager_calls as eager
         if tracing_mod._active and eager.is_array_structure(inputs):
             # Arrays inside traced layer code are constants of the graph.
             consts = eager.lift_structure(tracing_mod.current(), inputs)
