@@ -35,6 +35,7 @@ def test_model_call_equals_predict_and_is_cached(compile_count):
     x = rand(3, 4)
     y = model(x)
     assert isinstance(y, np.ndarray)
+    np.testing.assert_array_equal(y.numpy(), y)       # guides call .numpy() on results
     np.testing.assert_allclose(y, model.predict(x, verbose=0), rtol=1e-6)
     np.testing.assert_array_equal(model(x, training=False), y)
     assert len(compile_count) == 1                 # same signature: compiled once
