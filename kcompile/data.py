@@ -91,6 +91,9 @@ def input_names(model):
     inputs = getattr(model, "_inputs", None)
     if inputs:
         return [t.name for t in inputs]
+    spec = getattr(model, "_subclass_spec", None)      # a subclassed model called on a dict
+    if spec is not None and spec.input_keys:
+        return list(spec.input_keys)
     return None
 
 
@@ -104,7 +107,10 @@ def output_names(model):
 def adapt_inputs(x, model, where: str) -> list[np.ndarray]:
     if x is None:
         raise ValueError(f"{where}: no input data (x is None)")
-    if hasattr(model, "_ensure_input_shape") and getattr(model, "_input_shape", 0) is None:
+    if getattr(model, "_is_subclassed", False):
+        # A subclassed model is built from the first data it sees, and checks later data.
+        model._build_from_data(x)
+    elif hasattr(model, "_ensure_input_shape") and getattr(model, "_input_shape", 0) is None:
         # A Sequential model without an input shape takes it from the first data it sees.
         first = next(iter(x.values())) if isinstance(x, dict) and len(x) == 1 else x
         model._ensure_input_shape(_as_array(first, "x", where))

@@ -1,9 +1,14 @@
-"""Models: Sequential and the functional Model, their weights and summary."""
+"""Models: Sequential, the functional Model and subclassed models, their weights and summary.
+
+A subclassed model (`class M(Model)` with `__init__` and `call`, no Input) is built
+from the first data it sees (kcompile/subclassed.py); its layers are the ones its
+attributes hold.
+"""
 from __future__ import annotations
 
 import numpy as np
 
-from . import functional, saving  # noqa: F401  (kcompile.saving, used by the methods below)
+from . import functional, saving, subclassed  # noqa: F401  (kcompile.saving: used below)
 from .functional import KerasTensor
 from .layers.core import InputLayer
 from .layers.layer import Layer, unique_name
@@ -11,13 +16,15 @@ from .trainer import Trainer
 
 
 class Model(Trainer, Layer):
-    """A functional model: `Model(inputs, outputs)` over layers called on `Input` tensors."""
+    """A functional model, `Model(inputs, outputs)` over layers called on `Input` tensors,
+    or the base of a subclassed model (`__init__` + `call`)."""
 
     def __init__(self, inputs=None, outputs=None, name=None, **kwargs):
         Layer.__init__(self, name=name or unique_name(_base_name(self)), **kwargs)
         Trainer.__init__(self)
         if inputs is None and outputs is None:
             self._inputs = self._outputs = None
+            self._subclass_spec = None      # set when built: kcompile/subclassed.py
             return
         if inputs is None or outputs is None:
             raise ValueError("A functional Model needs both `inputs` and `outputs`")
@@ -36,48 +43,61 @@ class Model(Trainer, Layer):
 
     # -- structure ---------------------------------------------------------------
     @property
+    def _is_subclassed(self) -> bool:
+        return self._outputs is None and not isinstance(self, Sequential)
+
+    @property
     def layers(self) -> list[Layer]:
+        if self._outputs is None:
+            return self._sublayers()
         out = []
         for t in functional.topological_tensors(self._outputs):
-            if t.layer not in out and not (isinstance(t.layer, InputLayer) and False):
+            if t.layer not in out:
                 out.append(t.layer)
         return out
+
+    def _sublayers(self, recursive=False):
+        if self._outputs is None:       # a subclassed model: the layers its attributes hold
+            return Layer._sublayers(self, recursive)
+        direct = self.layers
+        if not recursive:
+            return direct
+        return list({id(l): l for layer in direct
+                     for l in [layer, *layer._sublayers(recursive=True)]}.values())
 
     @property
     def input_specs(self) -> list[tuple[tuple, str]]:
         """(per-sample shape, dtype) of each model input."""
+        if self._outputs is None:
+            return subclassed.spec(self).input_specs
         return [(t.shape[1:], t.dtype) for t in self._inputs]
 
     @property
     def output_names(self) -> list[str]:
+        if self._outputs is None:
+            return subclassed.spec(self).output_names
         return [t.layer.name for t in self._outputs]
 
     def forward(self, xs, training=False):
         """The model applied to traced inputs; a list of traced outputs."""
+        if self._outputs is None:
+            return subclassed.forward(self, xs, training)
         return functional.run_graph(self._inputs, self._outputs, xs, training)
 
+    def build(self, input_shape=None):
+        """A subclassed model: create its weights for inputs of `input_shape` (batch axis
+        included; a list or dict of shapes for several inputs), as calling it would."""
+        if self._outputs is not None:
+            self.built = True
+            return
+        if input_shape is None:
+            raise ValueError(f"Model {self.name!r}: build() needs `input_shape`")
+        subclassed.build(self, input_shape)
+
+    def _build_from_data(self, x):
+        subclassed.build_from_data(self, x)
+
     # -- weights -----------------------------------------------------------------
-    @property
-    def weights(self):
-        seen, out = set(), []
-        for layer in self.layers:
-            for w in layer.weights:
-                if id(w) not in seen:
-                    seen.add(id(w))
-                    out.append(w)
-        return out
-
-    @property
-    def trainable_weights(self):
-        if not self.trainable:
-            return []
-        return [w for layer in self.layers for w in layer.trainable_weights]
-
-    @property
-    def non_trainable_weights(self):
-        trainable = {id(w) for w in self.trainable_weights}
-        return [w for w in self.weights if id(w) not in trainable]
-
     def get_weights(self):
         return [w.numpy() for w in self.weights]
 
@@ -93,7 +113,7 @@ class Model(Trainer, Layer):
                 raise ValueError(f"Model {self.name!r}: weight {var.path!r} has shape {var.shape}, "
                                  f"received {np.shape(w)}")
         for var, w in zip(ws, weights):
-            var.assign(w)
+            var._assign_array(w)
 
     def count_params(self):
         return int(sum(np.prod(w.shape) for w in self.weights))
@@ -108,7 +128,11 @@ class Model(Trainer, Layer):
                          f"{[l.name for l in self.layers]}")
 
     def call(self, inputs, training=None):
-        """The model used as a layer of another model (nested models)."""
+        """The model used as a layer of another model (nested models). A subclassed
+        model defines its own."""
+        if self._is_subclassed:
+            raise NotImplementedError(f"Model {type(self).__name__} has no call(): a "
+                                      f"subclassed model must define call(self, inputs)")
         xs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
         outs = self.forward(xs, training=training)
         return outs[0] if len(outs) == 1 else outs
@@ -132,18 +156,21 @@ class Model(Trainer, Layer):
         load_weights(self, filepath, skip_mismatch=skip_mismatch, by_name=by_name)
 
     def get_config(self):
-        if self._outputs is None:
-            raise NotImplementedError(f"Model {type(self).__name__} is not a functional model: "
-                                      f"override get_config() to make it serializable")
+        if self._outputs is None or not subclassed.functional_like_constructor(type(self)):
+            return subclassed.get_config(self)
         from .saving.model_config import functional_config
         return functional_config(self)
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
+        """A functional model from its graph config, else (a subclassed model) `cls(**config)`,
+        as Keras does."""
         from .saving.model_config import functional_from_config
         from .saving.serialization import custom_object_scope
         with custom_object_scope(custom_objects):
-            return functional_from_config(cls, config, custom_objects)
+            if subclassed.is_functional_config(cls, config):
+                return functional_from_config(cls, config, custom_objects)
+            return subclassed.from_config(cls, config)
 
     def to_json(self, **kwargs):
         """The model's {"class_name", "config"} as a JSON string."""
@@ -158,6 +185,8 @@ class Model(Trainer, Layer):
         (print_fn or print)(text)
 
     def _layer_rows(self):
+        if self._outputs is None:
+            return subclassed.layer_rows(self)
         rows = []
         for t in functional.topological_tensors(self._outputs):
             if t.index:

@@ -22,7 +22,11 @@ class Trace:
         self.updates = {}            # Variable -> Sym: state a layer updates in training
         self.masks: dict[int, Sym] = {}   # value id -> its Keras mask (batch, steps)
         self.sample_mask = None      # (batch,) 1 for real samples, 0 for padding
-        self.losses = []             # extra loss terms (activity regularizers)
+        self.losses = []             # extra loss terms (activity regularizers, add_loss)
+        self.loss_owners = []        # (layer, scalar Sym) of each add_loss term, in call order
+        self.call_training = None    # the `training` value of the layer call being traced
+        self.call_depth = 0          # layer calls under way (a variable assign there is traced)
+        self._assigned: dict[int, Sym] = {}   # variable id -> its value after the last assign
 
     def is_trainable(self, var) -> bool:
         return var.trainable
@@ -31,6 +35,7 @@ class Trace:
         """Continue tracing into `graph`, a pass's copy of this trace's graph (same value ids)."""
         self.graph = graph
         self._leaves = {k: Sym(graph, s.id) for k, s in self._leaves.items()}
+        self._assigned = {k: Sym(graph, s.id) for k, s in self._assigned.items()}
 
     def variable(self, var) -> Sym:
         key = id(var)
@@ -40,6 +45,20 @@ class Trace:
                 role, TensorType(var.shape, var.dtype), var.path))
             self.variables.append(var)
         return self._leaves[key]
+
+    def read(self, var) -> Sym:
+        """The variable's current value: its leaf, or what layer code last assigned to it."""
+        value = self._assigned.get(id(var))
+        return value if value is not None else self.variable(var)
+
+    def assign(self, var, value: Sym) -> None:
+        """`var` takes `value` after the step; later reads in this trace see `value`."""
+        if tuple(value.shape) != tuple(var.shape):
+            raise ValueError(f"cannot assign a value of shape {value.shape} to variable "
+                             f"{var.path!r} of shape {var.shape}")
+        self.variable(var)                  # the leaf exists before its update
+        self.updates[var] = value
+        self._assigned[id(var)] = value
 
     def input(self, name: str, shape, dtype="float32", role="input") -> Sym:
         return Sym(self.graph, self.graph.leaf(role, TensorType(tuple(shape), graph_dtype(dtype)),

@@ -81,21 +81,28 @@ class Trainer:
         return list(getattr(self, "_log_kinds", {"loss": None}))
 
     def _require_compiled(self, what):
+        from .subclassed import check_overrides
+        check_overrides(self, what)
         if not self.compiled or self.optimizer is None:
             raise RuntimeError(f"You must call `compile()` before calling `{what}()`.")
-        if self._loss_spec is None:
-            raise ValueError(f"The model must be compiled with a loss before calling `{what}()`.")
+        # Without a compiled loss, the losses the layers add (add_loss) are the loss: the
+        # trace tells (_trace_loss).
 
     # -- state and executables ----------------------------------------------------------
     def _ensure_state(self):
         from .random import seed_states
-        variables = list(self.weights)
+        # Every variable of the model: weights and random-number state (Dropout's seed,
+        # SeedGenerators held by layers).
+        variables = list(self.variables)
         variables += [v for v in seed_states(self) if all(v is not w for w in variables)]
         if self.optimizer is not None:
             self.optimizer.build(self.trainable_weights)
             variables += self.optimizer.variables
         names = [v.path for v in variables]
         if self._state is not None and list(self._state.types) == names:
+            for v in variables:     # a variable another model or an eager call moved away
+                if v.value is not self._state[v.path]:
+                    v.bind(self._state[v.path])
             return self._state
         if len(set(names)) != len(names):
             dup = sorted({n for n in names if names.count(n) > 1})
@@ -195,6 +202,7 @@ class Trainer:
             outs = self.forward(self._trace_inputs(trace, batch_size), training=False)
             for i, o in enumerate(outs):
                 trace.graph.outputs[f"y{i}"] = o.id
+            _add_updates(trace)         # as Keras: a variable assigned in call() changes
         return self._bind_length(trace.graph, "predict")
 
     def _bind_length(self, g, entry):
@@ -212,9 +220,7 @@ class Trainer:
             weight = trace.input("sample_weight", (batch_size,))
             outs = self.forward(xs, training=training)
             g = trace.graph
-            if training:                    # layer state updates (moving means, seeds)
-                for var, value in trace.updates.items():
-                    g.updates[trace.variable(var).id] = value.id
+            _add_updates(trace)             # moving means, seeds, variables assigned in call()
             count = F.sum(mask)
             denom = F.maximum(count, 1.0)
             n = len(outs)
@@ -275,12 +281,14 @@ class Trainer:
                     g.outputs[f"metric/{name}"] = F.sum(m.values(y_true, y_pred) * w).id
                     g.outputs[f"weight/{name}"] = F.sum(w).id
                     kinds[name] = ("ratio", f"metric/{name}", f"weight/{name}")
-            if total is None:
-                raise ValueError("No loss to train on: every output's loss is None")
+            if total is None and not trace.losses:
+                raise ValueError("The model must be compiled with a loss (or add losses in "
+                                 "call() with `self.add_loss()`) before it is trained or "
+                                 "evaluated: every output's loss is None")
             reg = [w.regularizer(w) for w in self.trainable_weights if w.regularizer is not None]
-            reg += trace.losses          # activity regularizers
+            reg += trace.losses          # activity regularizers and add_loss terms
             for r in reg:
-                total = total + r
+                total = r if total is None else total + r
             g.outputs["loss"] = total.id
             g.outputs["count"] = count.id
             self._log_kinds = kinds
@@ -455,6 +463,8 @@ class Trainer:
         return values[0] if len(values) == 1 else values
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        from .subclassed import check_overrides
+        check_overrides(self, "predict")
         verbose = _check_verbose(verbose)
         source = make_source(x, None, None, None, batch_size, False, self, "predict",
                              targets=False, steps=steps)
@@ -566,6 +576,11 @@ class _Totals:
         c = max(self.count, 1.0)
         return {k: (self.sums[k] / self.weights[k] if self.weights[k] else 0.0)
                 if self.kinds[k][0] == "ratio" else v / c for k, v in self.sums.items()}
+
+
+def _add_updates(trace):
+    for var, value in trace.updates.items():
+        trace.graph.updates[trace.variable(var).id] = value.id
 
 
 def _logs_result(logs, names, return_dict):

@@ -3,11 +3,17 @@
 Before a model runs, a variable keeps its own numpy array; once the model has a
 `State`, the variable's value is a view into that buffer, so compiled updates
 are seen here without copies.
+
+In layer code being traced, a variable reads as a graph value, and
+`assign` / `assign_add` / `assign_sub` with a traced value become state updates
+of the compiled step (as BatchNormalization's moving statistics are); outside a
+trace they change the array now.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from kcompile.ir import builder as F
 from . import tracing
 
 
@@ -36,7 +42,28 @@ class Variable:
     def value(self):
         return self._value
 
-    def assign(self, value) -> None:
+    @property
+    def ndim(self):
+        return self._value.ndim
+
+    def assign(self, value):
+        if _traced_assign(value):
+            trace = tracing.current()
+            value = F.lift(trace.graph, value, self.dtype)
+            if value.dtype != self.dtype:
+                value = F.cast(value, self.dtype)
+            trace.assign(self, value)
+            return self
+        self._assign_array(value)
+        return self
+
+    def assign_add(self, delta):
+        return self.assign(self + delta if _traced_assign(delta) else self._value + delta)
+
+    def assign_sub(self, delta):
+        return self.assign(self - delta if _traced_assign(delta) else self._value - delta)
+
+    def _assign_array(self, value) -> None:
         value = np.asarray(value)
         if value.shape != self.shape:
             raise ValueError(f"cannot assign a value of shape {value.shape} to variable "
@@ -49,7 +76,7 @@ class Variable:
         self._value = view
 
     def __sym__(self, g):
-        return tracing.current().variable(self)
+        return tracing.current().read(self)
 
     def __float__(self):
         return float(self._value)
@@ -97,10 +124,20 @@ class Variable:
 
     def __getitem__(self, key):
         if tracing._active:
-            return self.__sym__(None)[key]
+            return tracing.current().read(self)[key]
         return self._value[key]
 
 
 def _ops():
     from . import ops
     return ops
+
+
+def _traced_assign(value) -> bool:
+    """Whether an assign is part of the layer code being traced: a traced value, or any
+    value assigned inside a layer's call (a constant reset of a counter, say)."""
+    if not tracing._active:
+        return False
+    if isinstance(value, F.Sym) or hasattr(value, "__sym__"):
+        return True
+    return tracing.current().call_depth > 0

@@ -28,8 +28,8 @@ class Dropout(Layer):
         self._salt = int(seed) if seed is not None else int(_seed_rng.integers(0, 2**31))
 
     def build(self, input_shape):
-        self.seed_state = self.add_weight((), "zeros", dtype="int32", trainable=False,
-                                          name="seed_generator_state")
+        # Model state, not a weight: Keras 3 lists no seed in get_weights().
+        self.seed_state = self._add_state_variable("seed_generator_state")
         self.built = True
 
     def call(self, inputs, training=None):

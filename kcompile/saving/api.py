@@ -24,6 +24,7 @@ import numpy as np
 from . import files, training
 from .model_config import model_from_config, model_to_config
 from .serialization import custom_object_scope
+from .. import subclassed
 from .weights import (load_kcompile_state, load_legacy_weights, load_v3_weights,
                       read_named_values, write_kcompile_state, write_legacy_weights,
                       write_named_values, write_v3_weights)
@@ -79,6 +80,12 @@ def save_model(model, filepath, overwrite=True, include_optimizer=True, **kwargs
                          f"for the legacy HDF5 format.")
     if kwargs:
         raise TypeError(f"save_model() got unexpected arguments {sorted(kwargs)}")
+    if writer is _write_h5 and getattr(model, "_is_subclassed", False):
+        raise NotImplementedError(
+            "Saving the model to HDF5 format requires the model to be a Functional model or a "
+            "Sequential model. It does not work for subclassed models, because such models are "
+            "defined via the body of a Python method, which isn't safely serializable. Save "
+            "it in the `.keras` format (its get_config() and weights) or use `save_weights()`.")
     with files.atomic_path(path, overwrite) as tmp:
         writer(model, tmp, include_optimizer and _compiled(model))
 
@@ -104,6 +111,8 @@ def _write_keras(model, target, include_optimizer):
     shape = getattr(model, "_input_shape", None)
     if shape is not None:
         config["build_config"] = {"input_shape": [None, *shape]}
+    if getattr(model, "_is_subclassed", False) and model._subclass_spec is not None:
+        config["build_config"] = subclassed.build_config(model)
     if include_optimizer:
         config["compile_config"] = training.compile_config(model)
     metadata = {"keras_version": KERAS_VERSION,
@@ -165,6 +174,8 @@ def _read_keras(path, custom_objects, compile):
                              f"kcompile does not read; save it with weights_format='h5'")
         weights = files.zip_member(zf, "model.weights.h5", path)
     model = model_from_config(config, custom_objects)
+    if getattr(model, "_is_subclassed", False) and config.get("build_config"):
+        subclassed.build_from_config(model, config["build_config"])
     if compile and config.get("compile_config"):
         backend = (metadata.get("kcompile") or {}).get("backend")
         training.compile_from_config(model, config["compile_config"], custom_objects, backend)

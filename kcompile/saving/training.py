@@ -204,10 +204,14 @@ def _keras_slot_groups(opt):
     return type(opt).__name__, None
 
 
-def keras_var_order(layer):
-    """A layer's variables as Keras saves them: trainable ones first."""
-    ws = list(layer.weights)
-    return [w for w in ws if w.trainable] + [w for w in ws if not w.trainable]
+def keras_var_order(layer, own=False):
+    """A layer's variables as Keras saves them: its trainable weights, then the others
+    (sublayers' included, as the legacy .h5 layout has them); with own=True only the
+    layer's own variables (the .keras layout gives each sublayer its own group)."""
+    if own:
+        ws = list(layer._weights)
+        return [w for w in ws if w.trainable] + [w for w in ws if not w.trainable]
+    return layer.trainable_weights + layer.non_trainable_weights
 
 
 def optimizer_variables(model) -> list:

@@ -22,6 +22,7 @@ import numpy as np
 from .model_config import keras_layers
 from .serialization import keras_snake_case
 from .training import keras_var_order
+from ..layers.tracking import attribute_children, seed_state_variables
 
 HDF5_OBJECT_HEADER_LIMIT = 64512
 
@@ -64,15 +65,18 @@ def _is_model(layer):
     return isinstance(layer, Model)
 
 
-def keras_vars(layer) -> list:
-    """The variables Keras saves for a layer, in its order (trainable first)."""
+def keras_vars(layer, own=False) -> list:
+    """The variables Keras saves for a layer, in its order (trainable first); own=True:
+    without its sublayers' (the .keras layout)."""
     skip = layout(layer).kcompile_only
-    return [w for w in keras_var_order(layer) if w.name not in skip]
+    return [w for w in keras_var_order(layer, own) if w.name not in skip]
 
 
 def _kcompile_only(layer) -> list:
-    keep = {id(w) for w in keras_vars(layer)}
-    return [w for w in layer.weights if id(w) not in keep]
+    """The layer's own variables Keras does not save: random-number state."""
+    keep = {id(w) for w in keras_vars(layer, own=True)}
+    own = list(layer._weights) + list(layer._state_vars) + seed_state_variables(layer)
+    return [w for w in own if id(w) not in keep]
 
 
 def write_kcompile_state(f, model):
@@ -112,16 +116,16 @@ def load_kcompile_state(f, model):
                 setattr(layer, a, int(group.attrs[f"{path}:{a}"]))
 
 
-def layer_values(layer) -> list:
+def layer_values(layer, own=False) -> list:
     """A layer's weights as Keras stores them."""
-    values = [w.numpy() for w in keras_vars(layer)]
+    values = [w.numpy() for w in keras_vars(layer, own)]
     lay = layout(layer)
     return list(lay.to_keras(values)) if lay.to_keras and values else values
 
 
-def assign_layer(layer, values, where, skip_mismatch=False) -> None:
+def assign_layer(layer, values, where, skip_mismatch=False, own=False) -> None:
     """Set a layer's weights from Keras-ordered saved values, checking count and shapes."""
-    targets = keras_vars(layer)
+    targets = keras_vars(layer, own)
     lay = layout(layer)
     values = [np.asarray(v) for v in values]
     if lay.from_keras and values:
@@ -147,7 +151,7 @@ def assign_layer(layer, values, where, skip_mismatch=False) -> None:
                 return
             raise ValueError(msg)
     for var, value in zip(targets, values):
-        var.assign(value)
+        var._assign_array(value)
 
 
 # -- legacy layout ---------------------------------------------------------------------------
@@ -242,23 +246,73 @@ def load_legacy_weights(group, model, where, by_name=False, skip_mismatch=False)
 
 
 # -- Keras 3 layout ----------------------------------------------------------------------------
-def v3_layer_paths(model, prefix="layers"):
-    """(group path, layer) for every layer, as Keras 3 names them; nested models recurse."""
-    used: dict[str, int] = {}
-    out = []
-    for layer in keras_layers(model):
-        base = keras_snake_case(type(layer).__name__ if not _is_model(layer) or type(
-            layer).__name__ != "Model" else "Functional")
-        if base in used:
-            used[base] += 1
-            base = f"{base}_{used[base]}"
-        else:
-            used[base] = 0
-        path = f"{prefix}/{base}"
-        out.append((path, layer))
-        if _is_model(layer):
-            out += v3_layer_paths(layer, f"{path}/layers")
+def v3_layer_paths(model, prefix=""):
+    """(group path, layer) for every layer below `model`, as Keras 3 names them: a
+    Sequential or functional model's layers under `layers/<snake_case class name>`, the
+    layers a custom layer or subclassed model holds under their attribute names (a list's
+    items under `<attribute>/<snake_case class name>`), each layer once."""
+    out, seen = [], {id(model)}
+    _children_paths(model, prefix, out, seen)
     return out
+
+
+def _join(a, b):
+    return f"{a}/{b}" if a else b
+
+
+def _unique_name(base, used):
+    if base in used:
+        used[base] += 1
+        return f"{base}_{used[base]}"
+    used[base] = 0
+    return base
+
+
+def _class_base(layer):
+    name = type(layer).__name__
+    if _is_model(layer) and name == "Model":
+        name = "Functional"
+    return keras_snake_case(name)
+
+
+def _add(layer, path, out, seen):
+    if id(layer) in seen:
+        return
+    seen.add(id(layer))
+    out.append((path, layer))
+    _children_paths(layer, path, out, seen)
+
+
+def _children_paths(obj, path, out, seen):
+    from ..layers.layer import Layer
+    if _is_graph_model(obj):
+        used: dict[str, int] = {}
+        for layer in keras_layers(obj):
+            _add(layer, _join(path, f"layers/{_unique_name(_class_base(layer), used)}"), out,
+                 seen)
+        return
+    if type(obj).__module__.startswith("kcompile."):
+        return          # kcompile's own layers keep their variables themselves
+    for attr, value in attribute_children(obj):
+        if isinstance(value, Layer):
+            _add(value, _join(path, attr), out, seen)
+            continue
+        used = {}
+        items = list(value.values()) if isinstance(value, dict) else list(value)
+        for item in items:
+            if isinstance(item, Layer):
+                _add(item, _join(path, f"{attr}/{_unique_name(_class_base(item), used)}"), out,
+                     seen)
+
+
+def _is_graph_model(obj):
+    """A Sequential or functional model: its layers are `model.layers`, not attributes."""
+    from ..models import Sequential
+    return isinstance(obj, Sequential) or (_is_model(obj) and obj._outputs is not None)
+
+
+def _own_weights(layer) -> bool:
+    return bool(keras_vars(layer, own=True))
 
 
 def _vars_group(f, path, create=False, name=None):
@@ -284,13 +338,12 @@ def _read_vars(group):
 
 
 def write_v3_weights(f, model, optimizer_pairs=None):
-    _vars_group(f, "", create=True, name=model.name)
+    root = _vars_group(f, "", create=True, name=model.name)
+    for i, value in enumerate(layer_values(model, own=True)):   # a subclassed model's own
+        root.create_dataset(str(i), data=value)
     for path, layer in v3_layer_paths(model):
-        if _is_model(layer):
-            _vars_group(f, path, create=True, name=layer.name)
-            continue
         lay = layout(layer)
-        values = layer_values(layer)
+        values = layer_values(layer, own=True)
         if lay.subpath:
             _vars_group(f, path, create=True, name=layer.name)
             g = _vars_group(f, f"{path}/{lay.subpath}", create=True)
@@ -308,12 +361,13 @@ def write_v3_weights(f, model, optimizer_pairs=None):
 def load_v3_weights(f, model, where, skip_mismatch=False):
     """Set layer weights from a Keras 3 weights file; return the saved optimizer
     variables (a list, empty when none were saved)."""
+    if _own_weights(model):
+        assign_layer(model, _read_vars(_vars_group(f, "")), f"{where} (vars)", skip_mismatch,
+                     own=True)
     for path, layer in v3_layer_paths(model):
-        if _is_model(layer):
-            continue
         lay = layout(layer)
         full = f"{path}/{lay.subpath}" if lay.subpath else path
         values = _read_vars(_vars_group(f, full))
-        if values or keras_vars(layer):
-            assign_layer(layer, values, f"{where} ({full})", skip_mismatch)
+        if values or _own_weights(layer):
+            assign_layer(layer, values, f"{where} ({full})", skip_mismatch, own=True)
     return _read_vars(_vars_group(f, "optimizer"))
