@@ -157,8 +157,17 @@ def _wants_int_labels(loss) -> bool:
     return getattr(fn, "__name__", "") == "sparse_categorical_crossentropy"
 
 
+def targets_optional(model) -> bool:
+    """Compiled with no loss and no metrics: the model trains on its add_loss terms, and
+    `fit(x)` needs no targets (as Keras)."""
+    return getattr(model, "_loss_spec", None) is None and not getattr(model, "_metric_spec", None) \
+        and not getattr(model, "_weighted_metric_spec", None)
+
+
 def adapt_targets(y, model, where: str) -> list[np.ndarray]:
     if y is None:
+        if targets_optional(model):
+            return []
         raise ValueError(f"{where}: no target data (y is None)")
     from . import losses
     n = len(model.output_names)
@@ -426,7 +435,7 @@ class StreamSource:
         xs = adapt_inputs(x, self.model, where)
         if not self.targets:
             return StreamBatch(xs, [], None)
-        if y is None:
+        if y is None and not targets_optional(self.model):
             raise ValueError(f"{where}: the {_kind(self.data)} yields batches without targets; "
                              f"expected `(x, y)` or `(x, y, sample_weight)` tuples")
         ys = adapt_targets(y, self.model, where)

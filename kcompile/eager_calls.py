@@ -23,14 +23,11 @@ from __future__ import annotations
 import numpy as np
 
 from kcompile.ir import builder as F
-from kcompile.ir.cost import flops, leaf_bytes, scan_step_flops
 from kcompile.ir.interpret import interpret
-from kcompile.ir.passes import simplify
-from kcompile.runtime.executable import make_executable
+from kcompile.runtime.pipeline import Pipeline, Traced
 from kcompile.runtime.state import State
-from kcompile.runtime.threads import default_threads
 from kcompile.ir.graph import TensorType
-from .eager import eager_structure
+from .eager import eager, eager_structure
 from .tracing import Trace, tracing
 
 
@@ -159,7 +156,14 @@ def _model_outputs(model, outs):
     return outs[0] if len(outs) == 1 else outs
 
 
+def _carried_mask(inputs):
+    """The Keras mask an eager result carries (`_keras_mask`), for the next layer."""
+    return getattr(inputs, "_keras_mask", None) if _is_array(inputs) else None
+
+
 def _call_layer(layer, inputs, training, mask, kwargs):
+    if mask is None:
+        mask = _carried_mask(inputs)
     kind, keys, arrays = _structure(inputs)
     cache = _cache(layer)
     key = (training, kind, tuple(keys or ()), tuple((a.shape, a.dtype.str) for a in arrays),
@@ -173,8 +177,9 @@ def _call_layer(layer, inputs, training, mask, kwargs):
             m = None if mask is None else trace.input("mask_in", np.shape(mask))
             out = layer._call_traced(_rebuild(kind, keys, syms), (), training, m, dict(kwargs))
             flat, out_kind, out_keys = _flatten_outputs(trace, out)
+            masks = [trace.masks.get(o.id) for o in flat]
         state = _layer_state(layer, trace, cache)
-        entry = _compile(trace, flat, state, "native", None)
+        entry = _compile(trace, flat, state, "native", None, masks)
         entry["structure"] = (out_kind, out_keys)
         cache.exes[key] = entry
     _bind_all(entry["variables"], cache.state)
@@ -226,19 +231,20 @@ def _bind_all(variables, state):
             v.bind(state[v.path])
 
 
-def _compile(trace, outs, state, backend, nthreads):
+def _compile(trace, outs, state, backend, nthreads, masks=()):
     g = trace.graph
     for i, o in enumerate(outs):
         g.outputs[f"y{i}"] = o.id
+    for i, m in enumerate(masks):
+        if m is not None:                    # the output's Keras mask, returned beside it
+            g.outputs[f"mask{i}"] = m.id
     owners = []
     for i, (owner, value) in enumerate(trace.loss_owners):
         g.outputs[f"added_loss{i}"] = value.id
         owners.append(owner)
     for var, value in trace.updates.items():
         g.updates[trace.variable(var).id] = value.id
-    g = simplify(g)
-    nthreads = nthreads or default_threads(flops(g), scan_step_flops(g), leaf_bytes(g))
-    exe = make_executable({"call": g}, state, backend, nthreads)
+    exe = Pipeline({"call": Traced(g)}, state, nthreads, backend).executable()
     return {"exe": exe, "n_out": len(outs), "loss_owners": owners,
             "variables": list(trace.variables)}
 
@@ -249,7 +255,11 @@ def _run(entry, layer, feeds):
         l._last_losses = []                 # as Keras: losses are those of the last call
     for i, owner in enumerate(entry["loss_owners"]):
         owner._last_losses.append(np.float32(res[f"added_loss{i}"]))
-    return [np.asarray(res[f"y{i}"]) for i in range(entry["n_out"])]
+    outs = [eager(np.asarray(res[f"y{i}"])) for i in range(entry["n_out"])]
+    for i, out in enumerate(outs):
+        if f"mask{i}" in res:               # as Keras: the mask rides on the result
+            out._keras_mask = eager(np.asarray(res[f"mask{i}"]) != 0)
+    return outs
 
 
 # -- weight regularization, now ------------------------------------------------------------------

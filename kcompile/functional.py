@@ -17,6 +17,15 @@ class KerasTensor:
         self.inputs = inputs          # the layer call's arguments (KerasTensor, list or dict)
         self.index = index            # which of the layer's outputs
         self.kwargs = kwargs or {}
+        self.mask_shape = None        # the shape of its Keras mask, when it carries one
+
+    @property
+    def _keras_mask(self):
+        """The mask this tensor carries (Keras' attribute), as a KerasTensor, or None."""
+        if self.mask_shape is None:
+            return None
+        return KerasTensor(self.mask_shape, "bool", self.layer, self.inputs, self.index,
+                           self.kwargs)
 
     @property
     def ndim(self):
@@ -57,21 +66,30 @@ def call_symbolic(layer, inputs, kwargs):
     variable = any(None in t.shape[1:] for t in tensors + tensors_in(kwargs))
     traced = []
     for fill in ((2, 3) if variable else (2,)):
-        trace = Trace()
+        trace = Trace(shape_only=True)
         with tracing(trace):
             def sym(t):
                 if not isinstance(t, KerasTensor):
                     return t
-                return trace.input(f"x{id(t)}", (1, *(fill if d is None else d for d in t.shape[1:])),
-                                   t.dtype)
+                size = lambda shape: (1, *(fill if d is None else d for d in shape[1:]))
+                x = trace.input(f"x{id(t)}", size(t.shape), t.dtype)
+                if t.mask_shape is not None:     # the mask it carries reaches the layer
+                    trace.masks[x.id] = trace.input(f"m{id(t)}", size(t.mask_shape))
+                return x
             out = layer(structure_map(sym, inputs), **structure_map(sym, kwargs))
         outs = list(out) if isinstance(out, (list, tuple)) else [out]
-        traced.append([(o.shape[1:], o.dtype) for o in outs])
+        traced.append([(o.shape[1:], o.dtype, trace.masks.get(o.id)) for o in outs])
     shapes = [tuple(d if d == e else None for d, e in zip(a[0], b[0]))
               for a, b in zip(traced[0], traced[-1])]
     result = [KerasTensor((None, *s), dt, layer, inputs, i, kwargs)
-              for i, (s, (_, dt)) in enumerate(zip(shapes, traced[0]))]
-    return result if isinstance(out, (list, tuple)) else result[0]
+              for i, (s, (_, dt, _)) in enumerate(zip(shapes, traced[0]))]
+    for t, (_, _, m0), (_, _, m1) in zip(result, traced[0], traced[-1]):
+        if m0 is not None and m1 is not None:
+            t.mask_shape = (None, *(d if d == e else None
+                                    for d, e in zip(m0.shape[1:], m1.shape[1:])))
+    made = result if isinstance(out, (list, tuple)) else result[0]
+    layer._inbound.append((inputs, made))      # Keras' inbound nodes: layer.input / .output
+    return made
 
 
 def tensors_in(kwargs) -> list[KerasTensor]:

@@ -195,8 +195,19 @@ class Loss:
         self.name = name or _snake(type(self).__name__)
         self.kwargs = kwargs
 
+    def call(self, y_true, y_pred):
+        """The per-sample loss values; a subclass written by a user overrides this."""
+        fn = type(self).fn
+        if fn is None:
+            raise NotImplementedError(f"Loss subclass {type(self).__name__} must implement "
+                                      f"`call(y_true, y_pred)`")
+        return fn(y_true, y_pred, **self.kwargs)
+
     def per_sample(self, y_true, y_pred):
-        return type(self).fn(y_true, y_pred, **self.kwargs)
+        if type(self).fn is None and y_true.dtype != y_pred.dtype:
+            # A user's call(): as Keras, the targets come in the outputs' dtype.
+            y_true = F.cast(y_true, y_pred.dtype)
+        return self.call(y_true, y_pred)
 
     def valid_samples(self, y_true, y_pred):
         """1/0 per sample entry when some labels are ignored (ignore_class), else None."""

@@ -42,6 +42,30 @@ class Model(Trainer, Layer):
         self.built = True
 
     # -- structure ---------------------------------------------------------------
+    def _symbolic(self):
+        """(input structure, output structure) of KerasTensors."""
+        if self._outputs is None:
+            raise AttributeError(f"Model {self.name!r} is a subclassed model: it has no "
+                                 f"symbolic inputs or outputs (`model.input`, `model.output`)")
+        return self._input_struct, self._output_struct
+
+    @property
+    def inputs(self) -> list:
+        return functional.flatten(self._symbolic()[0])
+
+    @property
+    def outputs(self) -> list:
+        return functional.flatten(self._symbolic()[1])
+
+    @property
+    def input(self):
+        """The model's input KerasTensor(s), in the structure the model was made with."""
+        return self._symbolic()[0]
+
+    @property
+    def output(self):
+        return self._symbolic()[1]
+
     @property
     def _is_subclassed(self) -> bool:
         return self._outputs is None and not isinstance(self, Sequential)
@@ -259,10 +283,28 @@ class Sequential(Model):
             shape = layer.compute_output_shape(shape)
             layer.output_shape = shape
         self.built = True
+        if any(not layer._inbound for layer in self._layers):
+            self._symbolic()        # as Keras: each layer's `input` / `output` tensors
 
     @property
     def layers(self):
         return list(self._layers)
+
+    def _symbolic(self):
+        """Keras' Sequential exposes `input`/`output` once its input shape is known: the
+        layers called in turn on an Input (made when first asked for)."""
+        from .layers.core import Input
+        if self._input_shape is None:
+            raise AttributeError(f"Sequential model {self.name!r} has no input shape yet, so "
+                                 f"no symbolic input or output")
+        key = (tuple(self._input_shape), tuple(id(l) for l in self._layers))
+        cached = getattr(self, "_symbolic_cache", None)
+        if cached is None or cached[0] != key:
+            x = y = Input(shape=self._input_shape, dtype=self._input_dtype)
+            for layer in self._layers:
+                y = layer(y)
+            cached = self._symbolic_cache = (key, x, y)
+        return cached[1], cached[2]
 
     @property
     def input_specs(self):
@@ -315,6 +357,35 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     """A model saved by `model.save` (or by Keras 2/3 in `.h5` or `.keras` format)."""
     from .saving import load_model as _load
     return _load(filepath, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)
+
+
+def clone_model(model, input_tensors=None, clone_function=None, call_function=None,
+                recursive=False, **kwargs):
+    """A new model of the same architecture and layer configs, with new (freshly
+    initialized) weights, as Keras' default clone; a Sequential's `clone_function`
+    (applied to each layer) is supported too."""
+    if kwargs:
+        raise TypeError(f"clone_model() got unexpected arguments {sorted(kwargs)}")
+    if not isinstance(model, Model):
+        raise ValueError(f"Expected `model` argument to be a `Model` instance. Received: "
+                         f"model={model!r}")
+    if input_tensors is not None or call_function is not None or recursive or (
+            clone_function is not None and not isinstance(model, Sequential)):
+        raise NotImplementedError("clone_model: `input_tensors`, `call_function`, `recursive` "
+                                  "and a functional model's `clone_function` are not supported; "
+                                  "clone with the defaults")
+    if isinstance(model, Sequential) and clone_function is not None:
+        clone = Sequential(name=model.name)
+        if model._input_shape is not None:
+            from .layers.core import Input
+            clone.add(Input(shape=model._input_shape, dtype=model._input_dtype))
+        for layer in model.layers:
+            clone.add(clone_function(layer))
+        return clone
+    if model._is_subclassed:
+        return type(model).from_config(model.get_config())
+    from .saving.model_config import model_from_config, model_to_config
+    return model_from_config(model_to_config(model))
 
 
 def model_from_json(json_string, custom_objects=None):

@@ -8,8 +8,9 @@ Random numbers come from the counter-based `random_uniform` primitive: a hash of
   and two calls on one generator in one step differ by their salt. It is state, not a
   weight: it is not listed in a layer's weights. Eagerly, each call advances it.
 * an int: a fixed key (the same numbers on every call, as Keras' stateless seeds);
-* None: eagerly, the global generator (reseeded by `set_seed`); in a traced model
-  there is no global state to advance, so it raises (pass a SeedGenerator).
+* None: eagerly, the global generator (reseeded by `set_seed`); in a traced model, the
+  model's own SeedGenerator (state of the model, advanced by every step, seeded from
+  numpy's global generator when the model is made); elsewhere in a trace it raises.
 
 Called with symbolic inputs (or while a model is traced) these functions emit
 graph ops; otherwise they return numpy arrays.
@@ -93,6 +94,14 @@ def _key_and_salt(seed, symbolic):
     if isinstance(seed, SeedGenerator):
         return seed.next()
     if seed is None:
+        trace = tracing.current() if tracing._active else None
+        if trace is not None and trace.shape_only:
+            # Only the shapes of this trace are read: any fixed key will do.
+            return trace.input(f"unseeded_key_{len(trace.graph)}", (), "int32"), 0
+        implicit = trace.seed_generator if trace is not None else None
+        if implicit is not None:
+            # A model's own generator: the step advances it, as Keras' global one is.
+            return implicit.next()
         if symbolic:
             raise ValueError("When tracing a model, random ops need a seed that can change from "
                              "step to step: create a `SeedGenerator` instance, attach it to your "

@@ -167,7 +167,7 @@ def _build(model, kind, keys, specs) -> None:
 
 def _trace_spec(model, kind, keys, specs, fill=1) -> Spec:
     """Trace call() on a batch of 1 (building the layers); the Spec it shows."""
-    trace = Trace()
+    trace = Trace(shape_only=True)
     with tracing(trace):
         xs = [trace.input(f"x{i}", (1, *(fill if d is None else d for d in shape)), dtype)
               for i, (shape, dtype) in enumerate(specs)]

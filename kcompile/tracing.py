@@ -15,7 +15,8 @@ _active: list["Trace"] = []
 
 
 class Trace:
-    def __init__(self):
+    def __init__(self, shape_only: bool = False):
+        self.shape_only = shape_only    # traced for output shapes only: never compiled
         self.graph = Graph()
         self._leaves: dict[int, Sym] = {}
         self.variables = []          # in first-use order
@@ -27,6 +28,7 @@ class Trace:
         self.call_training = None    # the `training` value of the layer call being traced
         self.call_depth = 0          # layer calls under way (a variable assign there is traced)
         self._assigned: dict[int, Sym] = {}   # variable id -> its value after the last assign
+        self.seed_generator = None   # the model's generator for random ops given no seed
 
     def is_trainable(self, var) -> bool:
         return var.trainable

@@ -47,6 +47,10 @@ class Trainer:
         self._pipelines = {}
         self._state = None
         self._backend = "native"
+        from .random import SeedGenerator
+        # Random ops given no seed in layer code (keras.random.normal(shape) in a
+        # Sampling layer) draw from this generator: model state, advanced every step.
+        self._unseeded_random = SeedGenerator(name=f"{self.name}_seed_generator")
 
     def _invalidate(self):
         """Drop the compiled programs (the model or its compile settings changed)."""
@@ -137,7 +141,7 @@ class Trainer:
         self.build_for_data()
         state = self._ensure_state()
         xshapes = tuple(shape for shape, _ in self._concrete_input_specs())
-        key = (batch_size, xshapes, tuple(y_specs) if y_specs else None)
+        key = (batch_size, xshapes, tuple(y_specs) if y_specs is not None else None)
         if key not in self._pipelines and y_specs is None:
             for other in [*self._executables, *self._pipelines]:
                 if other[:2] == key[:2]:
@@ -177,6 +181,7 @@ class Trainer:
         trace = Trace()
         trainable = self._trainable_ids()
         trace.is_trainable = lambda var: id(var) in trainable
+        trace.seed_generator = self._unseeded_random
         return trace
 
     def _concrete_input_specs(self):
@@ -234,6 +239,8 @@ class Trainer:
             total = None
             kinds = {"loss": ("mean", "loss")}
             for i, (y_pred, loss) in enumerate(zip(outs, loss_objs)):
+                if i >= len(y_specs):       # no targets: trained on add_loss terms only
+                    continue
                 shape, dtype = y_specs[i]
                 y_true = trace.input(f"y{i}", (batch_size, *shape), dtype, role="target")
                 prefix = f"{self.output_names[i]}_" if n > 1 else ""
@@ -538,7 +545,7 @@ class _Runner:
     def _get(self, specs):
         specs = specs if self.targets else None
         shapes = tuple(map(tuple, getattr(self.model, "_data_input_shapes", None) or ()))
-        key = (self.size, shapes, tuple(specs) if specs else None)
+        key = (self.size, shapes, tuple(specs) if specs is not None else None)
         # Ask the model again only when the batch shape changed or it dropped its
         # executables (recompiled): no per-step Python beyond this check.
         if key != self._key or self._table is not self.model._executables:

@@ -14,6 +14,8 @@ import runpy
 import numpy as np
 import pytest
 
+from kcompile.saving import get_custom_objects
+
 GUIDES = pathlib.Path(__file__).resolve().parent.parent / "examples" / "guides"
 
 SCRIPTS = [
@@ -39,4 +41,11 @@ def test_every_guide_script_is_listed():
 def test_guide_runs(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     np.random.seed(0)
-    runpy.run_path(str(GUIDES / f"{name}.py"), run_name="__main__")
+    # A guide may clear the global custom-object registry (the saving guide does):
+    # the other tests' registered classes come back after it.
+    registered = dict(get_custom_objects())
+    try:
+        runpy.run_path(str(GUIDES / f"{name}.py"), run_name="__main__")
+    finally:
+        get_custom_objects().clear()
+        get_custom_objects().update(registered)

@@ -136,3 +136,24 @@ def test_seed_generator_in_a_layer_is_state_not_a_weight():
     assert int(model.layers[0].seed_generator.state.numpy()) == 4       # one draw per step
     # inference is deterministic (no noise)
     np.testing.assert_array_equal(model.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_unseeded_random_in_a_model_draws_anew_each_step():
+    """keras.random.normal(shape) with no seed in layer code (the VAE guide's Sampling
+    layer) draws from the model's own generator: state advanced by every step, not a
+    weight, standard normal numbers."""
+    import kcompile
+    from kcompile import layers
+
+    class Noise(layers.Layer):
+        def call(self, inputs):
+            return inputs + kcompile.random.normal(shape=kcompile.ops.shape(inputs))
+
+    inputs = kcompile.Input((64,))
+    model = kcompile.Model(inputs, Noise()(inputs))
+    x = np.zeros((64, 64), np.float32)
+    a, b = model.predict(x, verbose=0), model.predict(x, verbose=0)
+    assert not np.allclose(a, b)
+    for draw in (a, b):
+        assert abs(draw.mean()) < 0.1 and abs(draw.std() - 1.0) < 0.1
+    assert model.get_weights() == []

@@ -258,6 +258,40 @@ class Layer:
             self.input_shape = input_shape if isinstance(input_shape, dict) \
                 else tuple(input_shape)
 
+    @property
+    def _inbound(self) -> list:
+        """(inputs, outputs) of each call on KerasTensors, in call order."""
+        if "_inbound_calls" not in self.__dict__:
+            self.__dict__["_inbound_calls"] = []
+        return self.__dict__["_inbound_calls"]
+
+    def _first_call(self, what):
+        calls = self._inbound
+        if not calls:
+            raise AttributeError(f"Layer {self.name!r} has never been called on symbolic "
+                                 f"inputs and thus has no defined {what}.")
+        return calls[0]
+
+    @property
+    def input(self):
+        """The KerasTensor(s) of the layer's first call on KerasTensors (as Keras: node 0)."""
+        return self._first_call("input")[0]
+
+    @property
+    def output(self):
+        """The KerasTensor(s) its first call on KerasTensors returned."""
+        return self._first_call("output")[1]
+
+    def _positional_as_keywords(self, args) -> dict:
+        """call()'s arguments after `inputs` given by position (`layer(targets, logits)`),
+        by name: the functional API records a call's extra arguments by keyword."""
+        names = [p.name for p in inspect.signature(self.call).parameters.values()
+                 if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][1:]
+        if len(args) > len(names):
+            raise TypeError(f"Layer {self.name!r}: call() takes {len(names) + 1} positional "
+                            f"arguments, received {len(args) + 1}")
+        return dict(zip(names, args))
+
     def __call__(self, inputs, *args, training=None, mask=None, **kwargs):
         from .. import tracing as tracing_mod
         if _all_syms(inputs):
@@ -269,8 +303,7 @@ class Layer:
             if mask is not None:
                 kwargs["mask"] = mask
             if args:
-                raise TypeError(f"Layer {self.name!r}: on Input tensors, pass the layer's "
-                                f"extra arguments by keyword (received {len(args)} positional)")
+                kwargs = {**self._positional_as_keywords(args), **kwargs}
             return call_symbolic(self, inputs, kwargs)
         from .. import eager_calls as eager
         if tracing_mod._active and eager.is_array_structure(inputs):
@@ -326,6 +359,10 @@ class Layer:
                                          else _input_mask(trace, inputs))
             if isinstance(outputs, Sym) and isinstance(out_mask, Sym):
                 trace.masks[outputs.id] = out_mask
+            elif isinstance(outputs, (list, tuple)) and isinstance(out_mask, (list, tuple)):
+                for out, m in zip(outputs, out_mask):      # a mask per output
+                    if isinstance(out, Sym) and isinstance(m, Sym):
+                        trace.masks[out.id] = m
         elif isinstance(inputs, Sym) and isinstance(outputs, Sym):
             mask = trace.masks.get(inputs.id)
             if mask is not None and self.supports_masking and outputs.id not in trace.masks \
@@ -343,7 +380,7 @@ class Layer:
         them are None."""
         shapes = []
         for fill in ((1, 2) if _has_none(input_shape) else (1,)):
-            trace = Trace()
+            trace = Trace(shape_only=True)
             with tracing(trace):
                 x = _placeholder(trace, input_shape, fill)
                 shapes.append(_none_batch(self(x, training=False)))

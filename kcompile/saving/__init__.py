@@ -9,10 +9,12 @@ kcompile has; see `serialization` (configs), `weights` (variable layouts),
 `training` (compile settings and optimizer state), `files` (atomic writes).
 """
 from .api import load_model, load_weights, save_model, save_weights
+from .objects import deserialize_keras_object, serialize_keras_object
 from .serialization import (custom_object_scope, get_custom_objects, get_registered_name,
                             register_keras_serializable)
 from .weights import KERAS_LAYOUTS, KerasLayout
 
 __all__ = ["load_model", "save_model", "save_weights", "load_weights",
            "register_keras_serializable", "get_custom_objects", "get_registered_name",
-           "custom_object_scope", "KERAS_LAYOUTS", "KerasLayout"]
+           "custom_object_scope", "KERAS_LAYOUTS", "KerasLayout", "serialize_keras_object",
+           "deserialize_keras_object"]

@@ -244,7 +244,10 @@ def serialize_layer(layer, for_model=True) -> dict:
         if getattr(layer, "_input_shape", None) is not None:
             entry["build_config"] = {"input_shape": [None, *layer._input_shape]}
         return entry
-    config = layer.get_config()
+    from .objects import serialize_keras_object
+    # Objects in a custom layer's config (a regularizer, a nested layer) become their
+    # own {"class_name", "config"} entries, as Keras serializes them.
+    config = serialize_keras_object(layer.get_config())
     if for_model:
         # The model's InputLayer carries the input shape; Keras 3 layers reject this key.
         config = {k: v for k, v in config.items() if k != "batch_input_shape"}
