@@ -18,7 +18,8 @@ it); partial sums live in the gradient's buffer (or scratch) between blocks.
 
 Epilogues (bias, activation, an optimizer update) run on each finished tile,
 as on a matmul's; threads split the row tiles (conv) or the gradient's tiles
-(conv_weight_grad).
+(conv_weight_grad). Depthwise convolutions take their own path
+(conv_depthwise.py).
 """
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ from llvmlite import ir
 
 from ...ir.passes.fuse import Kernel
 from ..irutil import F32, I8, I32, i64, loop
+from .conv_depthwise import is_depthwise, lower_depthwise, scratch_bytes as depthwise_scratch
+from .conv_index import decompose, input_position, offset
 from .emitter import Emitter
 from .gemm import _fma, _masked, _splat, _when, tile_rows, vector_shape
 
@@ -50,9 +53,11 @@ def _has_epilogue(kernel) -> bool:
 def scratch_bytes(graph, kernel: Kernel, nthreads: int = 1) -> int:
     """A product tile per thread for an epilogue; a kernel gradient whose value is
     not kept needs its partial sums somewhere: a buffer of its size."""
+    v = conv_of(graph, kernel)
+    if is_depthwise(graph, v):
+        return depthwise_scratch(graph, v, nthreads)
     if not _has_epilogue(kernel):
         return 0
-    v = conv_of(graph, kernel)
     W, V = vector_shape()
     if graph.nodes[v].op == "conv_weight_grad":
         return 0 if v in kernel.outputs else _pad(graph.type(v).nbytes)
@@ -61,44 +66,6 @@ def scratch_bytes(graph, kernel: Kernel, nthreads: int = 1) -> int:
 
 def _gep(b, p, off, typ=F32):
     return b.gep(p, [off], inbounds=True, source_etype=typ)
-
-
-def _decompose(b, flat, dims):
-    """Row-major indices of `flat` in `dims` (constant divisors: multiply-shifts)."""
-    out = []
-    for d in reversed(dims[1:]):
-        out.append(b.urem(flat, i64(d)))
-        flat = b.udiv(flat, i64(d))
-    out.append(flat)
-    return out[::-1]
-
-
-def _offset(b, idx, shape):
-    off = i64(0)
-    for i, d in zip(idx, shape):
-        off = b.add(b.mul(off, i64(d)), i)
-    return off
-
-
-def input_position(b, out_idx, tap_idx, a, in_spatial, axes=None):
-    """(inside, positions): the input pixel an output pixel sees through a tap, per
-    spatial axis (o*stride + t*rhs_dilation - lo, undilated by lhs_dilation), and
-    whether it exists (inside the input, on the lhs_dilation lattice). `axes`: the
-    spatial axes the indices are of (default: all)."""
-    axes = range(len(in_spatial)) if axes is None else axes
-    inside, pos = None, []
-    for o, t, ax in zip(out_idx, tap_idx, axes):
-        s, (lo, _), ld, rd, n = (a["strides"][ax], a["padding"][ax], a["lhs_dilation"][ax],
-                                 a["rhs_dilation"][ax], in_spatial[ax])
-        p = b.sub(b.add(b.mul(o, i64(s)), b.mul(t, i64(rd))), i64(lo))
-        ok = b.icmp_signed(">=", p, i64(0))
-        if ld > 1:
-            ok = b.and_(ok, b.icmp_signed("==", b.srem(p, i64(ld)), i64(0)))
-            p = b.sdiv(p, i64(ld))
-        ok = b.and_(ok, b.icmp_signed("<", p, i64(n)))
-        inside = ok if inside is None else b.and_(inside, ok)
-        pos.append(p)
-    return inside, pos
 
 
 def _zero_row(b, n):
@@ -194,7 +161,10 @@ def _panels(cols, W, vmax):
 
 def lower_conv(b, graph, kernel: Kernel, buffers, fn, scratch=None, part=None):
     v = conv_of(graph, kernel)
-    if graph.nodes[v].op == "conv":
+    if is_depthwise(graph, v):
+        epi = _Epilogue(b, graph, kernel, buffers, fn, v) if _has_epilogue(kernel) else None
+        lower_depthwise(b, graph, buffers, scratch, part, v, epi)
+    elif graph.nodes[v].op == "conv":
         _Forward(b, graph, kernel, buffers, fn, scratch, part, v).emit()
     else:
         _WeightGrad(b, graph, kernel, buffers, fn, scratch, part, v).emit()
@@ -256,16 +226,16 @@ class _Forward:
     def tile(self, b, tile: _Tile, g, j0, i0):
         """Rows i0 .. i0 + tile.rows (output pixels) x columns j0 .. of group g."""
         a = self.a
-        pix = [_decompose(b, b.add(i0, i64(r)), self.out_shape[:-1]) for r in range(tile.rows)]
+        pix = [decompose(b, b.add(i0, i64(r)), self.out_shape[:-1]) for r in range(tile.rows)]
         gin = b.mul(g, i64(self.cig))
         col = b.add(b.mul(g, i64(self.cog)), j0)
 
         def tap(b, t, acc):
-            tidx = _decompose(b, t, self.kernel)
+            tidx = decompose(b, t, self.kernel)
             ptrs = []
             for n, *o in pix:
                 inside, pos = input_position(b, o, tidx, a, self.in_spatial)
-                off = b.add(b.mul(_offset(b, (n, *pos), self.x_shape[:-1]), i64(self.cin)), gin)
+                off = b.add(b.mul(offset(b, (n, *pos), self.x_shape[:-1]), i64(self.cin)), gin)
                 ptrs.append(b.select(inside, _gep(b, self.X, off), self.zeros))
             wtap = _gep(b, self.Wt, b.add(b.mul(t, i64(self.cig * self.cout)), col))
             return loop(b, self.cig, lambda b, ci, acc: tile.step(
@@ -330,19 +300,20 @@ class _WeightGrad:
             return variants[key]
 
         def item(b, k, blk):
-            g, t, it, jt = _decompose(b, k, (self.G, self.taps, r_tiles, c_tiles))
+            g, t, it, jt = decompose(b, k, (self.G, self.taps, r_tiles, c_tiles))
             i0 = b.mul(it, i64(mr))
             j0 = b.mul(jt, i64(V * W))
             rows_rem = self.cig - (r_tiles - 1) * mr
 
             def by_cols(rows):
-                emit_full = lambda: self.tile(b, variant(rows, V, None), g, t, i0, j0, blk,  # noqa: E731
-                                              n_blocks)
+                def emit_full():
+                    self.tile(b, variant(rows, V, None), g, t, i0, j0, blk, n_blocks)
+
+                def emit_edge():
+                    self.tile(b, variant(rows, *edge), g, t, i0, j0, blk, n_blocks)
                 if not edge:
                     emit_full()
                     return
-                emit_edge = lambda: self.tile(b, variant(rows, *edge), g, t, i0, j0, blk,  # noqa: E731
-                                              n_blocks)
                 if not n_full:
                     emit_edge()
                     return
@@ -365,7 +336,7 @@ class _WeightGrad:
         """dW rows (tap t, input channels i0 .. + rows of group g) x columns j0 .. of
         group g: this block's pixels added to the partial sums."""
         a = self.a
-        tidx = _decompose(b, t, self.kernel)
+        tidx = decompose(b, t, self.kernel)
         col = b.add(b.mul(g, i64(self.cog)), j0)
         crow0 = b.add(b.mul(t, i64(self.cig)), i0)          # row of dW as (taps*Cig) x Cout
         first = b.icmp_signed("==", blk, i64(0))
@@ -396,14 +367,14 @@ class _WeightGrad:
             span = (o_lo, b.select(b.icmp_signed("<", o_hi, o_lo), o_lo, o_hi))
 
         def outer_row(b, q, acc):
-            n, *lead = _decompose(b, q, self.g_shape[:-2])
+            n, *lead = decompose(b, q, self.g_shape[:-2])
             # the leading spatial axes: the whole row of pixels sees padding, or not
             if lead:
                 inside, pos = input_position(b, lead, tidx[:-1], a, self.in_spatial,
                                              range(len(lead)))
             else:
                 inside, pos = ir.Constant(ir.IntType(1), 1), []
-            xrow = _gep(b, self.X, b.mul(_offset(b, (n, *pos), self.x_shape[:-2]),
+            xrow = _gep(b, self.X, b.mul(offset(b, (n, *pos), self.x_shape[:-2]),
                                          i64(self.x_shape[-2] * self.cin)))
             grow = _gep(b, self.Gy, b.add(b.mul(q, i64(self.inner * self.cout)), col))
 
