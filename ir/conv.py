@@ -17,7 +17,7 @@ which batch and channel roles are swapped; it is its own primitive because the
 layouts here are fixed channels-last, so that no transposes of x and g are
 materialized.
 
-VJPs, as JAX writes them: dX is the convolution of the cotangent, dilated by
+VJPs: dX is the convolution of the cotangent, dilated by
 the strides, with the spatially flipped kernel whose channel roles are swapped;
 dW is conv_weight_grad. Both primitives are bilinear, so the VJPs of the VJPs are
 convolutions too.
@@ -131,7 +131,6 @@ def patches(x, kernel, a):
     """(tap, the input values each output pixel sees through that tap): x dilated
     by lhs_dilation (zeros between), padded (cropped where negative), then one
     strided slice per tap. Each patch is (N, *out, Cin)."""
-    rank = x.ndim - 2
     lhs = a["lhs_dilation"]
     dilated = np.zeros((x.shape[0], *((n - 1) * d + 1 for n, d in zip(x.shape[1:-1], lhs)),
                         x.shape[-1]), dtype=x.dtype)
@@ -145,7 +144,6 @@ def patches(x, kernel, a):
         idx = tuple(slice(t * d, t * d + (o - 1) * s + 1, s)
                     for t, d, o, s in zip(tap, a["rhs_dilation"], out, a["strides"]))
         yield tap, padded[(slice(None), *idx, slice(None))]
-    assert rank == len(out)
 
 
 def _grouped(a, groups):
@@ -198,7 +196,9 @@ def _transposed_kernel(F, w, groups):
 
 def input_grad(F, x_shape, kernel, g, w, a):
     """dX of conv(x, w) for the output cotangent g: a convolution of g, dilated by
-    the strides, with the transposed kernel (JAX's _conv_general_vjp_lhs_padding)."""
+    the strides, with the transposed kernel. Its padding puts the kernel's last tap
+    on the first input pixel: before = k_d - 1 - lo; after, whatever makes the
+    result as long as the input (either may be negative: cropping)."""
     padding = []
     for n, k, s, (lo, _), ld, rd, o in zip(x_shape[1:-1], kernel, a["strides"], a["padding"],
                                            a["lhs_dilation"], a["rhs_dilation"], g.shape[1:-1]):

@@ -65,6 +65,11 @@ def _configs():
         ("2d_1x1", (3, 4, 5, 7), (1, 1, 7, 33), dict(strides=(1, 1), padding=((0, 0), (0, 0)))),
         ("2d_wide", (1, 5, 5, 17), (3, 3, 17, 70),
          dict(strides=(1, 1), padding=((1, 1), (1, 1)))),
+        # more output pixels than a block of the kernel gradient: partial sums carried
+        # across blocks
+        ("2d_blocks", (4, 13, 11, 8), (3, 3, 8, 20),
+         dict(strides=(1, 1), padding=((1, 1), (1, 1)))),
+        ("1d_blocks", (3, 100, 5), (5, 5, 7), dict(strides=(1,), padding=((2, 2),))),
         ("1d_same", (3, 17, 4), (3, 4, 6), dict(strides=(1,), padding=(_same(17, 3, 1),))),
         ("1d_causal", (2, 13, 3), (3, 3, 4), dict(strides=(1,), padding=((4, 0),),
                                                   rhs_dilation=(2,))),
@@ -200,6 +205,13 @@ def test_compiled_matches_reference(batch, name, xs, ks, a, epilogue):
         assert np.all(np.isfinite(got[k])), k
     for k, v in want_updates.items():
         _close(after[k], v, f"updated {k}")
+
+
+def test_configs_span_several_blocks_of_the_kernel_gradient():
+    from kcompile.codegen.lower.conv import KC
+    pixels = [int(np.prod(conv_direct.conv(np.zeros(xs), np.zeros(ks), a).shape[:-1]))
+              for _, xs, ks, a in CONFIGS]
+    assert max(pixels) > 2 * KC
 
 
 def test_conv_kernels_carry_their_epilogues(batch):
