@@ -87,6 +87,26 @@ def _zero_row(b, n):
     return b.bitcast(gv, ir.PointerType())
 
 
+def _if(b, cond, emit, values):
+    """emit() -> new values when cond, else `values` unchanged; returns the merged values."""
+    then = b.append_basic_block("if")
+    done = b.append_basic_block("if.done")
+    before = b.block
+    b.cbranch(cond, then, done)
+    b.position_at_end(then)
+    new = emit()
+    then_end = b.block
+    b.branch(done)
+    b.position_at_end(done)
+    out = []
+    for old, x in zip(values, new):
+        phi = b.phi(old.type)
+        phi.add_incoming(x, then_end)
+        phi.add_incoming(old, before)
+        out.append(phi)
+    return out
+
+
 class _Tile:
     """The vector shape of one tile: `rows` rows of V vectors of W floats, the last
     vector masked to `last_lanes` columns when given."""
@@ -236,15 +256,18 @@ class _Forward:
 
         def tap(b, t, acc):
             tidx = decompose(b, t, self.kernel)
-            ptrs = []
+            ptrs, seen = [], None
             for n, *o in pix:
                 inside, pos = input_position(b, o, tidx, a, self.in_spatial)
                 off = b.add(b.mul(offset(b, (n, *pos), self.x_shape[:-1]), i64(self.cin)), gin)
                 ptrs.append(b.select(inside, _gep(b, self.X, off), self.zeros))
+                seen = inside if seen is None else b.or_(seen, inside)
             wtap = _gep(b, self.Wt, b.add(b.mul(t, i64(self.cig * self.cout)), col))
-            return loop(b, self.cig, lambda b, ci, acc: tile.step(
+            # A tap that sees only padding (or only the holes of lhs_dilation) for every
+            # pixel of the tile adds nothing: skipped.
+            return _if(b, seen, lambda: loop(b, self.cig, lambda b, ci, acc: tile.step(
                 b, acc, _gep(b, wtap, b.mul(ci, i64(self.cout))), [_gep(b, p, ci) for p in ptrs]),
-                init=acc, name="ci", unroll=self.cig <= 4)
+                init=acc, name="ci", unroll=self.cig <= 4), acc)
         acc = loop(b, self.taps, tap, init=[tile.zero] * (tile.rows * tile.V), name="tap")
         if self.epi is None:
             for r in range(tile.rows):
