@@ -70,6 +70,9 @@ def _configs():
         ("2d_blocks", (4, 13, 11, 8), (3, 3, 8, 20),
          dict(strides=(1, 1), padding=((1, 1), (1, 1)))),
         ("1d_blocks", (3, 100, 5), (5, 5, 7), dict(strides=(1,), padding=((2, 2),))),
+        # a first layer: one input channel, the kernel gradient's tiles span taps
+        ("2d_first_layer", (3, 12, 13, 1), (3, 3, 1, 40),
+         dict(strides=(1, 1), padding=((1, 1), (1, 1)))),
         ("1d_same", (3, 17, 4), (3, 4, 6), dict(strides=(1,), padding=(_same(17, 3, 1),))),
         ("1d_causal", (2, 13, 3), (3, 3, 4), dict(strides=(1,), padding=((4, 0),),
                                                   rhs_dilation=(2,))),

@@ -29,7 +29,7 @@ import math
 from llvmlite import ir
 
 from ...ir.passes.fuse import Kernel
-from ..irutil import F32, I8, I32, I64, i64, loop
+from ..irutil import F32, I8, I32, I64, PTR, i64, loop
 from .conv_depthwise import is_depthwise, lower_depthwise, scratch_bytes as depthwise_scratch
 from .conv_index import decompose, input_position, offset
 from .emitter import Emitter
@@ -191,7 +191,9 @@ def lower_conv(b, graph, kernel: Kernel, buffers, fn, scratch=None, part=None):
     elif graph.nodes[v].op == "conv":
         _Forward(b, graph, kernel, buffers, fn, scratch, part, v).emit()
     else:
-        _WeightGrad(b, graph, kernel, buffers, fn, scratch, part, v).emit()
+        cig = graph.type(graph.nodes[v].inputs[0]).shape[-1] // graph.nodes[v].params["groups"]
+        cls = _WeightGradByTaps if _by_taps(cig) else _WeightGrad
+        cls(b, graph, kernel, buffers, fn, scratch, part, v).emit()
 
 
 # ------------------------------------------------------------------ conv
@@ -268,7 +270,10 @@ class _Forward:
             return _if(b, seen, lambda: loop(b, self.cig, lambda b, ci, acc: tile.step(
                 b, acc, _gep(b, wtap, b.mul(ci, i64(self.cout))), [_gep(b, p, ci) for p in ptrs]),
                 init=acc, name="ci", unroll=self.cig <= 4), acc)
-        acc = loop(b, self.taps, tap, init=[tile.zero] * (tile.rows * tile.V), name="tap")
+        # Few channels per tap: the pointer arithmetic of each tap weighs, so the taps are
+X
+        acc = loop(b, self.taps, tap, init=[tile.zero] * (tile.rows * tile.V), name="tap",
+                   unroll=self.cig <= 4)
         if self.epi is None:
             for r in range(tile.rows):
                 crow = _gep(b, self.C, b.add(b.mul(b.add(i0, i64(r)), i64(self.cout)), col))
@@ -290,9 +295,18 @@ def _table_bytes(taps: int) -> int:
     return _pad(taps * (KC * 16 + 8))
 
 
+def _by_taps(cig: int) -> bool:
+    """Few input channels per group: a tile's rows span taps (_WeightGradByTaps)."""
+    return cig <= 2
+
+
 def _weight_grad_scratch(graph, kernel, v, nthreads):
     partials = 0 if v in kernel.outputs else _pad(graph.type(v).nbytes)
-    return partials + _table_bytes(math.prod(graph.nodes[v].params["kernel_shape"])) * nthreads
+    node = graph.nodes[v]
+    taps = math.prod(node.params["kernel_shape"])
+    cig = graph.type(node.inputs[0]).shape[-1] // node.params["groups"]
+    table = _pad(taps * KC * 8) if _by_taps(cig) else _table_bytes(taps)
+    return partials + table * nthreads
 
 
 class _WeightGrad:
@@ -322,9 +336,13 @@ class _WeightGrad:
         self.C = C
         off = i64(partials)
         if part is not None:
-            off = b.add(off, b.mul(part.tid, i64(_table_bytes(self.taps))))
+            per_thread = (_weight_grad_scratch(graph, kernel, v, 1) - partials)
+            off = b.add(off, b.mul(part.tid, i64(per_thread)))
         self.table = b.gep(scratch, [off], inbounds=True, source_etype=I8)
         self.counts = _gep(b, self.table, i64(self.taps * KC * 2), I64)
+        W, vmax = vector_shape()
+        self.panels = _panels(self.cog, W, vmax)
+        self.rows, self.item_taps, self.mr = self.cig, self.taps, tile_rows(self.panels[0])
 
     def build_table(self, b, p0, p1):
         """For each tap, the pixels of [p0, p1) that see the input through it."""
@@ -347,13 +365,15 @@ class _WeightGrad:
         loop(b, p1, pixel, name="tp", start=p0)
 
     def emit(self):
+        """Items (group, tap, row tile, column panel) split between the threads; for each
+        block of pixels, every item of this thread adds the block to its tile."""
         b = self.b
-        W, vmax = vector_shape()
-        V, n_full, edge = _panels(self.cog, W, vmax)
-        mr = tile_rows(V)
-        r_tiles = -(-self.cig // mr)
+        W, _ = vector_shape()
+        V, n_full, edge = self.panels
+        mr = self.mr
+        r_tiles = -(-self.rows // mr)
         c_tiles = n_full + (1 if edge else 0)
-        count = self.G * self.taps * r_tiles * c_tiles
+        count = self.G * self.item_taps * r_tiles * c_tiles
         lo, hi = self.part.share(b, count) if self.part is not None else (i64(0), i64(count))
         n_blocks = -(-self.pixels // KC)
         variants = {}
@@ -365,10 +385,10 @@ class _WeightGrad:
             return variants[key]
 
         def item(b, k, blk):
-            g, t, it, jt = decompose(b, k, (self.G, self.taps, r_tiles, c_tiles))
+            g, t, it, jt = decompose(b, k, (self.G, self.item_taps, r_tiles, c_tiles))
             i0 = b.mul(it, i64(mr))
             j0 = b.mul(jt, i64(V * W))
-            rows_rem = self.cig - (r_tiles - 1) * mr
+            rows_rem = self.rows - (r_tiles - 1) * mr
 
             def by_cols(rows):
                 def emit_full():
@@ -431,4 +451,64 @@ class _WeightGrad:
                 tidx = decompose(b, t, self.kernel)
                 for r in range(tile.rows):
                     self.epi.row(b, (*tidx, b.add(i0, i64(r))), col, tile.width, c_ptrs[r][0])
+            _when(b, b.icmp_signed("==", blk, i64(n_blocks - 1)), finish)
+
+
+class _WeightGradByTaps(_WeightGrad):
+    """dW with few input channels per group (a first layer's 1 or 3): rows of a tile
+    are rows of dW as a (taps*Cin/G) x Cout matrix, so they span taps, and a tile
+    reads each pixel once for all of them. For each block, a table holds per pixel
+    and tap the input row's address (the zero row where the tap sees padding)."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        V = self.panels[0]
+        self.rows, self.item_taps = self.taps * self.cig, 1
+        self.mr = min(self.rows, 12, 24 // V)
+        self.zeros = _zero_row(self.b, self.cin)
+
+    def build_table(self, b, p0, p1):
+        def pixel(b, p, _):
+            n, *o = decompose(b, p, self.g_shape[:-1])
+            row = _gep(b, self.table, b.mul(b.sub(p, p0), i64(self.taps)), PTR)
+
+            def tap(b, t, _):
+                inside, pos = input_position(b, o, decompose(b, t, self.kernel), self.a,
+                                             self.in_spatial)
+                x = _gep(b, self.X, b.mul(offset(b, (n, *pos), self.x_shape[:-1]), i64(self.cin)))
+                b.store(b.select(inside, x, self.zeros), _gep(b, row, t, PTR))
+            loop(b, self.taps, tap, name="tt", unroll=True)
+        loop(b, p1, pixel, name="tp", start=p0)
+
+    def tile(self, b, tile: _Tile, g, t, i0, j0, blk, n_blocks):
+        """dW rows i0 .. + tile.rows (taps x channels) x columns j0 .. of group g."""
+        col = b.add(b.mul(g, i64(self.cog)), j0)
+        first = b.icmp_signed("==", blk, i64(0))
+        c_ptrs = [[_gep(b, self.C, b.add(b.mul(b.add(i0, i64(r)), i64(self.cout)),
+                                         b.add(col, i64(v * tile.W))))
+                   for v in range(tile.V)] for r in range(tile.rows)]
+        acc = [b.select(first, tile.zero, tile.load(b, c_ptrs[r][v], v))
+               for r in range(tile.rows) for v in range(tile.V)]
+        rows = [b.add(i0, i64(r)) for r in range(tile.rows)]
+        taps = [b.udiv(R, i64(self.cig)) for R in rows]
+        chans = [b.add(b.mul(g, i64(self.cig)), b.urem(R, i64(self.cig))) for R in rows]
+        p0 = b.mul(blk, i64(KC))
+        p1 = b.add(p0, i64(KC))
+        p1 = b.select(b.icmp_signed("<", p1, i64(self.pixels)), p1, i64(self.pixels))
+        gbase = _gep(b, self.Gy, col)
+
+        def pixel(b, p, acc):
+            row = _gep(b, self.table, b.mul(b.sub(p, p0), i64(self.taps)), PTR)
+            srcs = [_gep(b, b.load(_gep(b, row, t_r, PTR), typ=PTR), c_r)
+                    for t_r, c_r in zip(taps, chans)]
+            return tile.step(b, acc, _gep(b, gbase, b.mul(p, i64(self.cout))), srcs)
+        acc = loop(b, p1, pixel, init=acc, name="px", start=p0)
+        for r in range(tile.rows):
+            for v in range(tile.V):
+                tile.store(b, acc[r * tile.V + v], c_ptrs[r][v], v)
+        if self.epi is not None:
+            def finish():
+                for r, (t_r, R) in enumerate(zip(taps, rows)):
+                    lead = (*decompose(b, t_r, self.kernel), b.urem(R, i64(self.cig)))
+                    self.epi.row(b, lead, col, tile.width, c_ptrs[r][0])
             _when(b, b.icmp_signed("==", blk, i64(n_blocks - 1)), finish)
