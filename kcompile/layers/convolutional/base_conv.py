@@ -30,6 +30,11 @@ def from_channels_last(y, data_format):
     return F.transpose(y, (0, y.ndim - 1, *range(1, y.ndim - 1)))
 
 
+def traced(value):
+    """A layer variable as the graph value it stands for in the trace being built."""
+    return value.__sym__(None) if hasattr(value, "__sym__") else value
+
+
 def channel_count(input_shape, data_format):
     return input_shape[-1] if data_format == "channels_last" else input_shape[1]
 

@@ -16,7 +16,7 @@ from ...utils.argument_validation import standardize_padding, standardize_tuple
 from ..layer import Layer
 from .base_conv import (bias_and_activation, check_input_shape, check_output_size,
                         check_positive_int, check_strides_and_dilation, from_channels_last,
-                        output_shape, spatial_dims, to_channels_last)
+                        output_shape, spatial_dims, to_channels_last, traced)
 from .conv_utils import conv_transpose_output_length, conv_transpose_padding
 
 
@@ -75,7 +75,7 @@ class BaseConvTranspose(Layer):
 
     def convolution_op(self, inputs, kernel):
         """The transposed convolution of channels-last `inputs` (no bias)."""
-        w = kernel
+        w = traced(kernel)
         for axis, k in enumerate(self.kernel_size):
             if k > 1:
                 w = F.take(w, np.arange(k - 1, -1, -1, dtype=np.int32), axis)
