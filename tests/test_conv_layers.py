@@ -354,3 +354,40 @@ def test_input_with_other_channel_count_raises():
     models.Sequential([layers.Input((8, 8, 3)), conv])
     with pytest.raises(ValueError, match=r"expected axis -1 of input shape to have value 3"):
         models.Sequential([layers.Input((8, 8, 5)), conv])
+
+
+# -- the issue's W7 model ----------------------------------------------------------------------
+def _mnist_convnet():
+    return models.Sequential([
+        layers.Input((28, 28, 1)),
+        layers.Conv2D(32, 3, activation="relu"),
+        layers.MaxPooling2D(2),
+        layers.Conv2D(64, 3, activation="relu"),
+        layers.MaxPooling2D(2),
+        layers.Flatten(),
+        layers.Dropout(0.5, seed=7),
+        layers.Dense(10, activation="softmax"),
+    ])
+
+
+def test_mnist_convnet_trains_as_the_reference_interpreter():
+    """W7 (keras.io's MNIST convnet), Adam, categorical crossentropy: 5 steps of the
+    compiled model give the reference interpreter's losses and weights."""
+    rng = _rng("w7")
+    native, ref = _mnist_convnet(), _mnist_convnet()
+    weights = [w.numpy() for w in native.weights]
+    ref.set_weights(weights)
+    native.compile(optimizer=optimizers.Adam(), loss="categorical_crossentropy",
+                   metrics=["accuracy"], nthreads=2)
+    ref.compile(optimizer=optimizers.Adam(), loss="categorical_crossentropy",
+                metrics=["accuracy"], backend="reference")
+    x = rng.random((16, 28, 28, 1)).astype(np.float32)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 16)]
+    losses = []
+    for step in range(5):
+        got, want = native.train_on_batch(x, y), ref.train_on_batch(x, y)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=f"step {step}")
+        losses.append(got[0])
+    assert losses[-1] < losses[0]
+    for a, b, v in zip(native.get_weights(), ref.get_weights(), native.weights):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5, err_msg=v.path)
