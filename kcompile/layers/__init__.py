@@ -2,6 +2,9 @@
 from .layer import Layer
 from .activations import LeakyReLU, ReLU
 from .core import Dense, Activation, InputLayer, Input
+from .convolutional import (Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, Convolution1D,
+                            Convolution1DTranspose, Convolution2D, Convolution2DTranspose,
+                            DepthwiseConv2D, SeparableConv2D, SeparableConvolution2D)
 from .embedding import Embedding
 from .masking import Masking
 from .merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract, add,
@@ -32,7 +35,9 @@ __all__ = ["Layer", "Dense", "Activation", "InputLayer", "Input", "Embedding", "
            "GlobalAveragePooling2D", "MaxPool1D", "MaxPool2D", "AvgPool1D", "AvgPool2D",
            "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalAvgPool1D", "GlobalAvgPool2D",
            "UpSampling1D", "UpSampling2D", "ZeroPadding1D", "ZeroPadding2D", "Cropping1D",
-           "Cropping2D"]
+           "Cropping2D", "Conv1D", "Conv2D", "Conv1DTranspose", "Conv2DTranspose",
+           "DepthwiseConv2D", "SeparableConv2D", "Convolution1D", "Convolution2D",
+           "Convolution1DTranspose", "Convolution2DTranspose", "SeparableConvolution2D"]
 
 
 def serialize(layer):
