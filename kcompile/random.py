@@ -42,15 +42,18 @@ class SeedGenerator:
 
     def __init__(self, seed=None, name=None, **kwargs):
         from .layers.layer import unique_name
-        if seed is None:
-            seed = int(np.random.randint(0, 2**31 - 1))
+        drawn = seed is None
+        if drawn:
+            seed = int(np.random.randint(0, 2**30))
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise ValueError(f"Argument `seed` must be an integer. Received: seed={seed!r}")
         self.seed = int(seed)
         self.name = name or unique_name("seed_generator")
-        # the salt carries the seed's bits; the state counts the draws
-        self._salt = (self.seed * 0x9E3779B1 + 0x7F4A7C15) & 0x7FFFFFFF
-        self.state = Variable(np.zeros((), np.int32), "seed_generator_state", trainable=False,
+        # A given seed is in the salt (the graph); a drawn one is the state's start, so
+        # graphs, and the disk cache's keys, stay the same from run to run.
+        self._salt = ((0 if drawn else self.seed) * 0x9E3779B1 + 0x7F4A7C15) & 0x7FFFFFFF
+        start = self.seed if drawn else 0
+        self.state = Variable(np.asarray(start, np.int32), "seed_generator_state", trainable=False,
                               path=f"{self.name}/seed_generator_state")
 
     def next(self, ordered=True):

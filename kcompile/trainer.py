@@ -94,6 +94,20 @@ class Trainer:
 
     # -- state and executables ----------------------------------------------------------
     def _ensure_state(self):
+        from . import variables as variables_mod
+        if self._state is not None and getattr(self, "_state_generation", None) == \
+                variables_mod.generation():
+            # No variable was made since this State was: the model has the same ones
+            # (a layer walk per call cost 0.7 ms on a 3-layer MLP's predict_on_batch).
+            for v, view in self._state_bindings:
+                if v.value is not view:     # moved away by another model or an eager call
+                    v.bind(view)
+            return self._state
+        state = self._make_state()
+        self._state_generation = variables_mod.generation()
+        return state
+
+    def _make_state(self):
         from .random import seed_states
         # Every variable of the model: weights and random-number state (Dropout's seed,
         # SeedGenerators held by layers).
@@ -104,9 +118,10 @@ class Trainer:
             variables += self.optimizer.variables
         names = [v.path for v in variables]
         if self._state is not None and list(self._state.types) == names:
-            for v in variables:     # a variable another model or an eager call moved away
-                if v.value is not self._state[v.path]:
-                    v.bind(self._state[v.path])
+            self._state_bindings = [(v, self._state[v.path]) for v in variables]
+            for v, view in self._state_bindings:
+                if v.value is not view:     # a variable another model or an eager call moved away
+                    v.bind(view)
             return self._state
         if len(set(names)) != len(names):
             dup = sorted({n for n in names if names.count(n) > 1})
@@ -116,6 +131,7 @@ class Trainer:
         for v in variables:
             v.bind(state[v.path])
         self._state = state
+        self._state_bindings = [(v, state[v.path]) for v in variables]
         self._invalidate()
         return state
 

@@ -17,8 +17,19 @@ from kcompile.ir import builder as F
 from . import tracing
 
 
+_created = 0
+
+
+def generation() -> int:
+    """How many variables were ever made: a model whose State was made at the same
+    generation has no variable it has not seen (the cheap check of a step's call)."""
+    return _created
+
+
 class Variable:
     def __init__(self, value, name: str, trainable: bool = True, path: str | None = None):
+        global _created
+        _created += 1
         self._value = np.array(value, dtype=np.float32 if np.asarray(value).dtype.kind == "f"
                                else np.int32)
         self.name = name

@@ -157,3 +157,22 @@ def test_unseeded_random_in_a_model_draws_anew_each_step():
     for draw in (a, b):
         assert abs(draw.mean()) < 0.1 and abs(draw.std() - 1.0) < 0.1
     assert model.get_weights() == []
+
+
+def test_unseeded_dropout_keeps_the_graph_and_the_cache_key_from_run_to_run():
+    """Without a seed, Dropout's counter starts at random (different masks each run), and
+    its graph, which keys the disk cache, is the same for the same model."""
+    import kcompile
+    from kcompile import layers
+
+    def build():
+        kcompile.backend.clear_session()
+        m = kcompile.Sequential([layers.Input((8,)), layers.Dense(4), layers.Dropout(0.5),
+                                 layers.Dense(2)])
+        m.compile("sgd", "mse")
+        return m
+    a, b = build(), build()
+    key = lambda m: m._pipeline(4, [((2,), "float32")])[1].cache_key()  # noqa: E731
+    assert key(a) == key(b)
+    starts = {int(m.layers[1].seed_state.numpy()) for m in (a, b)}
+    assert len(starts) == 2

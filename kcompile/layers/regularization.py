@@ -8,6 +8,7 @@ from ..tracing import current
 from .layer import Layer
 
 _seed_rng = np.random.default_rng()
+_UNSEEDED_SALT = 0x2E5D1A7
 
 
 class Dropout(Layer):
@@ -25,11 +26,15 @@ class Dropout(Layer):
         self.rate = float(rate)
         self.noise_shape = tuple(noise_shape) if noise_shape is not None else None
         self.seed = seed
-        self._salt = int(seed) if seed is not None else int(_seed_rng.integers(0, 2**31))
+        # Without a seed the salt is fixed and the step counter starts at a random value:
+        # the masks differ from run to run, and the graph (the disk cache's key) does not.
+        self._salt = int(seed) if seed is not None else _UNSEEDED_SALT
 
     def build(self, input_shape):
         # Model state, not a weight: Keras 3 lists no seed in get_weights().
         self.seed_state = self._add_state_variable("seed_generator_state")
+        if self.seed is None:
+            self.seed_state._assign_array(np.int32(_seed_rng.integers(0, 2**30)))
         self.built = True
 
     def call(self, inputs, training=None):
