@@ -60,8 +60,61 @@ del model
 # Recreate the exact same model purely from the file:
 model = keras.models.load_model("my_model.keras")
 
-# left out: Use the same graph of layers to define multiple models: needs Conv2D, MaxPooling2D, GlobalMaxPooling2D, Conv2DTranspose, UpSampling2D
-# left out: All models are callable, just like layers (the encoder/decoder autoencoder): needs Conv2D, MaxPooling2D, GlobalMaxPooling2D, Conv2DTranspose, UpSampling2D
+encoder_input = keras.Input(shape=(28, 28, 1), name="img")
+x = layers.Conv2D(16, 3, activation="relu")(encoder_input)
+x = layers.Conv2D(32, 3, activation="relu")(x)
+x = layers.MaxPooling2D(3)(x)
+x = layers.Conv2D(32, 3, activation="relu")(x)
+x = layers.Conv2D(16, 3, activation="relu")(x)
+encoder_output = layers.GlobalMaxPooling2D()(x)
+
+encoder = keras.Model(encoder_input, encoder_output, name="encoder")
+encoder.summary()
+
+x = layers.Reshape((4, 4, 1))(encoder_output)
+x = layers.Conv2DTranspose(16, 3, activation="relu")(x)
+x = layers.Conv2DTranspose(32, 3, activation="relu")(x)
+x = layers.UpSampling2D(3)(x)
+x = layers.Conv2DTranspose(16, 3, activation="relu")(x)
+decoder_output = layers.Conv2DTranspose(1, 3, activation="relu")(x)
+
+autoencoder = keras.Model(encoder_input, decoder_output, name="autoencoder")
+autoencoder.summary()
+# The encoder turns images into 16-dimensional vectors; the decoding architecture
+# mirrors it, so the output shape is the input shape (28, 28, 1).
+assert tuple(encoder_output.shape) == (None, 16)
+assert tuple(decoder_output.shape) == (None, 28, 28, 1)
+
+encoder_input = keras.Input(shape=(28, 28, 1), name="original_img")
+x = layers.Conv2D(16, 3, activation="relu")(encoder_input)
+x = layers.Conv2D(32, 3, activation="relu")(x)
+x = layers.MaxPooling2D(3)(x)
+x = layers.Conv2D(32, 3, activation="relu")(x)
+x = layers.Conv2D(16, 3, activation="relu")(x)
+encoder_output = layers.GlobalMaxPooling2D()(x)
+
+encoder = keras.Model(encoder_input, encoder_output, name="encoder")
+encoder.summary()
+
+decoder_input = keras.Input(shape=(16,), name="encoded_img")
+x = layers.Reshape((4, 4, 1))(decoder_input)
+x = layers.Conv2DTranspose(16, 3, activation="relu")(x)
+x = layers.Conv2DTranspose(32, 3, activation="relu")(x)
+x = layers.UpSampling2D(3)(x)
+x = layers.Conv2DTranspose(16, 3, activation="relu")(x)
+decoder_output = layers.Conv2DTranspose(1, 3, activation="relu")(x)
+
+decoder = keras.Model(decoder_input, decoder_output, name="decoder")
+decoder.summary()
+
+autoencoder_input = keras.Input(shape=(28, 28, 1), name="img")
+encoded_img = encoder(autoencoder_input)
+decoded_img = decoder(encoded_img)
+autoencoder = keras.Model(autoencoder_input, decoded_img, name="autoencoder")
+autoencoder.summary()
+# Calling the models reuses their weights: the autoencoder has exactly theirs.
+assert len(autoencoder.weights) == len(encoder.weights) + len(decoder.weights)
+assert tuple(decoded_img.shape) == (None, 28, 28, 1)
 
 
 def get_model():
@@ -153,7 +206,57 @@ model.fit(
     batch_size=32,
 )
 
-# left out: A toy ResNet model: needs Conv2D, MaxPooling2D, GlobalAveragePooling2D (and the CIFAR10 download)
+inputs = keras.Input(shape=(32, 32, 3), name="img")
+x = layers.Conv2D(32, 3, activation="relu")(inputs)
+x = layers.Conv2D(64, 3, activation="relu")(x)
+block_1_output = layers.MaxPooling2D(3)(x)
+
+x = layers.Conv2D(64, 3, activation="relu", padding="same")(block_1_output)
+x = layers.Conv2D(64, 3, activation="relu", padding="same")(x)
+block_2_output = layers.add([x, block_1_output])
+
+x = layers.Conv2D(64, 3, activation="relu", padding="same")(block_2_output)
+x = layers.Conv2D(64, 3, activation="relu", padding="same")(x)
+block_3_output = layers.add([x, block_2_output])
+
+x = layers.Conv2D(64, 3, activation="relu")(block_3_output)
+x = layers.GlobalAveragePooling2D()(x)
+x = layers.Dense(256, activation="relu")(x)
+x = layers.Dropout(0.5)(x)
+outputs = layers.Dense(10)(x)
+
+model = keras.Model(inputs, outputs, name="toy_resnet")
+model.summary()
+
+# left out: keras.utils.plot_model(model, "mini_resnet.png", show_shapes=True): needs plotting
+
+# Synthetic CIFAR10-shaped data in place of keras.datasets.cifar10.load_data()
+# (300 training and 100 test images).
+x_train = rng.integers(0, 256, size=(300, 32, 32, 3)).astype("uint8")
+y_train = rng.integers(0, 10, size=(300, 1)).astype("uint8")
+x_test = rng.integers(0, 256, size=(100, 32, 32, 3)).astype("uint8")
+y_test = rng.integers(0, 10, size=(100, 1)).astype("uint8")
+
+x_train = x_train.astype("float32") / 255.0
+x_test = x_test.astype("float32") / 255.0
+y_train = keras.utils.to_categorical(y_train, 10)
+y_test = keras.utils.to_categorical(y_test, 10)
+
+model.compile(
+    optimizer=keras.optimizers.RMSprop(1e-3),
+    loss=keras.losses.CategoricalCrossentropy(from_logits=True),
+    metrics=["acc"],
+)
+# We restrict the data to the first 1000 samples so as to limit execution time
+# on Colab. Try to train on the entire dataset until convergence!
+history = model.fit(
+    x_train[:1000],
+    y_train[:1000],
+    batch_size=64,
+    epochs=1,
+    validation_split=0.2,
+)
+assert sorted(history.history) == ["acc", "loss", "val_acc", "val_loss"]
 
 # Embedding for 1000 unique words mapped to 128-dimensional vectors
 shared_embedding = layers.Embedding(1000, 128)
@@ -226,7 +329,43 @@ config = model.get_config()
 
 new_model = keras.Model.from_config(config, custom_objects={"CustomDense": CustomDense})
 
-# left out: Mix-and-match API styles, first example (a Functional classifier inside a custom RNN layer): needs GlobalAveragePooling1D (pooling)
+units = 32
+timesteps = 10
+input_dim = 5
+
+# Define a Functional model
+inputs = keras.Input((None, units))
+x = layers.GlobalAveragePooling1D()(inputs)
+outputs = layers.Dense(1)(x)
+model = keras.Model(inputs, outputs)
+
+
+class CustomRNN(layers.Layer):
+    def __init__(self):
+        super().__init__()
+        self.units = units
+        self.projection_1 = layers.Dense(units=units, activation="tanh")
+        self.projection_2 = layers.Dense(units=units, activation="tanh")
+        # Our previously-defined Functional model
+        self.classifier = model
+
+    def call(self, inputs):
+        outputs = []
+        state = ops.zeros(shape=(inputs.shape[0], self.units))
+        for t in range(inputs.shape[1]):
+            x = inputs[:, t, :]
+            h = self.projection_1(x)
+            y = h + self.projection_2(state)
+            state = y
+            outputs.append(y)
+        features = ops.stack(outputs, axis=1)
+        print(features.shape)
+        return self.classifier(features)
+
+
+rnn_model = CustomRNN()
+_ = rnn_model(ops.zeros((1, timesteps, input_dim)))
+assert tuple(_.shape) == (1, 1)
 
 units = 32
 timesteps = 10
@@ -255,7 +394,15 @@ class CustomRNN(layers.Layer):
         return self.classifier(features)
 
 
-# left out: the Functional model `Input(batch_shape=...) -> Conv1D -> CustomRNN`: needs Conv1D
+# Note that you specify a static batch size for the inputs with the `batch_shape`
+# arg, because the inner computation of `CustomRNN` requires a static batch size
+# (when you create the `state` zeros tensor).
+inputs = keras.Input(batch_shape=(batch_size, timesteps, input_dim))
+x = layers.Conv1D(32, 3)(inputs)
+outputs = CustomRNN()(x)
+
+model = keras.Model(inputs, outputs)
+assert tuple(outputs.shape) == (batch_size, timesteps - 2, 1)
 
 rnn_model = CustomRNN()
 _ = rnn_model(ops.zeros((1, 10, 5)))

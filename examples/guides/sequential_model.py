@@ -1,7 +1,8 @@
 """keras.io guide "The Sequential model" (Keras 3), run on kcompile.
 
 The guide's code with only the imports changed; its prose is left out. The asserts
-check what the guide states in its comments (layer and weight counts, weight shapes).
+check what the guide states in its comments (layer and weight counts, weight shapes,
+the feature-map shapes it prints).
 """
 import kcompile as keras
 from kcompile import layers
@@ -105,5 +106,73 @@ model.summary()
 # Models built with a predefined input shape always have weights.
 assert len(model.weights) == 2
 
-# left out: A common debugging workflow: `add()` + `summary()`: needs Conv2D, MaxPooling2D, GlobalMaxPooling2D
-# left out: Feature extraction with a Sequential model: needs Conv2D
+model = keras.Sequential()
+model.add(keras.Input(shape=(250, 250, 3)))  # 250x250 RGB images
+model.add(layers.Conv2D(32, 5, strides=2, activation="relu"))
+model.add(layers.Conv2D(32, 3, activation="relu"))
+model.add(layers.MaxPooling2D(3))
+
+# Can you guess what the current output shape is at this point? Probably not.
+# Let's just print it:
+model.summary()
+
+# The answer was: (40, 40, 32), so we can keep downsampling...
+assert tuple(model.output.shape) == (None, 40, 40, 32)
+
+model.add(layers.Conv2D(32, 3, activation="relu"))
+model.add(layers.Conv2D(32, 3, activation="relu"))
+model.add(layers.MaxPooling2D(3))
+model.add(layers.Conv2D(32, 3, activation="relu"))
+model.add(layers.Conv2D(32, 3, activation="relu"))
+model.add(layers.MaxPooling2D(2))
+
+# And now?
+model.summary()
+
+# Now that we have 4x4 feature maps, time to apply global max pooling.
+assert tuple(model.output.shape) == (None, 4, 4, 32)
+model.add(layers.GlobalMaxPooling2D())
+
+# Finally, we add a classification layer.
+model.add(layers.Dense(10))
+assert tuple(model.output.shape) == (None, 10)
+
+initial_model = keras.Sequential(
+    [
+        keras.Input(shape=(250, 250, 3)),
+        layers.Conv2D(32, 5, strides=2, activation="relu"),
+        layers.Conv2D(32, 3, activation="relu"),
+        layers.Conv2D(32, 3, activation="relu"),
+    ]
+)
+feature_extractor = keras.Model(
+    inputs=initial_model.inputs,
+    outputs=[layer.output for layer in initial_model.layers],
+)
+
+# Call feature extractor on test input.
+x = ops.ones((1, 250, 250, 3))
+features = feature_extractor(x)
+# One output per layer: the outputs of all intermediate layers.
+assert [tuple(f.shape) for f in features] == [
+    (1, 123, 123, 32),
+    (1, 121, 121, 32),
+    (1, 119, 119, 32),
+]
+
+initial_model = keras.Sequential(
+    [
+        keras.Input(shape=(250, 250, 3)),
+        layers.Conv2D(32, 5, strides=2, activation="relu"),
+        layers.Conv2D(32, 3, activation="relu", name="my_intermediate_layer"),
+        layers.Conv2D(32, 3, activation="relu"),
+    ]
+)
+feature_extractor = keras.Model(
+    inputs=initial_model.inputs,
+    outputs=initial_model.get_layer(name="my_intermediate_layer").output,
+)
+# Call feature extractor on test input.
+x = ops.ones((1, 250, 250, 3))
+features = feature_extractor(x)
+assert tuple(features.shape) == (1, 121, 121, 32)

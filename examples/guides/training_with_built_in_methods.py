@@ -342,7 +342,129 @@ train_dataset = train_dataset.shuffle(buffer_size=1024).batch(64)
 model = get_compiled_model()
 model.fit(train_dataset, epochs=1)
 
-# left out: Passing data to multi-input, multi-output models: needs Conv2D, GlobalMaxPooling2D, Conv1D, GlobalMaxPooling1D (and plot_model: plotting)
+image_input = keras.Input(shape=(32, 32, 3), name="img_input")
+timeseries_input = keras.Input(shape=(None, 10), name="ts_input")
+
+x1 = layers.Conv2D(3, 3)(image_input)
+x1 = layers.GlobalMaxPooling2D()(x1)
+
+x2 = layers.Conv1D(3, 3)(timeseries_input)
+x2 = layers.GlobalMaxPooling1D()(x2)
+
+x = layers.concatenate([x1, x2])
+
+score_output = layers.Dense(1, name="score_output")(x)
+class_output = layers.Dense(5, name="class_output")(x)
+
+model = keras.Model(
+    inputs=[image_input, timeseries_input], outputs=[score_output, class_output]
+)
+# A "score" of shape (1,) and a probability distribution over five classes.
+assert tuple(score_output.shape) == (None, 1)
+assert tuple(class_output.shape) == (None, 5)
+
+# left out: keras.utils.plot_model(model, "multi_input_and_output_model.png", show_shapes=True): needs plotting
+
+model.compile(
+    optimizer=keras.optimizers.RMSprop(1e-3),
+    loss=[
+        keras.losses.MeanSquaredError(),
+        keras.losses.CategoricalCrossentropy(),
+    ],
+)
+
+model.compile(
+    optimizer=keras.optimizers.RMSprop(1e-3),
+    loss=[
+        keras.losses.MeanSquaredError(),
+        keras.losses.CategoricalCrossentropy(),
+    ],
+    metrics=[
+        [
+            keras.metrics.MeanAbsolutePercentageError(),
+            keras.metrics.MeanAbsoluteError(),
+        ],
+        [keras.metrics.CategoricalAccuracy()],
+    ],
+)
+
+model.compile(
+    optimizer=keras.optimizers.RMSprop(1e-3),
+    loss={
+        "score_output": keras.losses.MeanSquaredError(),
+        "class_output": keras.losses.CategoricalCrossentropy(),
+    },
+    metrics={
+        "score_output": [
+            keras.metrics.MeanAbsolutePercentageError(),
+            keras.metrics.MeanAbsoluteError(),
+        ],
+        "class_output": [keras.metrics.CategoricalAccuracy()],
+    },
+)
+
+model.compile(
+    optimizer=keras.optimizers.RMSprop(1e-3),
+    loss={
+        "score_output": keras.losses.MeanSquaredError(),
+        "class_output": keras.losses.CategoricalCrossentropy(),
+    },
+    metrics={
+        "score_output": [
+            keras.metrics.MeanAbsolutePercentageError(),
+            keras.metrics.MeanAbsoluteError(),
+        ],
+        "class_output": [keras.metrics.CategoricalAccuracy()],
+    },
+    loss_weights={"score_output": 2.0, "class_output": 1.0},
+)
+
+# List loss version
+model.compile(
+    optimizer=keras.optimizers.RMSprop(1e-3),
+    loss=[None, keras.losses.CategoricalCrossentropy()],
+)
+
+# Or dict loss version
+model.compile(
+    optimizer=keras.optimizers.RMSprop(1e-3),
+    loss={"class_output": keras.losses.CategoricalCrossentropy()},
+)
+
+model.compile(
+    optimizer=keras.optimizers.RMSprop(1e-3),
+    loss=[
+        keras.losses.MeanSquaredError(),
+        keras.losses.CategoricalCrossentropy(),
+    ],
+)
+
+# Generate dummy NumPy data
+img_data = np.random.random_sample(size=(100, 32, 32, 3))
+ts_data = np.random.random_sample(size=(100, 20, 10))
+score_targets = np.random.random_sample(size=(100, 1))
+class_targets = np.random.random_sample(size=(100, 5))
+
+# Fit on lists
+model.fit([img_data, ts_data], [score_targets, class_targets], batch_size=32, epochs=1)
+
+# Alternatively, fit on dicts
+model.fit(
+    {"img_input": img_data, "ts_input": ts_data},
+    {"score_output": score_targets, "class_output": class_targets},
+    batch_size=32,
+    epochs=1,
+)
+
+train_dataset = tf.data.Dataset.from_tensor_slices(
+    (
+        {"img_input": img_data, "ts_input": ts_data},
+        {"score_output": score_targets, "class_output": class_targets},
+    )
+)
+train_dataset = train_dataset.shuffle(buffer_size=1024).batch(64)
+
+model.fit(train_dataset, epochs=1)
 
 model = get_compiled_model()
 
