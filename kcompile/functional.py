@@ -55,6 +55,12 @@ def structure_map(fn, x):
     return fn(x)
 
 
+# The sizes an axis declared None is traced at: an output axis that differs between
+# them is None. Large enough for valid convolutions and poolings to apply, and a
+# factor of two apart, so a strided window's output differs too.
+VARIABLE_FILLS = (32, 64)
+
+
 def call_symbolic(layer, inputs, kwargs):
     """Call `layer` on KerasTensors (in `inputs` and in keyword arguments such as an RNN's
     `initial_state`): the layer is built from the declared shapes, then the output shapes
@@ -64,14 +70,17 @@ def call_symbolic(layer, inputs, kwargs):
     shape = tensors[0].shape if isinstance(inputs, KerasTensor) else [t.shape for t in tensors]
     layer._maybe_build(shape)
     variable = any(None in t.shape[1:] for t in tensors + tensors_in(kwargs))
+    # A batch size the inputs all fix (Input(batch_shape=...)) is kept, as Keras does.
+    batches = {t.shape[0] for t in tensors + tensors_in(kwargs)}
+    batch = batches.pop() if len(batches) == 1 else None
     traced = []
-    for fill in ((2, 3) if variable else (2,)):
+    for fill in (VARIABLE_FILLS if variable else VARIABLE_FILLS[:1]):
         trace = Trace(shape_only=True)
         with tracing(trace):
             def sym(t):
                 if not isinstance(t, KerasTensor):
                     return t
-                size = lambda shape: (1, *(fill if d is None else d for d in shape[1:]))
+                size = lambda shape: (batch or 1, *(fill if d is None else d for d in shape[1:]))
                 x = trace.input(f"x{id(t)}", size(t.shape), t.dtype)
                 if t.mask_shape is not None:     # the mask it carries reaches the layer
                     trace.masks[x.id] = trace.input(f"m{id(t)}", size(t.mask_shape))
@@ -79,9 +88,10 @@ def call_symbolic(layer, inputs, kwargs):
             out = layer(structure_map(sym, inputs), **structure_map(sym, kwargs))
         outs = list(out) if isinstance(out, (list, tuple)) else [out]
         traced.append([(o.shape[1:], o.dtype, trace.masks.get(o.id)) for o in outs])
+        out_batches = [o.shape[0] if batch is not None and o.ndim else None for o in outs]
     shapes = [tuple(d if d == e else None for d, e in zip(a[0], b[0]))
               for a, b in zip(traced[0], traced[-1])]
-    result = [KerasTensor((None, *s), dt, layer, inputs, i, kwargs)
+    result = [KerasTensor((out_batches[i], *s), dt, layer, inputs, i, kwargs)
               for i, (s, (_, dt, _)) in enumerate(zip(shapes, traced[0]))]
     for t, (_, _, m0), (_, _, m1) in zip(result, traced[0], traced[-1]):
         if m0 is not None and m1 is not None:

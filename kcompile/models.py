@@ -244,6 +244,7 @@ class Sequential(Model):
                 raise ValueError("An Input can only be the first entry of a Sequential model")
             self._input_shape = layer.shape[1:]
             self._input_dtype = layer.dtype
+            self._input_tensor = layer      # model.input is this very tensor, as in Keras
             return
         if isinstance(layer, InputLayer):
             self._input_shape = layer._input_shape_arg
@@ -282,6 +283,7 @@ class Sequential(Model):
             layer.input_shape = shape
             shape = layer.compute_output_shape(shape)
             layer.output_shape = shape
+        self.input_shape, self.output_shape = (None, *self._input_shape), shape
         self.built = True
         if any(not layer._inbound for layer in self._layers):
             self._symbolic()        # as Keras: each layer's `input` / `output` tensors
@@ -297,14 +299,17 @@ class Sequential(Model):
         if self._input_shape is None:
             raise AttributeError(f"Sequential model {self.name!r} has no input shape yet, so "
                                  f"no symbolic input or output")
-        key = (tuple(self._input_shape), tuple(id(l) for l in self._layers))
-        cached = getattr(self, "_symbolic_cache", None)
-        if cached is None or cached[0] != key:
-            x = y = Input(shape=self._input_shape, dtype=self._input_dtype)
-            for layer in self._layers:
-                y = layer(y)
-            cached = self._symbolic_cache = (key, x, y)
-        return cached[1], cached[2]
+        x = getattr(self, "_input_tensor", None)
+        if x is None or tuple(x.shape[1:]) != tuple(self._input_shape):
+            x = self._input_tensor = Input(shape=self._input_shape, dtype=self._input_dtype)
+        start, done, y = getattr(self, "_symbolic_chain", (x, (), x))
+        ids = tuple(id(l) for l in self._layers)
+        if start is not x or ids[:len(done)] != done:
+            done, y = (), x                 # the input changed or layers were popped
+        for layer in self._layers[len(done):]:
+            y = layer(y)                    # only the layers added since the last call
+        self._symbolic_chain = (x, ids, y)
+        return x, y
 
     @property
     def input_specs(self):

@@ -162,3 +162,19 @@ def test_positional_call_arguments_and_fit_without_targets():
     model.compile(optimizer="sgd", loss="mse")
     with pytest.raises(ValueError, match="y is None"):
         model.fit(data, verbose=0)
+
+
+def test_static_batch_size_and_sequential_inputs():
+    x = keras.Input(batch_shape=(16, 10, 5))
+    assert x.shape == (16, 10, 5)
+    y = layers.Conv1D(4, 3)(x)
+    assert y.shape == (16, 8, 4)                      # as Keras: the batch size stays
+    inputs = keras.Input((20, 3))
+    seq = models.Sequential([inputs, layers.Dense(4, name="hidden"), layers.Dense(1)])
+    assert seq.inputs == [inputs] and seq.output_shape == (None, 20, 1)
+    features = keras.Model(seq.inputs, seq.get_layer("hidden").output)
+    data = rand(2, 20, 3)
+    k, b = seq.get_layer("hidden").get_weights()
+    np.testing.assert_allclose(features.predict(data, verbose=0), data @ k + b, rtol=1e-5)
+    # a None axis traced at sizes a valid convolution accepts
+    assert layers.Conv1D(2, 5)(keras.Input((None, 3))).shape == (None, None, 2)

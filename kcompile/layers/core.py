@@ -108,9 +108,11 @@ def Input(shape=None, batch_size=None, dtype=None, sparse=None, batch_shape=None
     from ..functional import KerasTensor
     if shape is None and batch_shape is not None:
         shape = tuple(batch_shape)[1:]
+        batch_size = tuple(batch_shape)[0] if batch_size is None else batch_size
     if shape is None:
         raise ValueError("Input() needs `shape=` (the shape of one sample, without the batch)")
     if isinstance(shape, int):
         shape = (shape,)
     layer = InputLayer(shape=tuple(shape), dtype=dtype, name=name)
-    return KerasTensor((None, *shape), dtype or "float32", layer, [])
+    # As Keras: a batch size given here stays in the tensors' shapes.
+    return KerasTensor((batch_size, *shape), dtype or "float32", layer, [])

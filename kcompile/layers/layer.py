@@ -379,7 +379,8 @@ class Layer:
         axes given as None are traced at two sizes, and the output axes that follow
         them are None."""
         shapes = []
-        for fill in ((1, 2) if _has_none(input_shape) else (1,)):
+        from ..functional import VARIABLE_FILLS
+        for fill in (VARIABLE_FILLS if _has_none(input_shape) else VARIABLE_FILLS[:1]):
             trace = Trace(shape_only=True)
             with tracing(trace):
                 x = _placeholder(trace, input_shape, fill)
