@@ -19,6 +19,7 @@ from ..ir.passes.fuse import FusedGraph, Kernel
 from ..ir.passes.plan_memory import MemoryPlan
 from .irutil import F32, I8, I32, I64, PTR, Partition, i64
 from .lower.elementwise import Intrinsics
+from .lower.conv import lower_conv, scratch_bytes as conv_scratch
 from .lower.loop import lower_loop
 from .lower.matmul import lower_matmul, scratch_bytes as matmul_scratch
 from .lower.reduce import lower_reduce
@@ -31,13 +32,15 @@ def lower_group(b, graph, kernel: Kernel, buffers, fn, scratch=None, part=None):
         LOWER[st.kind](b, graph, st, buffers, fn, scratch, part)
 
 
-LOWER = {"loop": lower_loop, "reduce": lower_reduce, "matmul": lower_matmul,
+LOWER = {"loop": lower_loop, "reduce": lower_reduce, "matmul": lower_matmul, "conv": lower_conv,
          "scatter": lower_scatter, "rows": lower_rows, "group": lower_group}
 
 
 def scratch_bytes(graph, kernel: Kernel, nthreads: int = 1) -> int:
     if kernel.kind == "matmul":
         return matmul_scratch(graph, kernel, nthreads)
+    if kernel.kind == "conv":
+        return conv_scratch(graph, kernel, nthreads)
     if kernel.kind == "scan":
         from .lower.scan import scan_scratch_bytes
         return scan_scratch_bytes(graph, kernel, nthreads)

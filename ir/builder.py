@@ -367,6 +367,31 @@ def pad(x, lo, hi):
     return op("pad", x, lo=tuple(lo), hi=tuple(hi))
 
 
+def conv(x, w, strides, padding, lhs_dilation=None, rhs_dilation=None, groups=1):
+    """A convolution, channels-last: the semantics of lax.conv_general_dilated with
+    dimension numbers ("NHWC", "HWIO", "NHWC").
+
+    x: (N, *spatial, Cin), spatial rank 1 or 2; w: (*kernel, Cin // groups, Cout);
+    strides, lhs_dilation, rhs_dilation: one int per spatial axis (None: all 1);
+    padding: one (lo, hi) pair per spatial axis, lo, hi >= 0. Output spatial size
+    per axis: (in_d + lo + hi - k_d) // stride + 1 with in_d = (in - 1) * lhs_dilation
+    + 1 and k_d = (k - 1) * rhs_dilation + 1. Group g maps input channels
+    [g*Cin/groups, (g+1)*Cin/groups) to output channels [g*Cout/groups, ...).
+    """
+    if not isinstance(x, Sym):
+        x = lift(_graph_of([w]), x)
+    if x.ndim not in (3, 4):
+        raise ValueError(f"conv: the input needs shape (batch, *spatial, channels) with 1 or 2 "
+                         f"spatial axes, got {x.shape}")
+    rank = x.ndim - 2
+    padding = tuple(tuple(p) for p in padding)
+    if len(padding) != rank or any(len(p) != 2 or builtins.min(p) < 0 for p in padding):
+        raise ValueError(f"conv: padding needs one (lo, hi) pair of non-negative ints per "
+                         f"spatial axis ({rank}), got {padding}")
+    return op("conv", x, w, strides=strides, padding=padding, lhs_dilation=lhs_dilation,
+              rhs_dilation=rhs_dilation, groups=groups)
+
+
 def concatenate(xs, axis=-1):
     """Concatenation as a sum of zero-padded operands (fuses into one loop)."""
     axis = axis % xs[0].ndim

@@ -1,13 +1,28 @@
 """Rough work estimates of a graph: floating-point operations and bytes moved."""
 from __future__ import annotations
 
+import math
+
 from .graph import Graph
 from .ops import get_op
 
 
+def conv_flops(graph: Graph, v: int) -> float:
+    """2 * output pixels * Cout * (taps x Cin per group), padded taps included, as
+    convolution FLOPs are usually counted; the same for a convolution's kernel
+    gradient (the same products, summed the other way)."""
+    n = graph.nodes[v]
+    x, y = (graph.type(i).shape for i in n.inputs)
+    groups = n.params["groups"]
+    if n.op == "conv":          # y is the kernel (*k, Cin/G, Cout)
+        return 2.0 * n.type.size * math.prod(y[:-2]) * y[-2]
+    # conv_weight_grad: y is the output cotangent (N, *out, Cout)
+    return 2.0 * math.prod(y) * math.prod(n.params["kernel_shape"]) * (x[-1] // groups)
+
+
 def flops(graph: Graph) -> float:
-    """2*M*N*K per matmul, a scan's body times its length, one per output element
-    for other ops."""
+    """2*M*N*K per matmul, 2 * output size * taps * Cin/groups per convolution, a
+    scan's body times its length, one per output element for other ops."""
     total = 0.0
     for v, n in graph.nodes.items():
         if n.is_leaf:
@@ -18,6 +33,8 @@ def flops(graph: Graph) -> float:
             a = graph.type(n.inputs[0]).shape
             k = a[0] if n.params["transpose_a"] else a[1]
             total += 2.0 * n.type.size * k
+        elif get_op(n.op).kind == "conv":
+            total += conv_flops(graph, v)
         elif get_op(n.op).kind == "reduction":
             total += graph.type(n.inputs[0]).size
         else:

@@ -22,7 +22,8 @@ import numpy as np
 
 from .graph import TensorType
 
-KINDS = ("elementwise", "reduction", "matmul", "layout", "gather", "scatter", "scan", "opaque")
+KINDS = ("elementwise", "reduction", "matmul", "conv", "layout", "gather", "scatter", "scan",
+         "opaque")
 
 
 @dataclass(frozen=True)
@@ -545,3 +546,7 @@ def _scan_result_rule(ts, a):
 
 primitive("scan_result", "scan", 1, _scan_result_rule, lambda xs, a: xs[0][a["index"]], None,
           lambda ts, a: {"index": int(a["index"]), "shape": tuple(a["shape"]), "dtype": a["dtype"]})
+
+
+# ----------------------------------------------------------------- convolution
+from . import conv as _conv  # noqa: E402,F401  (declares conv, conv_weight_grad)

@@ -224,6 +224,25 @@ def _matmul_case(m, k, n, ta, tb):
                 note=f"{m}x{k}x{n}_{'T' if ta else 'N'}{'T' if tb else 'N'}")
 
 
+# (x shape, kernel shape, attrs): 1-D and 2-D, odd sizes, strides, both dilations,
+# asymmetric and negative (cropping) padding, groups and depthwise.
+CONV_CASES = [
+    ((2, 7, 5, 3), (3, 2, 3, 4), dict(strides=(1, 2), padding=((1, 1), (0, 2)),
+                                      rhs_dilation=(1, 2))),
+    ((3, 33, 2), (3, 2, 5), dict(strides=(3,), padding=((2, 1),), lhs_dilation=(2,))),
+    ((1, 6, 7, 4), (3, 3, 1, 8), dict(strides=(1, 1), padding=((1, 1), (1, 1)), groups=4)),
+    ((2, 5, 5, 6), (1, 1, 3, 4), dict(strides=(2, 1), padding=((0, 0), (0, 0)), groups=2)),
+    ((2, 4, 3), (1, 3, 2), dict(strides=(2,), padding=((0, 3),))),
+    ((1, 9, 3), (2, 3, 1), dict(strides=(1,), padding=((-1, 2),), rhs_dilation=(3,))),
+]
+
+
+def _conv_out_shape(xs, ks, a):
+    from kcompile.ir.conv import normalize, out_spatial
+    attrs = normalize((TensorType(xs),), a)
+    return (xs[0], *out_spatial(xs[1:-1], ks[:-2], attrs), ks[-1])
+
+
 def _build_table() -> dict[str, list[Case]]:
     t: dict[str, list[Case]] = {}
 
@@ -292,6 +311,11 @@ def _build_table() -> dict[str, list[Case]]:
     t["matmul"] = [_matmul_case(m, k, n, ta, tb)
                    for m, k, n in MATMUL_MKN for ta in (False, True) for tb in (False, True)]
     t["matmul"].append(_matmul_case(1, 1, 1, False, False))
+
+    t["conv"] = [case([xs, ks], [normal(), normal()], attrs=a) for xs, ks, a in CONV_CASES]
+    t["conv_weight_grad"] = [
+        case([xs, _conv_out_shape(xs, ks, a)], [normal(), normal()],
+             attrs=dict(a, kernel_shape=ks[:-2])) for xs, ks, a in CONV_CASES]
 
     t["reshape"] = [
         case([(7, 33)], [normal()], attrs=dict(shape=(33, 7))),

@@ -166,6 +166,9 @@ def _magnitude(name, case, values64):
         return np.sum(xs[0], axis=tuple(a["axes"]), keepdims=a.get("keepdims", False))
     if name == "reduce_mean":
         return np.mean(xs[0], axis=tuple(a["axes"]), keepdims=a.get("keepdims", False))
+    if name in ("conv", "conv_weight_grad"):
+        return REGISTRY[name].reference(xs, REGISTRY[name].normalize(
+            [TensorType(x.shape) for x in xs], dict(a)))
     if name == "matmul":
         x = xs[0].T if a.get("transpose_a") else xs[0]
         y = xs[1].T if a.get("transpose_b") else xs[1]
@@ -268,7 +271,8 @@ def test_every_primitive_is_compiled(fwd, vjp):
     # every differentiable primitive has a compiled VJP case
     expected = {"neg", "exp", "log", "sqrt", "abs", "sigmoid", "tanh", "add", "sub", "mul",
                 "div", "pow", "maximum", "minimum", "select", "cast", "reduce_sum",
-                "reduce_mean", "reduce_max", "matmul", "reshape", "transpose", "broadcast_to"}
+                "reduce_mean", "reduce_max", "matmul", "reshape", "transpose", "broadcast_to",
+                "conv", "conv_weight_grad"}
     assert not sorted(expected - {n for n, _, _ in DIFF})
     # (cast's only differentiable case, float32 -> float32, is simplified away)
     assert not sorted(expected - {"cast"} - _compiled_ops(vjp))

@@ -24,9 +24,11 @@ from kcompile.ir.ops import REGISTRY
 from kcompile.ir.passes import autodiff, GRAD_PREFIX
 
 try:
+    from tests import conv_direct
     from tests.op_cases import (OP_CASES, TESTED_ELSEWHERE, all_cases, build_case_graph, case_id,
                                 differentiable_operands)
 except ImportError:     # run as `pytest tests/...` without the project root on sys.path
+    import conv_direct
     from op_cases import (OP_CASES, TESTED_ELSEWHERE, all_cases, build_case_graph, case_id,
                           differentiable_operands)
 
@@ -188,6 +190,8 @@ EXPECTED = {
     "gather": lambda xs, a: np.take(xs[0], xs[1].astype(np.int64), axis=0),
     "scatter_add": _scatter_add,
     "random_uniform": _random_uniform,
+    "conv": lambda xs, a: conv_direct.conv(xs[0], xs[1], a),
+    "conv_weight_grad": lambda xs, a: conv_direct.conv_weight_grad(xs[0], xs[1], a),
 }
 
 
@@ -304,7 +308,8 @@ def test_differentiable_ops_are_differentiated():
     diff_ops = {n for n, _, _ in DIFF}
     expected = {"neg", "exp", "log", "sqrt", "abs", "sigmoid", "tanh", "add", "sub", "mul",
                 "div", "pow", "maximum", "minimum", "select", "cast", "reduce_sum",
-                "reduce_mean", "reduce_max", "matmul", "reshape", "transpose", "broadcast_to"}
+                "reduce_mean", "reduce_max", "matmul", "reshape", "transpose", "broadcast_to",
+                "conv", "conv_weight_grad"}
     assert expected <= diff_ops, sorted(expected - diff_ops)
 
 

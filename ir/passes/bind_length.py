@@ -163,6 +163,9 @@ def _rule(g: Graph, v: int, n, infos, L, masked, steps, var):
         return None
     if op == "random_uniform":
         raise NotPositionWise("random bits over the variable axis")
+    if op in ("conv", "conv_weight_grad"):
+        # a window mixes neighbouring positions (and the padding past the end)
+        raise NotPositionWise("convolution of values along the variable axis")
     # elementwise (unary, binary, select, cast, stop_gradient): broadcasting keeps axes
     out = None
     for x, info in zip(operands, infos):

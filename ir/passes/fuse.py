@@ -7,6 +7,7 @@ Kinds of kernel:
            elementwise ops that consume its result fused after it (epilogue)
   matmul   one matrix product, with the elementwise ops that consume it run on
            each finished tile (epilogue: bias, activation, an optimizer update)
+  conv     one convolution (or a convolution's kernel gradient), epilogue as matmul
   scatter  one scatter_add
   scan     a loop running the kernels of its body graph once per step
   view     a reshape: no code, its result aliases its operand's buffer
@@ -98,7 +99,7 @@ class _Group:
 
 def _group_kind(op_kind):
     return {"elementwise": "loop", "layout": "loop", "gather": "loop", "reduction": "reduce",
-            "matmul": "matmul", "scatter": "scatter"}[op_kind]
+            "matmul": "matmul", "conv": "conv", "scatter": "scatter"}[op_kind]
 
 
 def fuse(graph: Graph) -> FusedGraph:
@@ -224,12 +225,12 @@ def _try_join(g: Graph, grp: _Group, v: int, kind: str) -> bool:
         if kind in FUSIBLE and shape == grp.shape:
             grp.members.add(v)
             return True
-        if (kind == "matmul" and shape == grp.shape
+        if (kind in ("matmul", "conv") and shape == grp.shape
                 and not any(g.nodes[m].op in ("gather", "random_uniform") for m in grp.members)):
             # GEMM epilogue: the loop (bias, activation; in a backward pass the
             # activation's derivative) runs on each tile of the product while it
             # is in cache, instead of as a pass of its own.
-            grp.kind = "matmul"
+            grp.kind = kind
             grp.members.add(v)
             return True
         if kind == "reduction" and shape == grp.shape and is_suffix_reduction(g, v):

@@ -63,10 +63,10 @@ def _in_place_ok(fg: FusedGraph, kidx: dict, leaf: int, upd: int, producer: dict
         stage = next(st for st in k.stages if upd in st.outputs)
         later += [st for st in k.stages if st is not stage]
         k = stage
-    if k.kind not in ("loop", "matmul") or g.type(leaf).shape != k.shape:
+    if k.kind not in ("loop", "matmul", "conv") or g.type(leaf).shape != k.shape:
         return False
-    if k.kind == "matmul" and any(leaf in g.nodes[m].inputs for m in k.members
-                                  if g.nodes[m].op == "matmul"):
+    if k.kind in ("matmul", "conv") and any(leaf in g.nodes[m].inputs for m in k.members
+                                            if get_op(g.nodes[m].op).kind == k.kind):
         return False        # the product reads it whole, across tiles
     if any(leaf in other.inputs for other in later):
         return False

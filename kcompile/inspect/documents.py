@@ -54,8 +54,8 @@ def _literal(value, dtype) -> str:
 
 
 def node_flops(g, v) -> float:
-    """The estimate of ir/cost.py for one value: 2*M*N*K per matmul, the input size per
-    reduction, one per output element otherwise; views and leaves cost nothing, and a
+    """The estimate of ir/cost.py for one value: 2*M*N*K per matmul, conv_flops per
+    convolution, the input size per reduction, one per output element otherwise; views and leaves cost nothing, and a
     scan costs its body's work times its length (its results nothing)."""
     from kcompile.ir.ops import get_op
     n = g.nodes[v]
@@ -69,6 +69,9 @@ def node_flops(g, v) -> float:
         sub = body.graph
         return float(n.params.get("length", 1)) * sum(
             node_flops(sub, u) for u, m in sub.nodes.items() if not m.is_leaf)
+    if kind == "conv":
+        from kcompile.ir.cost import conv_flops
+        return conv_flops(g, v)
     if n.op == "matmul":
         a = g.type(n.inputs[0]).shape
         k = a[-2] if n.params.get("transpose_a") else a[-1]

@@ -1,6 +1,9 @@
 """Keras layers."""
 from .layer import Layer
 from .core import Dense, Activation, InputLayer, Input
+from .convolutional import (Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, Convolution1D,
+                            Convolution1DTranspose, Convolution2D, Convolution2DTranspose,
+                            DepthwiseConv2D, SeparableConv2D, SeparableConvolution2D)
 from .embedding import Embedding
 from .masking import Masking
 from .merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract, add,
@@ -15,7 +18,10 @@ __all__ = ["Layer", "Dense", "Activation", "InputLayer", "Input", "Embedding", "
            "Concatenate", "Maximum", "Minimum", "Multiply", "Subtract", "add", "concatenate",
            "BatchNormalization", "GRU", "LSTM", "SimpleRNN", "Dropout", "Flatten", "Reshape",
            "RepeatVector", "Bidirectional", "TimeDistributed", "Masking", "average", "maximum",
-           "minimum", "multiply", "subtract", "serialize", "deserialize"]
+           "minimum", "multiply", "subtract", "serialize", "deserialize", "Conv1D", "Conv2D",
+           "Conv1DTranspose", "Conv2DTranspose", "DepthwiseConv2D", "SeparableConv2D",
+           "Convolution1D", "Convolution2D", "Convolution1DTranspose", "Convolution2DTranspose",
+           "SeparableConvolution2D"]
 
 
 def serialize(layer):
