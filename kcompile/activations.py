@@ -89,7 +89,7 @@ def mish(x):
 
 
 def leaky_relu(x, negative_slope=0.2):
-    return F.select(F.greater(x, 0.0), x, x * negative_slope)
+    return F.select(F.greater_equal(x, 0.0), x, x * negative_slope)     # slope 1 at 0, as Keras
 
 
 def relu6(x):

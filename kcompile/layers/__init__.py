@@ -1,5 +1,6 @@
 """Keras layers."""
 from .layer import Layer
+from .activations import LeakyReLU, ReLU
 from .core import Dense, Activation, InputLayer, Input
 from .convolutional import (Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, Convolution1D,
                             Convolution1DTranspose, Convolution2D, Convolution2DTranspose,
@@ -11,8 +12,18 @@ from .merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Sub
 from .normalization import BatchNormalization
 from .recurrent import GRU, LSTM, SimpleRNN
 from .regularization import Dropout
-from .reshaping import Flatten, RepeatVector, Reshape
+from .pooling import (AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D,
+                      GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D,
+                      MaxPooling1D, MaxPooling2D)
+from .reshaping import (Cropping1D, Cropping2D, Flatten, RepeatVector, Reshape, UpSampling1D,
+                        UpSampling2D, ZeroPadding1D, ZeroPadding2D)
 from .wrappers import Bidirectional, TimeDistributed
+
+# Keras' short names for the pooling layers.
+MaxPool1D, MaxPool2D = MaxPooling1D, MaxPooling2D
+AvgPool1D, AvgPool2D = AveragePooling1D, AveragePooling2D
+GlobalMaxPool1D, GlobalMaxPool2D = GlobalMaxPooling1D, GlobalMaxPooling2D
+GlobalAvgPool1D, GlobalAvgPool2D = GlobalAveragePooling1D, GlobalAveragePooling2D
 
 __all__ = ["Layer", "Dense", "Activation", "InputLayer", "Input", "Embedding", "Add", "Average",
            "Concatenate", "Maximum", "Minimum", "Multiply", "Subtract", "add", "concatenate",
@@ -21,7 +32,14 @@ __all__ = ["Layer", "Dense", "Activation", "InputLayer", "Input", "Embedding", "
            "minimum", "multiply", "subtract", "serialize", "deserialize", "Conv1D", "Conv2D",
            "Conv1DTranspose", "Conv2DTranspose", "DepthwiseConv2D", "SeparableConv2D",
            "Convolution1D", "Convolution2D", "Convolution1DTranspose", "Convolution2DTranspose",
-           "SeparableConvolution2D"]
+           "SeparableConvolution2D",
+           "ReLU", "LeakyReLU",
+           "MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D",
+           "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalAveragePooling1D",
+           "GlobalAveragePooling2D", "MaxPool1D", "MaxPool2D", "AvgPool1D", "AvgPool2D",
+           "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalAvgPool1D", "GlobalAvgPool2D",
+           "UpSampling1D", "UpSampling2D", "ZeroPadding1D", "ZeroPadding2D", "Cropping1D",
+           "Cropping2D"]
 
 
 def serialize(layer):

@@ -32,6 +32,7 @@ KERAS_ONLY_KEYS = {"quantization_config", "sparse", "ragged", "optional", "lora_
 # Per layer class: Keras config keys that kcompile spells differently.
 CONFIG_RENAMES = {
     "InputLayer": {"batch_input_shape": "batch_shape", "input_shape": "shape"},
+    "LeakyReLU": {"alpha": "negative_slope"},          # Keras 2's name of the slope
 }
 # Per layer class: keyword arguments a constructor takes through **kwargs.
 EXTRA_KWARGS = {"InputLayer": {"batch_shape", "input_shape"}}

@@ -48,3 +48,15 @@ def standardize_padding(value, allow_causal=False) -> str:
         raise ValueError(f"The `padding` argument must be one of "
                          f"{{{', '.join(repr(a) for a in allowed)}}}. Received: {value}")
     return padding
+
+
+def standardize_data_format(data_format):
+    """None -> keras.config.image_data_format(); otherwise one of the two layouts."""
+    from ..config import image_data_format
+    if data_format is None:
+        return image_data_format()
+    fmt = str(data_format).lower()
+    if fmt not in ("channels_first", "channels_last"):
+        raise ValueError(f"The `data_format` argument must be one of {{'channels_first', "
+                         f"'channels_last'}}. Received: data_format={data_format}")
+    return fmt
