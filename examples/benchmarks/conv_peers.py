@@ -100,7 +100,7 @@ def _kcompile_conv_native(w, nthreads):
         grads = backprop(g, {y.id: dys}, [xs.id, ks.id])
         g.outputs["dx"], g.outputs["dw"] = grads[xs.id].id, grads[ks.id].id
         feeds["dy"] = dy
-    exe = NativeExecutable({"conv": g}, State([]), nthreads=nthreads or 1)
+    exe = NativeExecutable({"conv": g}, State([]), nthreads=nthreads)
     exe.run("conv", feeds)              # the operands stay in the arena
     return lambda: exe._fns["conv"]()
 
