@@ -52,17 +52,6 @@ def set_image_data_format(data_format):
     _settings["image_data_format"] = fmt
 
 
-def standardize_data_format(data_format) -> str:
-    """A layer's `data_format` argument: None means image_data_format()."""
-    if data_format is None:
-        return image_data_format()
-    fmt = str(data_format).lower()
-    if fmt not in ("channels_first", "channels_last"):
-        raise ValueError(f"The `data_format` argument must be one of {{'channels_first', "
-                         f"'channels_last'}}. Received: data_format={data_format}")
-    return fmt
-
-
 def dtype_policy():
     return _settings["dtype_policy"]
 

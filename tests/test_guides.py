@@ -30,6 +30,7 @@ SCRIPTS = [
     "lstm_seq2seq",
     "antirectifier",
     "bidirectional_lstm_imdb",
+    "mnist_convnet",
 ]
 
 

@@ -1,21 +1,38 @@
-"""Convolution kernels: conv and conv_weight_grad, with their fused epilogues.
+"""Convolution kernels as implicit GEMMs on the register-blocked micro-kernel.
 
-This is the direct lowering: one output row (an output pixel's Cout values, or
-a kernel tap's input channel's Cout values for the weight gradient) at a time,
-accumulated in a per-thread scratch row over the taps (or pixels) whose input
-position is inside the (dilated, padded) input, the loop over the Cout
-columns contiguous so that it vectorizes. Then the epilogue (bias, activation,
-an optimizer update) runs on the finished row, as on a GEMM tile.
+conv: C (pixels x Cout/G, per group) = A (pixels x taps*Cin/G) @ W, where W,
+the kernel (*k, Cin/G, Cout), is already a (taps*Cin/G) x Cout matrix and A is
+never built: a tile of MR output pixels keeps MR row pointers per tap, one per
+pixel, at the input pixel it sees through that tap (or at a row of zeros where
+it sees padding, as XNNPACK's indirect GEMM does), recomputed per tap from the
+pixels' coordinates. For each tap the k loop runs over the input channels of
+the group: V vector loads of W's row, MR broadcasts, MR*V FMAs into
+accumulators that stay in registers over all taps and channels.
+
+conv_weight_grad: for tap t, dW_t (Cin/G x Cout/G) = A_t^T G, the sum over
+output pixels p of x[src(p, t)] (MR contiguous input channels, broadcast) times
+G's row p (V vectors): the A^T B form of the GEMM, again with a row pointer per
+pixel. Pixels are taken in blocks of whole output rows (about KC pixels, so
+that a block of G and of x stays in L2 while every tile of the gradient reads
+it); partial sums live in the gradient's buffer (or scratch) between blocks.
+
+Epilogues (bias, activation, an optimizer update) run on each finished tile,
+as on a matmul's; threads split the row tiles (conv) or the gradient's tiles
+(conv_weight_grad).
 """
 from __future__ import annotations
 
+import math
 
+from llvmlite import ir
 
 from ...ir.passes.fuse import Kernel
-from ..irutil import F32, I8, FLAGS, f32, i64, loop, loop_nest
+from ..irutil import F32, I8, I32, i64, loop
 from .emitter import Emitter
+from .gemm import _fma, _masked, _splat, _when, tile_rows, vector_shape
 
 CONV_OPS = ("conv", "conv_weight_grad")
+KC = 256            # pixels per block of the kernel gradient (G's block: 64 KiB at Cout=64)
 
 
 def conv_of(graph, kernel: Kernel) -> int:
@@ -26,32 +43,53 @@ def _pad(n):
     return (n + 63) // 64 * 64
 
 
+def _has_epilogue(kernel) -> bool:
+    return len(kernel.members) > 1
+
+
 def scratch_bytes(graph, kernel: Kernel, nthreads: int = 1) -> int:
-    """One row of Cout floats per thread."""
-    return _pad(graph.type(conv_of(graph, kernel)).shape[-1] * 4) * nthreads
+    """A product tile per thread for an epilogue; a kernel gradient whose value is
+    not kept needs its partial sums somewhere: a buffer of its size."""
+    if not _has_epilogue(kernel):
+        return 0
+    v = conv_of(graph, kernel)
+    W, V = vector_shape()
+    if graph.nodes[v].op == "conv_weight_grad":
+        return 0 if v in kernel.outputs else _pad(graph.type(v).nbytes)
+    return _pad(max(tile_rows(u) * u for u in range(1, V + 1)) * W * 4) * nthreads
 
 
-def _gep(b, p, off):
-    return b.gep(p, [off], inbounds=True, source_etype=F32)
+def _gep(b, p, off, typ=F32):
+    return b.gep(p, [off], inbounds=True, source_etype=typ)
 
 
-def _when(b, cond, emit):
-    then = b.append_basic_block("when")
-    done = b.append_basic_block("when.done")
-    b.cbranch(cond, then, done)
-    b.position_at_end(then)
-    emit()
-    b.branch(done)
-    b.position_at_end(done)
+def _decompose(b, flat, dims):
+    """Row-major indices of `flat` in `dims` (constant divisors: multiply-shifts)."""
+    out = []
+    for d in reversed(dims[1:]):
+        out.append(b.urem(flat, i64(d)))
+        flat = b.udiv(flat, i64(d))
+    out.append(flat)
+    return out[::-1]
 
 
-def input_position(b, out_idx, tap_idx, a, in_spatial):
+def _offset(b, idx, shape):
+    off = i64(0)
+    for i, d in zip(idx, shape):
+        off = b.add(b.mul(off, i64(d)), i)
+    return off
+
+
+def input_position(b, out_idx, tap_idx, a, in_spatial, axes=None):
     """(inside, positions): the input pixel an output pixel sees through a tap, per
     spatial axis (o*stride + t*rhs_dilation - lo, undilated by lhs_dilation), and
-    whether it exists (inside the input, on the lhs_dilation lattice)."""
+    whether it exists (inside the input, on the lhs_dilation lattice). `axes`: the
+    spatial axes the indices are of (default: all)."""
+    axes = range(len(in_spatial)) if axes is None else axes
     inside, pos = None, []
-    for o, t, s, (lo, _), ld, rd, n in zip(out_idx, tap_idx, a["strides"], a["padding"],
-                                           a["lhs_dilation"], a["rhs_dilation"], in_spatial):
+    for o, t, ax in zip(out_idx, tap_idx, axes):
+        s, (lo, _), ld, rd, n = (a["strides"][ax], a["padding"][ax], a["lhs_dilation"][ax],
+                                 a["rhs_dilation"][ax], in_spatial[ax])
         p = b.sub(b.add(b.mul(o, i64(s)), b.mul(t, i64(rd))), i64(lo))
         ok = b.icmp_signed(">=", p, i64(0))
         if ld > 1:
@@ -63,34 +101,75 @@ def input_position(b, out_idx, tap_idx, a, in_spatial):
     return inside, pos
 
 
-def _offset(b, idx, shape):
-    off = i64(0)
-    for i, d in zip(idx, shape):
-        off = b.add(b.mul(off, i64(d)), i)
-    return off
+def _zero_row(b, n):
+    """A module constant of n zero floats: what padding taps point at."""
+    module = b.module
+    name = f"kc.zeros.{n}"
+    gv = module.globals.get(name)
+    if gv is None:
+        t = ir.ArrayType(F32, n)
+        gv = ir.GlobalVariable(module, t, name=name)
+        gv.global_constant = True
+        gv.linkage = "private"
+        gv.align = 64
+        gv.initializer = ir.Constant(t, None)
+    return b.bitcast(gv, ir.PointerType())
 
 
-class _Finish:
-    """Stores a finished row of the product: through the epilogue (which stores
-    every output of the kernel, the product too when it is kept) or directly."""
+class _Tile:
+    """The vector shape of one tile: `rows` rows of V vectors of W floats, the last
+    vector masked to `last_lanes` columns when given."""
+
+    def __init__(self, b, rows, V, last_lanes):
+        self.W, _ = vector_shape()
+        self.rows, self.V = rows, V
+        self.vec = ir.VectorType(F32, self.W)
+        self.zero = ir.Constant(self.vec, [0.0] * self.W)
+        self.fma = _fma(b.module, self.vec)
+        self.mask = None
+        if last_lanes is not None and last_lanes < self.W:
+            self.mask = ir.Constant(ir.VectorType(ir.IntType(1), self.W),
+                                    [int(lane < last_lanes) for lane in range(self.W)])
+        self.width = (V - 1) * self.W + (last_lanes if last_lanes is not None else self.W)
+
+    def load(self, b, p, v):
+        if self.mask is not None and v == self.V - 1:
+            return b.call(_masked(b.module, "load", self.vec), [p, ir.Constant(I32, 4), self.mask,
+                                                                 self.zero])
+        return b.load(p, typ=self.vec, align=4)
+
+    def store(self, b, x, p, v):
+        if self.mask is not None and v == self.V - 1:
+            b.call(_masked(b.module, "store", self.vec), [x, p, ir.Constant(I32, 4), self.mask])
+        else:
+            b.store(x, p, align=4)
+
+    def step(self, b, acc, brow, a_addrs):
+        """acc += (the float at a_addrs[r] for each row r) x (the V vectors at brow)."""
+        bv = [self.load(b, _gep(b, brow, i64(v * self.W)), v) for v in range(self.V)]
+        out = []
+        for r in range(self.rows):
+            a = _splat(b, b.load(a_addrs[r], typ=F32), self.vec)
+            out += [b.call(self.fma, [a, bv[v], acc[r * self.V + v]]) for v in range(self.V)]
+        return out
+
+
+class _Epilogue:
+    """The fused elementwise ops after the convolution, run element by element on a
+    finished tile (from a scratch tile or the product's buffer); every output of the
+    kernel is stored, the product too when it is kept."""
 
     def __init__(self, b, graph, kernel, buffers, fn, v):
         self.v, self.outputs = v, kernel.outputs
-        self.em = Emitter(b, graph, {m for m in kernel.members if m != v}, buffers, fn) \
-            if len(kernel.members) > 1 else None
-        self.out = buffers.get(v)
-        self.shape = graph.type(v).shape
+        self.em = Emitter(b, graph, {m for m in kernel.members if m != v}, buffers, fn)
 
-    def row(self, b, lead_idx, row):
-        width = self.shape[-1]
+    def row(self, b, lead_idx, j0, width, src):
+        """Columns j0 .. j0 + width of the row at index lead_idx; src[j] the product."""
+        em = self.em
 
         def col(b, j, _):
-            x = b.load(_gep(b, row, j), typ=F32)
-            idx = (*lead_idx, j)
-            if self.em is None:
-                b.store(x, _gep(b, self.out, _offset(b, idx, self.shape)))
-                return
-            em = self.em
+            x = b.load(_gep(b, src, j), typ=F32)
+            idx = (*lead_idx, b.add(j0, j))
             em.b = b
             em.reset()
             em.override[self.v] = x
@@ -101,99 +180,232 @@ class _Finish:
         loop(b, width, col, name="ej")
 
 
-def _row_scratch(b, graph, kernel, scratch, part):
-    per_thread = scratch_bytes(graph, kernel, 1)
-    off = b.mul(part.tid, i64(per_thread)) if part is not None else i64(0)
-    return b.gep(scratch, [off], inbounds=True, source_etype=I8)
-
-
-def _zero(b, row, n):
-    loop(b, n, lambda b, j, _: b.store(f32(0.0), _gep(b, row, j)), name="z")
-
-
-def _axpy(b, row, x, src, n):
-    """row[j] += x * src[j], j < n."""
-    def body(b, j, _):
-        p = _gep(b, row, j)
-        y = b.fadd(b.load(p, typ=F32), b.fmul(x, b.load(_gep(b, src, j), typ=F32), flags=FLAGS),
-                   flags=FLAGS)
-        b.store(y, p)
-    loop(b, n, body, name="co")
-
-
-def _rows(b, shape, part, body):
-    """body(b, idx) for every index of `shape`, its leading axis split between threads."""
-    loop_nest(b, shape, body, name="r", part=part)
+def _panels(cols, W, vmax):
+    """(V, full panels, (edge vectors, edge lanes) or None) for `cols` columns."""
+    V = max(1, min(vmax, cols // W))
+    NR = V * W
+    n_full, rest = cols // NR, cols % NR
+    edge = None
+    if rest:
+        ev = -(-rest // W)
+        edge = (ev, rest - (ev - 1) * W)
+    return V, n_full, edge
 
 
 def lower_conv(b, graph, kernel: Kernel, buffers, fn, scratch=None, part=None):
     v = conv_of(graph, kernel)
-    node = graph.nodes[v]
-    a = node.params
-    x_id, w_id = node.inputs
-    X, W = buffers[x_id], buffers[w_id]
-    xs = graph.type(x_id).shape
-    in_spatial, cin = xs[1:-1], xs[-1]
-    finish = _Finish(b, graph, kernel, buffers, fn, v)
-    row = _row_scratch(b, graph, kernel, scratch, part)
-    G = a["groups"]
-    if node.op == "conv":
-        ws = graph.type(w_id).shape
-        kernel_shape, cig, cout = ws[:-2], ws[-2], ws[-1]
-        cog = cout // G
-
-        def out_row(b, idx):
-            n, o = idx[0], idx[1:]
-            _zero(b, row, cout)
-
-            def tap(b, t):
-                inside, pos = input_position(b, o, t, a, in_spatial)
-
-                def accumulate():
-                    xrow = _gep(b, X, b.mul(_offset(b, (n, *pos), xs[:-1]), i64(cin)))
-                    wtap = _gep(b, W, b.mul(_offset(b, t, kernel_shape), i64(cig * cout)))
-
-                    def group(b, g, _):
-                        def channel(b, i, _):
-                            xv = b.load(_gep(b, xrow, b.add(b.mul(g, i64(cig)), i)), typ=F32)
-                            src = _gep(b, wtap, b.add(b.mul(i, i64(cout)), b.mul(g, i64(cog))))
-                            _axpy(b, _gep(b, row, b.mul(g, i64(cog))), xv, src, cog)
-                        loop(b, cig, channel, name="ci")
-                    loop(b, G, group, name="g")
-                _when(b, inside, accumulate)
-            loop_nest(b, kernel_shape, tap, name="t")
-            finish.row(b, idx, row)
-        _rows(b, graph.type(v).shape[:-1], part, out_row)
-        return
-
-    # conv_weight_grad: one row per (tap, input channel of a group), over all pixels.
-    G_id = w_id
-    gs = graph.type(G_id).shape
-    kernel_shape = a["kernel_shape"]
-    cout = gs[-1]
-    cig, cog = cin // G, cout // G
-
-    def weight_row(b, idx):
-        t, i = idx[:-1], idx[-1]
-        _zero(b, row, cout)
-
-        def pixel(b, pidx):
-            n, o = pidx[0], pidx[1:]
-            inside, pos = input_position(b, o, t, a, in_spatial)
-
-            def accumulate():
-                xrow = _gep(b, X, b.mul(_offset(b, (n, *pos), xs[:-1]), i64(cin)))
-                grow = _gep(b, W, b.mul(_offset(b, pidx, gs[:-1]), i64(cout)))
-
-                def group(b, g, _):
-                    xv = b.load(_gep(b, xrow, b.add(b.mul(g, i64(cig)), i)), typ=F32)
-                    off = b.mul(g, i64(cog))
-                    _axpy(b, _gep(b, row, off), xv, _gep(b, grow, off), cog)
-                loop(b, G, group, name="g")
-            _when(b, inside, accumulate)
-        loop_nest(b, gs[:-1], pixel, name="p")
-        finish.row(b, idx, row)
-    _rows(b, (*kernel_shape, cig), part, weight_row)
+    if graph.nodes[v].op == "conv":
+        _Forward(b, graph, kernel, buffers, fn, scratch, part, v).emit()
+    else:
+        _WeightGrad(b, graph, kernel, buffers, fn, scratch, part, v).emit()
 
 
+# ------------------------------------------------------------------ conv
+class _Forward:
+    def __init__(self, b, graph, kernel, buffers, fn, scratch, part, v):
+        node = graph.nodes[v]
+        self.b, self.part, self.a = b, part, node.params
+        x_id, w_id = node.inputs
+        self.X, self.Wt = buffers[x_id], buffers[w_id]
+        self.C = buffers.get(v)
+        xs, ws = graph.type(x_id).shape, graph.type(w_id).shape
+        self.x_shape, self.in_spatial, self.cin = xs, xs[1:-1], xs[-1]
+        self.kernel, self.cig, self.cout = ws[:-2], ws[-2], ws[-1]
+        self.taps = math.prod(self.kernel)
+        self.G = self.a["groups"]
+        self.cog = self.cout // self.G
+        self.out_shape = graph.type(v).shape
+        self.M = math.prod(self.out_shape[:-1])
+        self.epi = _Epilogue(b, graph, kernel, buffers, fn, v) if _has_epilogue(kernel) else None
+        self.tile_buf = None
+        if self.epi is not None:
+            per_thread = scratch_bytes(graph, kernel, 1)
+            off = b.mul(part.tid, i64(per_thread)) if part is not None else i64(0)
+            self.tile_buf = b.gep(scratch, [off], inbounds=True, source_etype=I8)
+        self.zeros = _zero_row(b, self.cig)
 
+    def emit(self):
+        b = self.b
+        W, vmax = vector_shape()
+        V, n_full, edge = _panels(self.cog, W, vmax)
+        mr = tile_rows(V)
+        m_tiles, rem = divmod(self.M, mr)
+        count = m_tiles + (1 if rem else 0)
+        lo, hi = self.part.share(b, count) if self.part is not None else (i64(0), i64(count))
+        full_hi = b.select(b.icmp_signed("<", hi, i64(m_tiles)), hi, i64(m_tiles))
+
+        def panel(b, g, j0, V, last_lanes):
+            tile = _Tile(b, mr, V, last_lanes)
+            if m_tiles:
+                loop(b, full_hi, lambda b, it, _: self.tile(b, tile, g, j0, b.mul(it, i64(mr))),
+                     name="it", start=lo)
+            if rem:
+                small = _Tile(b, rem, V, last_lanes)
+                _when(b, b.and_(b.icmp_signed("==", hi, i64(count)), b.icmp_signed("<", lo, hi)),
+                      lambda: self.tile(b, small, g, j0, i64(m_tiles * mr)))
+
+        def group(b, g, _):
+            if n_full:
+                NR = V * W
+                loop(b, n_full, lambda b, jt, _: panel(b, g, b.mul(jt, i64(NR)), V, None),
+                     name="jt")
+            if edge:
+                panel(b, g, i64(n_full * V * W), edge[0], edge[1])
+        loop(b, self.G, group, name="g")
+
+    def tile(self, b, tile: _Tile, g, j0, i0):
+        """Rows i0 .. i0 + tile.rows (output pixels) x columns j0 .. of group g."""
+        a = self.a
+        pix = [_decompose(b, b.add(i0, i64(r)), self.out_shape[:-1]) for r in range(tile.rows)]
+        gin = b.mul(g, i64(self.cig))
+        col = b.add(b.mul(g, i64(self.cog)), j0)
+
+        def tap(b, t, acc):
+            tidx = _decompose(b, t, self.kernel)
+            ptrs = []
+            for n, *o in pix:
+                inside, pos = input_position(b, o, tidx, a, self.in_spatial)
+                off = b.add(b.mul(_offset(b, (n, *pos), self.x_shape[:-1]), i64(self.cin)), gin)
+                ptrs.append(b.select(inside, _gep(b, self.X, off), self.zeros))
+            wtap = _gep(b, self.Wt, b.add(b.mul(t, i64(self.cig * self.cout)), col))
+            return loop(b, self.cig, lambda b, ci, acc: tile.step(
+                b, acc, _gep(b, wtap, b.mul(ci, i64(self.cout))), [_gep(b, p, ci) for p in ptrs]),
+                init=acc, name="ci", unroll=self.cig <= 4)
+        acc = loop(b, self.taps, tap, init=[tile.zero] * (tile.rows * tile.V), name="tap")
+        if self.epi is None:
+            for r in range(tile.rows):
+                crow = _gep(b, self.C, b.add(b.mul(b.add(i0, i64(r)), i64(self.cout)), col))
+                for v in range(tile.V):
+                    tile.store(b, acc[r * tile.V + v], _gep(b, crow, i64(v * tile.W)), v)
+            return
+        ld = tile.V * tile.W
+        for r in range(tile.rows):
+            for v in range(tile.V):
+                b.store(acc[r * tile.V + v], _gep(b, self.tile_buf, i64(r * ld + v * tile.W)),
+                        align=4)
+        for r, (n, *o) in enumerate(pix):
+            self.epi.row(b, (n, *o), col, tile.width, _gep(b, self.tile_buf, i64(r * ld)))
+
+
+# ------------------------------------------------------------------ conv_weight_grad
+class _WeightGrad:
+    def __init__(self, b, graph, kernel, buffers, fn, scratch, part, v):
+        node = graph.nodes[v]
+        self.b, self.part, self.a = b, part, node.params
+        x_id, g_id = node.inputs
+        self.X, self.Gy = buffers[x_id], buffers[g_id]
+        xs, gs = graph.type(x_id).shape, graph.type(g_id).shape
+        self.x_shape, self.in_spatial, self.cin = xs, xs[1:-1], xs[-1]
+        self.g_shape, self.cout = gs, gs[-1]
+        self.kernel = self.a["kernel_shape"]
+        self.taps = math.prod(self.kernel)
+        self.G = self.a["groups"]
+        self.cig, self.cog = self.cin // self.G, self.cout // self.G
+        self.dw_shape = graph.type(v).shape
+        self.epi = _Epilogue(b, graph, kernel, buffers, fn, v) if _has_epilogue(kernel) else None
+        C = buffers.get(v) if v in kernel.outputs else None
+        self.C = C if C is not None else b.gep(scratch, [i64(0)], inbounds=True, source_etype=I8)
+        self.zeros = _zero_row(b, self.cig)
+        # pixels: outer rows (batch and every spatial axis but the last) x the last axis
+        self.inner = gs[-2]
+        self.outer = math.prod(gs[:-2])
+        self.block = max(1, KC // self.inner)
+
+    def emit(self):
+        b = self.b
+        W, vmax = vector_shape()
+        V, n_full, edge = _panels(self.cog, W, vmax)
+        mr = tile_rows(V)
+        r_tiles = -(-self.cig // mr)
+        c_tiles = n_full + (1 if edge else 0)
+        count = self.G * self.taps * r_tiles * c_tiles
+        lo, hi = self.part.share(b, count) if self.part is not None else (i64(0), i64(count))
+        n_blocks = -(-self.outer // self.block)
+        variants = {}
+
+        def variant(rows, panel_v, last_lanes):
+            key = (rows, panel_v, last_lanes)
+            if key not in variants:
+                variants[key] = _Tile(b, rows, panel_v, last_lanes)
+            return variants[key]
+
+        def item(b, k, blk):
+            g, t, it, jt = _decompose(b, k, (self.G, self.taps, r_tiles, c_tiles))
+            i0 = b.mul(it, i64(mr))
+            j0 = b.mul(jt, i64(V * W))
+            rows_rem = self.cig - (r_tiles - 1) * mr
+
+            def by_cols(rows):
+                emit_full = lambda: self.tile(b, variant(rows, V, None), g, t, i0, j0, blk,  # noqa: E731
+                                              n_blocks)
+                if not edge:
+                    emit_full()
+                    return
+                emit_edge = lambda: self.tile(b, variant(rows, *edge), g, t, i0, j0, blk,  # noqa: E731
+                                              n_blocks)
+                if not n_full:
+                    emit_edge()
+                    return
+                is_edge = b.icmp_signed("==", jt, i64(c_tiles - 1))
+                _when(b, is_edge, emit_edge)
+                _when(b, b.not_(is_edge), emit_full)
+
+            if rows_rem == mr:
+                by_cols(mr)
+                return
+            is_last = b.icmp_signed("==", it, i64(r_tiles - 1))
+            _when(b, is_last, lambda: by_cols(rows_rem))
+            if r_tiles > 1:
+                _when(b, b.not_(is_last), lambda: by_cols(mr))
+
+        loop(b, n_blocks, lambda b, blk, _: loop(b, hi, lambda b, k, _: item(b, k, blk),
+                                                 name="item", start=lo), name="blk")
+
+    def tile(self, b, tile: _Tile, g, t, i0, j0, blk, n_blocks):
+        """dW rows (tap t, input channels i0 .. + rows of group g) x columns j0 .. of
+        group g: this block's pixels added to the partial sums."""
+        a = self.a
+        tidx = _decompose(b, t, self.kernel)
+        col = b.add(b.mul(g, i64(self.cog)), j0)
+        crow0 = b.add(b.mul(t, i64(self.cig)), i0)          # row of dW as (taps*Cig) x Cout
+        first = b.icmp_signed("==", blk, i64(0))
+        c_ptrs = [[_gep(b, self.C, b.add(b.mul(b.add(crow0, i64(r)), i64(self.cout)),
+                                         b.add(col, i64(v * tile.W))))
+                   for v in range(tile.V)] for r in range(tile.rows)]
+        acc = [b.select(first, tile.zero, tile.load(b, c_ptrs[r][v], v))
+               for r in range(tile.rows) for v in range(tile.V)]
+        gin = b.add(b.mul(g, i64(self.cig)), i0)
+        q0 = b.mul(blk, i64(self.block))
+        q1 = b.add(q0, i64(self.block))
+        q1 = b.select(b.icmp_signed("<", q1, i64(self.outer)), q1, i64(self.outer))
+
+        def outer_row(b, q, acc):
+            n, *lead = _decompose(b, q, self.g_shape[:-2])
+            # the leading spatial axes: the whole row of pixels sees padding, or not
+            if lead:
+                inside, pos = input_position(b, lead, tidx[:-1], a, self.in_spatial,
+                                             range(len(lead)))
+            else:
+                inside, pos = ir.Constant(ir.IntType(1), 1), []
+            trip = b.select(inside, i64(self.inner), i64(0))
+            xrow = _gep(b, self.X, b.mul(_offset(b, (n, *pos), self.x_shape[:-2]),
+                                         i64(self.x_shape[-2] * self.cin)))
+            grow = _gep(b, self.Gy, b.add(b.mul(q, i64(self.inner * self.cout)), col))
+
+            def pixel(b, o, acc):
+                ok, (p,) = input_position(b, (o,), tidx[-1:], a, self.in_spatial,
+                                          [len(self.in_spatial) - 1])
+                src = b.select(ok, _gep(b, xrow, b.add(b.mul(p, i64(self.cin)), gin)), self.zeros)
+                return tile.step(b, acc, _gep(b, grow, b.mul(o, i64(self.cout))),
+                                 [_gep(b, src, i64(r)) for r in range(tile.rows)])
+            return loop(b, trip, pixel, init=acc, name="ow")
+        acc = loop(b, q1, outer_row, init=acc, name="oq", start=q0)
+        for r in range(tile.rows):
+            for v in range(tile.V):
+                tile.store(b, acc[r * tile.V + v], c_ptrs[r][v], v)
+        if self.epi is not None:
+            def finish():
+                for r in range(tile.rows):
+                    lead = (*tidx, b.add(i0, i64(r)))
+                    self.epi.row(b, lead, col, tile.width, c_ptrs[r][0])
+            _when(b, b.icmp_signed("==", blk, i64(n_blocks - 1)), finish)

@@ -216,6 +216,21 @@ def _read_by_index(g: Graph, grp: _Group, v: int) -> bool:
                for u in g.users(v) if u in grp.members)
 
 
+def _reads_at_same_index(g: Graph, grp: _Group, v: int) -> bool:
+    """Does grp read v only elementwise (no layout op between them)? An epilogue sees one
+    tile of the product at a time: a transpose, slice or pad of it would read elements
+    of other tiles (a (2, 6, 6) product transposed has the product's shape)."""
+    stack, seen = [v], set()
+    while stack:
+        for w in g.users(stack.pop()):
+            if w in grp.members and w not in seen:
+                if get_op(g.nodes[w].op).kind == "layout":
+                    return False
+                seen.add(w)
+                stack.append(w)
+    return True
+
+
 def _try_join(g: Graph, grp: _Group, v: int, kind: str) -> bool:
     node = g.nodes[v]
     shape = node.type.shape
@@ -226,7 +241,8 @@ def _try_join(g: Graph, grp: _Group, v: int, kind: str) -> bool:
             grp.members.add(v)
             return True
         if (kind in ("matmul", "conv") and shape == grp.shape
-                and not any(g.nodes[m].op in ("gather", "random_uniform") for m in grp.members)):
+                and not any(g.nodes[m].op in ("gather", "random_uniform") for m in grp.members)
+                and _reads_at_same_index(g, grp, v)):
             # GEMM epilogue: the loop (bias, activation; in a backward pass the
             # activation's derivative) runs on each tile of the product while it
             # is in cache, instead of as a pass of its own.

@@ -29,17 +29,15 @@ __all__ = ["Layer", "Dense", "Activation", "InputLayer", "Input", "Embedding", "
            "Concatenate", "Maximum", "Minimum", "Multiply", "Subtract", "add", "concatenate",
            "BatchNormalization", "GRU", "LSTM", "SimpleRNN", "Dropout", "Flatten", "Reshape",
            "RepeatVector", "Bidirectional", "TimeDistributed", "Masking", "average", "maximum",
-           "minimum", "multiply", "subtract", "serialize", "deserialize", "Conv1D", "Conv2D",
-           "Conv1DTranspose", "Conv2DTranspose", "DepthwiseConv2D", "SeparableConv2D",
-           "Convolution1D", "Convolution2D", "Convolution1DTranspose", "Convolution2DTranspose",
-           "SeparableConvolution2D",
-           "ReLU", "LeakyReLU",
+           "minimum", "multiply", "subtract", "serialize", "deserialize", "ReLU", "LeakyReLU",
            "MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D",
            "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalAveragePooling1D",
            "GlobalAveragePooling2D", "MaxPool1D", "MaxPool2D", "AvgPool1D", "AvgPool2D",
            "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalAvgPool1D", "GlobalAvgPool2D",
            "UpSampling1D", "UpSampling2D", "ZeroPadding1D", "ZeroPadding2D", "Cropping1D",
-           "Cropping2D"]
+           "Cropping2D", "Conv1D", "Conv2D", "Conv1DTranspose", "Conv2DTranspose",
+           "DepthwiseConv2D", "SeparableConv2D", "Convolution1D", "Convolution2D",
+           "Convolution1DTranspose", "Convolution2DTranspose", "SeparableConvolution2D"]
 
 
 def serialize(layer):

@@ -1,15 +1,13 @@
-"""Layer arguments in the forms Keras accepts: an int or a tuple of ints per spatial
-axis, a padding name (keras/src/utils/argument_validation.py, same wording)."""
+"""Layer argument checks with Keras' wording: tuples of ints, padding modes and
+`data_format`, shared by the convolution, pooling and reshaping layers."""
 from __future__ import annotations
 
 
-def standardize_tuple(value, n, name, allow_zero=False) -> tuple:
-    """`value` (an int, or an iterable of `n` ints) as a tuple of `n` ints, each > 0
-    (>= 0 with allow_zero)."""
-    error_msg = f"The `{name}` argument must be a tuple of {n} integers. Received {name}={value}"
-    if isinstance(value, bool):
-        raise ValueError(error_msg)
-    if isinstance(value, int):
+def standardize_tuple(value, n, name, allow_zero=False):
+    """`value` (an int or n ints) as a tuple of n ints, all > 0 (>= 0 with allow_zero)."""
+    error_msg = (f"The `{name}` argument must be a tuple of {n} integers. "
+                 f"Received {name}={value}")
+    if isinstance(value, int) and not isinstance(value, bool):
         value_tuple = (value,) * n
     else:
         try:
@@ -19,34 +17,29 @@ def standardize_tuple(value, n, name, allow_zero=False) -> tuple:
         if len(value_tuple) != n:
             raise ValueError(error_msg)
         for single_value in value_tuple:
-            if isinstance(single_value, bool) or not _is_integral(single_value):
-                raise ValueError(f"{error_msg}including element {single_value} of type "
-                                 f"{type(single_value)}")
+            try:
+                int(single_value)
+            except (ValueError, TypeError):
+                raise ValueError(error_msg + f"including element {single_value} of type "
+                                             f"{type(single_value)}") from None
         value_tuple = tuple(int(v) for v in value_tuple)
     if allow_zero:
         bad, req = {v for v in value_tuple if v < 0}, ">= 0"
     else:
         bad, req = {v for v in value_tuple if v <= 0}, "> 0"
     if bad:
-        raise ValueError(f"{error_msg}, including values {bad} that do not satisfy "
-                         f"`value {req}`")
+        raise ValueError(error_msg + f", including values {bad} that do not satisfy "
+                                     f"`value {req}`")
     return value_tuple
 
 
-def _is_integral(v) -> bool:
-    try:
-        return int(v) == v
-    except (TypeError, ValueError):
-        return False
-
-
-def standardize_padding(value, allow_causal=False) -> str:
-    """"valid" or "same" (and "causal" where allowed), case-insensitive."""
-    allowed = ("valid", "same", "causal") if allow_causal else ("valid", "same")
+def standardize_padding(value, allow_causal=False):
+    """"valid" / "same" (and "causal" where allowed), case-insensitive."""
+    allowed = {"valid", "same", "causal"} if allow_causal else {"valid", "same"}
     padding = value.lower() if isinstance(value, str) else value
     if padding not in allowed:
-        raise ValueError(f"The `padding` argument must be one of "
-                         f"{{{', '.join(repr(a) for a in allowed)}}}. Received: {value}")
+        raise ValueError(f"The `padding` argument must be a list/tuple or one of {allowed}. "
+                         f"Received: {value}")
     return padding
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from kcompile.ir import builder as F
 from ... import activations, constraints, initializers, regularizers
-from ...config import standardize_data_format
-from ...utils.argument_validation import standardize_padding, standardize_tuple
+from ...utils.argument_validation import (standardize_data_format, standardize_padding,
+                                          standardize_tuple)
 from ..layer import Layer
 from .conv_utils import conv_output_length, conv_padding
 
@@ -158,7 +158,7 @@ class BaseConv(Layer):
                       rhs_dilation=self.dilation_rate, groups=self.groups)
 
     def call(self, inputs):
-        check_input_shape(self, inputs.shape, self.rank, self.kernel.shape[-2] * self.groups)
+        check_input_shape(self, inputs.shape, self.rank, self._built_channels())
         check_output_size(self, inputs.shape, self._output_spatial(inputs.shape))
         x = to_channels_last(inputs, self.data_format)
         y = bias_and_activation(self, self.convolution_op(x, self.kernel))
@@ -169,9 +169,13 @@ class BaseConv(Layer):
                      zip(spatial_dims(input_shape, self.data_format), self.kernel_size,
                          self.strides, self.dilation_rate))
 
+    def _built_channels(self):
+        """The input channels the weights were made for (None before build)."""
+        return self.kernel.shape[-2] * self.groups if self.built else None
+
     def compute_output_shape(self, input_shape):
         input_shape = tuple(input_shape)
-        check_input_shape(self, input_shape, self.rank)
+        check_input_shape(self, input_shape, self.rank, self._built_channels())
         spatial = self._output_spatial(input_shape)
         check_output_size(self, input_shape, spatial)
         return output_shape(input_shape, self.filters, spatial, self.data_format)

@@ -11,8 +11,8 @@ import numpy as np
 
 from kcompile.ir import builder as F
 from ... import activations, constraints, initializers, regularizers
-from ...config import standardize_data_format
-from ...utils.argument_validation import standardize_padding, standardize_tuple
+from ...utils.argument_validation import (standardize_data_format, standardize_padding,
+                                          standardize_tuple)
 from ..layer import Layer
 from .base_conv import (bias_and_activation, check_input_shape, check_output_size,
                         check_positive_int, check_strides_and_dilation, from_channels_last,
@@ -86,7 +86,7 @@ class BaseConvTranspose(Layer):
                       rhs_dilation=self.dilation_rate)
 
     def call(self, inputs):
-        check_input_shape(self, inputs.shape, self.rank, self.kernel.shape[-1])
+        check_input_shape(self, inputs.shape, self.rank, self._built_channels())
         check_output_size(self, inputs.shape, self._output_spatial(inputs.shape))
         x = to_channels_last(inputs, self.data_format)
         y = bias_and_activation(self, self.convolution_op(x, self.kernel))
@@ -97,9 +97,13 @@ class BaseConvTranspose(Layer):
                      for n, (k, s, op, d) in zip(spatial_dims(input_shape, self.data_format),
                                                  self._axes()))
 
+    def _built_channels(self):
+        """The input channels the weights were made for (None before build)."""
+        return self.kernel.shape[-1] if self.built else None
+
     def compute_output_shape(self, input_shape):
         input_shape = tuple(input_shape)
-        check_input_shape(self, input_shape, self.rank)
+        check_input_shape(self, input_shape, self.rank, self._built_channels())
         spatial = self._output_spatial(input_shape)
         check_output_size(self, input_shape, spatial)
         return output_shape(input_shape, self.filters, spatial, self.data_format)

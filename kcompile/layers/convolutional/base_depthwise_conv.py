@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from kcompile.ir import builder as F
 from ... import activations, constraints, initializers, regularizers
-from ...config import standardize_data_format
-from ...utils.argument_validation import standardize_padding, standardize_tuple
+from ...utils.argument_validation import (standardize_data_format, standardize_padding,
+                                          standardize_tuple)
 from ..layer import Layer
 from .base_conv import (bias_and_activation, check_input_shape, check_output_size,
                         check_positive_int, from_channels_last, output_shape, spatial_dims,
@@ -76,15 +76,19 @@ class BaseDepthwiseConv(Layer):
         return self.kernel
 
     def call(self, inputs):
-        check_input_shape(self, inputs.shape, self.rank, self.kernel.shape[-2])
+        check_input_shape(self, inputs.shape, self.rank, self._built_channels())
         check_output_size(self, inputs.shape, output_spatial(self, inputs.shape))
         x = to_channels_last(inputs, self.data_format)
         y = bias_and_activation(self, depthwise_conv(self, x, self.kernel))
         return from_channels_last(y, self.data_format)
 
+    def _built_channels(self):
+        """The input channels the weights were made for (None before build)."""
+        return self.kernel.shape[-2] if self.built else None
+
     def compute_output_shape(self, input_shape):
         input_shape = tuple(input_shape)
-        channels = check_input_shape(self, input_shape, self.rank)
+        channels = check_input_shape(self, input_shape, self.rank, self._built_channels())
         spatial = output_spatial(self, input_shape)
         check_output_size(self, input_shape, spatial)
         return output_shape(input_shape, self.depth_multiplier * channels, spatial,
