@@ -32,7 +32,7 @@ from .emitter import Emitter
 from .gemm import _fma, _masked, _splat, _when, tile_rows, vector_shape
 
 CONV_OPS = ("conv", "conv_weight_grad")
-KC = 256            # pixels per block of the kernel gradient (G's block: 64 KiB at Cout=64)
+KC = int(__import__("os").environ.get("KC_CONV", 256))
 
 
 def conv_of(graph, kernel: Kernel) -> int:
@@ -379,6 +379,22 @@ class _WeightGrad:
         q1 = b.add(q0, i64(self.block))
         q1 = b.select(b.icmp_signed("<", q1, i64(self.outer)), q1, i64(self.outer))
 
+        # Along the last axis the pixels o that see the input through this tap are a
+        # range: o*stride - shift in [0, in) with shift = lo - t*rhs_dilation (without
+        # lhs_dilation; with it, a select per pixel points the others at zeros).
+        last = len(self.in_spatial) - 1
+        stride, ld = a["strides"][last], a["lhs_dilation"][last]
+        span = shift = None
+        if ld == 1:
+            shift = b.sub(i64(a["padding"][last][0]), b.mul(tidx[-1], i64(a["rhs_dilation"][last])))
+            o_lo = b.select(b.icmp_signed(">", shift, i64(0)),
+                            b.sdiv(b.add(shift, i64(stride - 1)), i64(stride)), i64(0))
+            top = b.add(shift, i64(self.in_spatial[last] - 1))
+            o_hi = b.add(b.sdiv(top, i64(stride)), i64(1))
+            o_hi = b.select(b.icmp_signed("<", top, i64(0)), i64(0), o_hi)
+            o_hi = b.select(b.icmp_signed("<", o_hi, i64(self.inner)), o_hi, i64(self.inner))
+            span = (o_lo, b.select(b.icmp_signed("<", o_hi, o_lo), o_lo, o_hi))
+
         def outer_row(b, q, acc):
             n, *lead = _decompose(b, q, self.g_shape[:-2])
             # the leading spatial axes: the whole row of pixels sees padding, or not
@@ -387,18 +403,27 @@ class _WeightGrad:
                                              range(len(lead)))
             else:
                 inside, pos = ir.Constant(ir.IntType(1), 1), []
-            trip = b.select(inside, i64(self.inner), i64(0))
             xrow = _gep(b, self.X, b.mul(_offset(b, (n, *pos), self.x_shape[:-2]),
                                          i64(self.x_shape[-2] * self.cin)))
             grow = _gep(b, self.Gy, b.add(b.mul(q, i64(self.inner * self.cout)), col))
 
+            if span is not None:
+                # Only the pixels that see the input: no padding taps, no selects.
+                start, end = (b.select(inside, x, i64(0)) for x in span)
+                base = _gep(b, xrow, b.sub(gin, b.mul(shift, i64(self.cin))))
+
+                def pixel(b, o, acc):
+                    src = _gep(b, base, b.mul(o, i64(stride * self.cin)))
+                    return tile.step(b, acc, _gep(b, grow, b.mul(o, i64(self.cout))),
+                                     [_gep(b, src, i64(r)) for r in range(tile.rows)])
+                return loop(b, end, pixel, init=acc, name="ow", start=start)
+
             def pixel(b, o, acc):
-                ok, (p,) = input_position(b, (o,), tidx[-1:], a, self.in_spatial,
-                                          [len(self.in_spatial) - 1])
+                ok, (p,) = input_position(b, (o,), tidx[-1:], a, self.in_spatial, [last])
                 src = b.select(ok, _gep(b, xrow, b.add(b.mul(p, i64(self.cin)), gin)), self.zeros)
                 return tile.step(b, acc, _gep(b, grow, b.mul(o, i64(self.cout))),
                                  [_gep(b, src, i64(r)) for r in range(tile.rows)])
-            return loop(b, trip, pixel, init=acc, name="ow")
+            return loop(b, b.select(inside, i64(self.inner), i64(0)), pixel, init=acc, name="ow")
         acc = loop(b, q1, outer_row, init=acc, name="oq", start=q0)
         for r in range(tile.rows):
             for v in range(tile.V):
