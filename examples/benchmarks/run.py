@@ -85,7 +85,7 @@ def print_table(wname, w, rows, peak):
     pct = peak is not None and w["kind"] == "conv"
     print(f"\n{wname}  {w['title']}  ({flops(w) / 1e6:.1f} MFLOP per step)")
     print(f"  {'peer':<20}{'median':>12}{'min':>12}{'GFLOP/s':>10}" + (f"{'%1-core':>9}" if pct else "")
-          + f"{'vs ' + (base_peer or 'kcompile'):>18}{'peak RSS':>11}")
+          + f"{'vs ' + (base_peer or 'kcompile'):>22}{'peak RSS':>11}")
     for p, r in rows.items():
         if "skipped" in r:
             print(f"  {p:<20}  skipped: {r['skipped']}")
@@ -94,7 +94,7 @@ def print_table(wname, w, rows, peak):
         ratio = f"{r['median_s'] / base:.2f}x" if base else "-"
         print(f"  {p:<20}{r['median_s'] * 1e3:>10.3f}ms{r['min_s'] * 1e3:>10.3f}ms{gflops:>10.1f}"
               + (f"{100 * gflops / peak:>8.0f}%" if pct else "")
-              + f"{ratio:>18}{r['maxrss_mb']:>9.0f}MB")
+              + f"{ratio:>22}{r['maxrss_mb']:>9.0f}MB")
 
 
 def measured_peak():
