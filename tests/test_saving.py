@@ -658,15 +658,16 @@ def test_keras3_archive_lstm_embedding(tmp_path):
 def test_unsupported_keras_layer_is_named(tmp_path):
     config = {"module": "keras", "class_name": "Sequential", "registered_name": None,
               "config": {"name": "s", "layers": [
-                  k3_input("input_layer", [8, 8, 1]),
-                  {"module": "keras.layers", "class_name": "Conv2D", "registered_name": None,
-                   "config": {"name": "conv2d", "filters": 4, "kernel_size": [3, 3]}}]}}
-    write_keras_zip(tmp_path / "c.keras", config, {"layers/conv2d": [rand(3, 3, 1, 4), rand(4)]})
-    with pytest.raises(ValueError, match="Conv2D"):
+                  k3_input("input_layer", [8, 8, 8, 1]),
+                  {"module": "keras.layers", "class_name": "Conv3D", "registered_name": None,
+                   "config": {"name": "conv3d", "filters": 4, "kernel_size": [3, 3, 3]}}]}}
+    write_keras_zip(tmp_path / "c.keras", config,
+                    {"layers/conv3d": [rand(3, 3, 3, 1, 4), rand(4)]})
+    with pytest.raises(ValueError, match="Conv3D"):
         models.load_model(tmp_path / "c.keras")
     write_legacy_h5(tmp_path / "c.h5", {"class_name": config["class_name"],
-                                        "config": config["config"]}, {}, ["conv2d"])
-    with pytest.raises(ValueError, match="Conv2D"):
+                                        "config": config["config"]}, {}, ["conv3d"])
+    with pytest.raises(ValueError, match="Conv3D"):
         models.load_model(tmp_path / "c.h5")
 
 

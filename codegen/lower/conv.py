@@ -11,14 +11,16 @@ accumulators that stay in registers over all taps and channels.
 
 conv_weight_grad: for tap t, dW_t (Cin/G x Cout/G) = A_t^T G, the sum over
 output pixels p of x[src(p, t)] (MR contiguous input channels, broadcast) times
-G's row p (V vectors): the A^T B form of the GEMM, again with a row pointer per
-pixel. Pixels are taken in blocks of whole output rows (about KC pixels, so
-that a block of G and of x stays in L2 while every tile of the gradient reads
-it); partial sums live in the gradient's buffer (or scratch) between blocks.
+G's row p (V vectors): the A^T B form of the GEMM. Pixels are taken in blocks
+of KC (so that a block of G and of x stays in cache while every tile of the
+gradient reads it); for each block, a table lists per tap the pixels that see
+the input and their offsets in x and G, so the k loops run over those only.
+Partial sums live in the gradient's buffer (or scratch) between blocks.
 
 Epilogues (bias, activation, an optimizer update) run on each finished tile,
 as on a matmul's; threads split the row tiles (conv) or the gradient's tiles
-(conv_weight_grad).
+(conv_weight_grad). Depthwise convolutions take their own path
+(conv_depthwise.py).
 """
 from __future__ import annotations
 
@@ -27,12 +29,16 @@ import math
 from llvmlite import ir
 
 from ...ir.passes.fuse import Kernel
-from ..irutil import F32, I8, I32, i64, loop
+from ..irutil import F32, I8, I32, I64, i64, loop
+from .conv_depthwise import is_depthwise, lower_depthwise, scratch_bytes as depthwise_scratch
+from .conv_index import decompose, input_position, offset
 from .emitter import Emitter
 from .gemm import _fma, _masked, _splat, _when, tile_rows, vector_shape
 
 CONV_OPS = ("conv", "conv_weight_grad")
-KC = int(__import__("os").environ.get("KC_CONV", 256))
+# Pixels per block of the kernel gradient: G's block is 64 KiB at Cout = 64 (measured at
+# 3x3 64->64 on 128x14x14x64, one core, CPU time: 128 -> 256 -> 512 within noise, about 70%).
+KC = 256
 
 
 def conv_of(graph, kernel: Kernel) -> int:
@@ -48,57 +54,22 @@ def _has_epilogue(kernel) -> bool:
 
 
 def scratch_bytes(graph, kernel: Kernel, nthreads: int = 1) -> int:
-    """A product tile per thread for an epilogue; a kernel gradient whose value is
-    not kept needs its partial sums somewhere: a buffer of its size."""
+    """conv: a product tile per thread for an epilogue. conv_weight_grad: the
+    per-thread pixel tables, and a buffer for the partial sums when the gradient
+    itself is not kept. Depthwise: a row per thread."""
+    v = conv_of(graph, kernel)
+    if is_depthwise(graph, v):
+        return depthwise_scratch(graph, v, nthreads)
+    if graph.nodes[v].op == "conv_weight_grad":
+        return _weight_grad_scratch(graph, kernel, v, nthreads)
     if not _has_epilogue(kernel):
         return 0
-    v = conv_of(graph, kernel)
     W, V = vector_shape()
-    if graph.nodes[v].op == "conv_weight_grad":
-        return 0 if v in kernel.outputs else _pad(graph.type(v).nbytes)
     return _pad(max(tile_rows(u) * u for u in range(1, V + 1)) * W * 4) * nthreads
 
 
 def _gep(b, p, off, typ=F32):
     return b.gep(p, [off], inbounds=True, source_etype=typ)
-
-
-def _decompose(b, flat, dims):
-    """Row-major indices of `flat` in `dims` (constant divisors: multiply-shifts)."""
-    out = []
-    for d in reversed(dims[1:]):
-        out.append(b.urem(flat, i64(d)))
-        flat = b.udiv(flat, i64(d))
-    out.append(flat)
-    return out[::-1]
-
-
-def _offset(b, idx, shape):
-    off = i64(0)
-    for i, d in zip(idx, shape):
-        off = b.add(b.mul(off, i64(d)), i)
-    return off
-
-
-def input_position(b, out_idx, tap_idx, a, in_spatial, axes=None):
-    """(inside, positions): the input pixel an output pixel sees through a tap, per
-    spatial axis (o*stride + t*rhs_dilation - lo, undilated by lhs_dilation), and
-    whether it exists (inside the input, on the lhs_dilation lattice). `axes`: the
-    spatial axes the indices are of (default: all)."""
-    axes = range(len(in_spatial)) if axes is None else axes
-    inside, pos = None, []
-    for o, t, ax in zip(out_idx, tap_idx, axes):
-        s, (lo, _), ld, rd, n = (a["strides"][ax], a["padding"][ax], a["lhs_dilation"][ax],
-                                 a["rhs_dilation"][ax], in_spatial[ax])
-        p = b.sub(b.add(b.mul(o, i64(s)), b.mul(t, i64(rd))), i64(lo))
-        ok = b.icmp_signed(">=", p, i64(0))
-        if ld > 1:
-            ok = b.and_(ok, b.icmp_signed("==", b.srem(p, i64(ld)), i64(0)))
-            p = b.sdiv(p, i64(ld))
-        ok = b.and_(ok, b.icmp_signed("<", p, i64(n)))
-        inside = ok if inside is None else b.and_(inside, ok)
-        pos.append(p)
-    return inside, pos
 
 
 def _zero_row(b, n):
@@ -194,7 +165,10 @@ def _panels(cols, W, vmax):
 
 def lower_conv(b, graph, kernel: Kernel, buffers, fn, scratch=None, part=None):
     v = conv_of(graph, kernel)
-    if graph.nodes[v].op == "conv":
+    if is_depthwise(graph, v):
+        epi = _Epilogue(b, graph, kernel, buffers, fn, v) if _has_epilogue(kernel) else None
+        lower_depthwise(b, graph, buffers, scratch, part, v, epi)
+    elif graph.nodes[v].op == "conv":
         _Forward(b, graph, kernel, buffers, fn, scratch, part, v).emit()
     else:
         _WeightGrad(b, graph, kernel, buffers, fn, scratch, part, v).emit()
@@ -256,16 +230,16 @@ class _Forward:
     def tile(self, b, tile: _Tile, g, j0, i0):
         """Rows i0 .. i0 + tile.rows (output pixels) x columns j0 .. of group g."""
         a = self.a
-        pix = [_decompose(b, b.add(i0, i64(r)), self.out_shape[:-1]) for r in range(tile.rows)]
+        pix = [decompose(b, b.add(i0, i64(r)), self.out_shape[:-1]) for r in range(tile.rows)]
         gin = b.mul(g, i64(self.cig))
         col = b.add(b.mul(g, i64(self.cog)), j0)
 
         def tap(b, t, acc):
-            tidx = _decompose(b, t, self.kernel)
+            tidx = decompose(b, t, self.kernel)
             ptrs = []
             for n, *o in pix:
                 inside, pos = input_position(b, o, tidx, a, self.in_spatial)
-                off = b.add(b.mul(_offset(b, (n, *pos), self.x_shape[:-1]), i64(self.cin)), gin)
+                off = b.add(b.mul(offset(b, (n, *pos), self.x_shape[:-1]), i64(self.cin)), gin)
                 ptrs.append(b.select(inside, _gep(b, self.X, off), self.zeros))
             wtap = _gep(b, self.Wt, b.add(b.mul(t, i64(self.cig * self.cout)), col))
             return loop(b, self.cig, lambda b, ci, acc: tile.step(
@@ -288,7 +262,21 @@ class _Forward:
 
 
 # ------------------------------------------------------------------ conv_weight_grad
+def _table_bytes(taps: int) -> int:
+    """Per thread: for each tap, KC (x offset, G offset) pairs and a count."""
+    return _pad(taps * (KC * 16 + 8))
+
+
+def _weight_grad_scratch(graph, kernel, v, nthreads):
+    partials = 0 if v in kernel.outputs else _pad(graph.type(v).nbytes)
+    return partials + _table_bytes(math.prod(graph.nodes[v].params["kernel_shape"])) * nthreads
+
+
 class _WeightGrad:
+    """dW as A^T G over blocks of KC pixels. For each block each thread first lists,
+    per tap, the pixels that see the input (their x and G offsets): the k loops then
+    run over those pixels only, with no padding taps and no per-row setup."""
+
     def __init__(self, b, graph, kernel, buffers, fn, scratch, part, v):
         node = graph.nodes[v]
         self.b, self.part, self.a = b, part, node.params
@@ -301,15 +289,39 @@ class _WeightGrad:
         self.taps = math.prod(self.kernel)
         self.G = self.a["groups"]
         self.cig, self.cog = self.cin // self.G, self.cout // self.G
-        self.dw_shape = graph.type(v).shape
+        self.pixels = math.prod(gs[:-1])
         self.epi = _Epilogue(b, graph, kernel, buffers, fn, v) if _has_epilogue(kernel) else None
         C = buffers.get(v) if v in kernel.outputs else None
-        self.C = C if C is not None else b.gep(scratch, [i64(0)], inbounds=True, source_etype=I8)
-        self.zeros = _zero_row(b, self.cig)
-        # pixels: outer rows (batch and every spatial axis but the last) x the last axis
-        self.inner = gs[-2]
-        self.outer = math.prod(gs[:-2])
-        self.block = max(1, KC // self.inner)
+        partials = 0
+        if C is None:       # partial sums in scratch
+            C = b.gep(scratch, [i64(0)], inbounds=True, source_etype=I8)
+            partials = _pad(graph.type(v).nbytes)
+        self.C = C
+        off = i64(partials)
+        if part is not None:
+            off = b.add(off, b.mul(part.tid, i64(_table_bytes(self.taps))))
+        self.table = b.gep(scratch, [off], inbounds=True, source_etype=I8)
+        self.counts = _gep(b, self.table, i64(self.taps * KC * 2), I64)
+
+    def build_table(self, b, p0, p1):
+        """For each tap, the pixels of [p0, p1) that see the input through it."""
+        loop(b, self.taps, lambda b, t, _: b.store(i64(0), _gep(b, self.counts, t, I64)),
+             name="zc")
+
+        def pixel(b, p, _):
+            n, *o = decompose(b, p, self.g_shape[:-1])
+
+            def tap(b, t, _):
+                inside, pos = input_position(b, o, decompose(b, t, self.kernel), self.a,
+                                             self.in_spatial)
+                cnt_ptr = _gep(b, self.counts, t, I64)
+                cnt = b.load(cnt_ptr, typ=I64)
+                entry = _gep(b, self.table, b.mul(b.add(b.mul(t, i64(KC)), cnt), i64(2)), I64)
+                b.store(b.mul(offset(b, (n, *pos), self.x_shape[:-1]), i64(self.cin)), entry)
+                b.store(b.mul(p, i64(self.cout)), _gep(b, entry, i64(1), I64))
+                b.store(b.add(cnt, b.zext(inside, I64)), cnt_ptr)
+            loop(b, self.taps, tap, name="tt")
+        loop(b, p1, pixel, name="tp", start=p0)
 
     def emit(self):
         b = self.b
@@ -320,7 +332,7 @@ class _WeightGrad:
         c_tiles = n_full + (1 if edge else 0)
         count = self.G * self.taps * r_tiles * c_tiles
         lo, hi = self.part.share(b, count) if self.part is not None else (i64(0), i64(count))
-        n_blocks = -(-self.outer // self.block)
+        n_blocks = -(-self.pixels // KC)
         variants = {}
 
         def variant(rows, panel_v, last_lanes):
@@ -330,19 +342,20 @@ class _WeightGrad:
             return variants[key]
 
         def item(b, k, blk):
-            g, t, it, jt = _decompose(b, k, (self.G, self.taps, r_tiles, c_tiles))
+            g, t, it, jt = decompose(b, k, (self.G, self.taps, r_tiles, c_tiles))
             i0 = b.mul(it, i64(mr))
             j0 = b.mul(jt, i64(V * W))
             rows_rem = self.cig - (r_tiles - 1) * mr
 
             def by_cols(rows):
-                emit_full = lambda: self.tile(b, variant(rows, V, None), g, t, i0, j0, blk,  # noqa: E731
-                                              n_blocks)
+                def emit_full():
+                    self.tile(b, variant(rows, V, None), g, t, i0, j0, blk, n_blocks)
+
+                def emit_edge():
+                    self.tile(b, variant(rows, *edge), g, t, i0, j0, blk, n_blocks)
                 if not edge:
                     emit_full()
                     return
-                emit_edge = lambda: self.tile(b, variant(rows, *edge), g, t, i0, j0, blk,  # noqa: E731
-                                              n_blocks)
                 if not n_full:
                     emit_edge()
                     return
@@ -358,14 +371,17 @@ class _WeightGrad:
             if r_tiles > 1:
                 _when(b, b.not_(is_last), lambda: by_cols(mr))
 
-        loop(b, n_blocks, lambda b, blk, _: loop(b, hi, lambda b, k, _: item(b, k, blk),
-                                                 name="item", start=lo), name="blk")
+        def block(b, blk, _):
+            p0 = b.mul(blk, i64(KC))
+            p1 = b.add(p0, i64(KC))
+            self.build_table(b, p0, b.select(b.icmp_signed("<", p1, i64(self.pixels)), p1,
+                                             i64(self.pixels)))
+            loop(b, hi, lambda b, k, _: item(b, k, blk), name="item", start=lo)
+        loop(b, n_blocks, block, name="blk")
 
     def tile(self, b, tile: _Tile, g, t, i0, j0, blk, n_blocks):
         """dW rows (tap t, input channels i0 .. + rows of group g) x columns j0 .. of
         group g: this block's pixels added to the partial sums."""
-        a = self.a
-        tidx = _decompose(b, t, self.kernel)
         col = b.add(b.mul(g, i64(self.cog)), j0)
         crow0 = b.add(b.mul(t, i64(self.cig)), i0)          # row of dW as (taps*Cig) x Cout
         first = b.icmp_signed("==", blk, i64(0))
@@ -374,63 +390,22 @@ class _WeightGrad:
                    for v in range(tile.V)] for r in range(tile.rows)]
         acc = [b.select(first, tile.zero, tile.load(b, c_ptrs[r][v], v))
                for r in range(tile.rows) for v in range(tile.V)]
-        gin = b.add(b.mul(g, i64(self.cig)), i0)
-        q0 = b.mul(blk, i64(self.block))
-        q1 = b.add(q0, i64(self.block))
-        q1 = b.select(b.icmp_signed("<", q1, i64(self.outer)), q1, i64(self.outer))
+        xbase = _gep(b, self.X, b.add(b.mul(g, i64(self.cig)), i0))
+        gbase = _gep(b, self.Gy, col)
+        entries = _gep(b, self.table, b.mul(t, i64(KC * 2)), I64)
 
-        # Along the last axis the pixels o that see the input through this tap are a
-        # range: o*stride - shift in [0, in) with shift = lo - t*rhs_dilation (without
-        # lhs_dilation; with it, a select per pixel points the others at zeros).
-        last = len(self.in_spatial) - 1
-        stride, ld = a["strides"][last], a["lhs_dilation"][last]
-        span = shift = None
-        if ld == 1:
-            shift = b.sub(i64(a["padding"][last][0]), b.mul(tidx[-1], i64(a["rhs_dilation"][last])))
-            o_lo = b.select(b.icmp_signed(">", shift, i64(0)),
-                            b.sdiv(b.add(shift, i64(stride - 1)), i64(stride)), i64(0))
-            top = b.add(shift, i64(self.in_spatial[last] - 1))
-            o_hi = b.add(b.sdiv(top, i64(stride)), i64(1))
-            o_hi = b.select(b.icmp_signed("<", top, i64(0)), i64(0), o_hi)
-            o_hi = b.select(b.icmp_signed("<", o_hi, i64(self.inner)), o_hi, i64(self.inner))
-            span = (o_lo, b.select(b.icmp_signed("<", o_hi, o_lo), o_lo, o_hi))
-
-        def outer_row(b, q, acc):
-            n, *lead = _decompose(b, q, self.g_shape[:-2])
-            # the leading spatial axes: the whole row of pixels sees padding, or not
-            if lead:
-                inside, pos = input_position(b, lead, tidx[:-1], a, self.in_spatial,
-                                             range(len(lead)))
-            else:
-                inside, pos = ir.Constant(ir.IntType(1), 1), []
-            xrow = _gep(b, self.X, b.mul(_offset(b, (n, *pos), self.x_shape[:-2]),
-                                         i64(self.x_shape[-2] * self.cin)))
-            grow = _gep(b, self.Gy, b.add(b.mul(q, i64(self.inner * self.cout)), col))
-
-            if span is not None:
-                # Only the pixels that see the input: no padding taps, no selects.
-                start, end = (b.select(inside, x, i64(0)) for x in span)
-                base = _gep(b, xrow, b.sub(gin, b.mul(shift, i64(self.cin))))
-
-                def pixel(b, o, acc):
-                    src = _gep(b, base, b.mul(o, i64(stride * self.cin)))
-                    return tile.step(b, acc, _gep(b, grow, b.mul(o, i64(self.cout))),
-                                     [_gep(b, src, i64(r)) for r in range(tile.rows)])
-                return loop(b, end, pixel, init=acc, name="ow", start=start)
-
-            def pixel(b, o, acc):
-                ok, (p,) = input_position(b, (o,), tidx[-1:], a, self.in_spatial, [last])
-                src = b.select(ok, _gep(b, xrow, b.add(b.mul(p, i64(self.cin)), gin)), self.zeros)
-                return tile.step(b, acc, _gep(b, grow, b.mul(o, i64(self.cout))),
-                                 [_gep(b, src, i64(r)) for r in range(tile.rows)])
-            return loop(b, b.select(inside, i64(self.inner), i64(0)), pixel, init=acc, name="ow")
-        acc = loop(b, q1, outer_row, init=acc, name="oq", start=q0)
+        def pixel(b, e, acc):
+            entry = _gep(b, entries, b.mul(e, i64(2)), I64)
+            src = _gep(b, xbase, b.load(entry, typ=I64))
+            grow = _gep(b, gbase, b.load(_gep(b, entry, i64(1), I64), typ=I64))
+            return tile.step(b, acc, grow, [_gep(b, src, i64(r)) for r in range(tile.rows)])
+        acc = loop(b, b.load(_gep(b, self.counts, t, I64), typ=I64), pixel, init=acc, name="px")
         for r in range(tile.rows):
             for v in range(tile.V):
                 tile.store(b, acc[r * tile.V + v], c_ptrs[r][v], v)
         if self.epi is not None:
             def finish():
+                tidx = decompose(b, t, self.kernel)
                 for r in range(tile.rows):
-                    lead = (*tidx, b.add(i0, i64(r)))
-                    self.epi.row(b, lead, col, tile.width, c_ptrs[r][0])
+                    self.epi.row(b, (*tidx, b.add(i0, i64(r))), col, tile.width, c_ptrs[r][0])
             _when(b, b.icmp_signed("==", blk, i64(n_blocks - 1)), finish)
