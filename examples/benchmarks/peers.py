@@ -356,6 +356,7 @@ PEERS = {
     "torch-eager-1t": lambda w: torch_peer(w, 1),
     "torch-eager-2t": lambda w: torch_peer(w, 2),
     "torch-compile": lambda w: torch_peer(w, 2, compiled=True),
+    "torch-compile-1t": lambda w: torch_peer(w, 1, compiled=True),
     "jax-jit": jax_peer,
     "keras3": keras_peer,
     "onnxruntime": onnxruntime_peer,
