@@ -261,10 +261,10 @@ def cmd_bench(args) -> int:
         raise UsageError(f"the benchmark suite is part of the source checkout "
                          f"(examples/benchmarks/run.py); not found at {script}")
     cmd = [sys.executable, str(script)]
-    for opt in ("workloads", "peers", "steps", "json"):
+    for opt in ("workloads", "peers", "steps", "json", "peer_python"):
         value = getattr(args, opt)
         if value is not None:
-            cmd += [f"--{opt}", str(value)]
+            cmd += [f"--{opt.replace('_', '-')}", str(value)]
     print(f"running {' '.join(cmd[1:])}", file=sys.stderr)
     sys.stdout.flush()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -349,6 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--peers", help="comma-separated, e.g. kcompile,numpy (default: all)")
     b.add_argument("--steps", type=_positive, help="timed steps per peer")
     b.add_argument("--json", metavar="FILE", help="also write the results to FILE")
+    b.add_argument("--peer-python", metavar="PYTHON",
+                   help="the interpreter that runs the peers other than kcompile (PyTorch, "
+                   "JAX, Keras 3, ONNX Runtime installed there; default: this one)")
     b.set_defaults(func=cmd_bench)
     return p
 

@@ -10,14 +10,13 @@ import sys
 
 import numpy as np
 
+import conv_peers
+from unavailable import Unavailable
 from workloads import data, weights
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
-
-
-class Unavailable(Exception):
-    pass
+CONV_KINDS = ("convnet", "conv")
 
 
 # ----------------------------------------------------------------------------- kcompile
@@ -49,6 +48,8 @@ def _kcompile_rnn(w, backend, nthreads):
 
 
 def kcompile_peer(w, backend="native", nthreads=None):
+    if w["kind"] in CONV_KINDS:
+        return conv_peers.kcompile_step(w, backend, nthreads)
     x, y = data(w)
     if w["kind"] == "rnn":
         model = _kcompile_rnn(w, backend, nthreads)
@@ -87,9 +88,18 @@ def kcompile_peer(w, backend="native", nthreads=None):
     return lambda: exe.run("predict", feeds)
 
 
+def kcompile_native_peer(w, nthreads):
+    """The compiled entry alone, without the public call around it (for diagnosis)."""
+    if w["kind"] not in CONV_KINDS:
+        raise Unavailable("the kcompile row is already the native step on this workload")
+    return conv_peers.kcompile_step(w, "native", nthreads, native=True)
+
+
 # -------------------------------------------------------------------------------- numpy
 def numpy_peer(w):
     """A hand-written numpy MLP (forward, backward, optimizer), the plain baseline."""
+    if w["kind"] in CONV_KINDS:
+        return conv_peers.numpy_step(w)
     if w["kind"] == "rnn":
         raise Unavailable("no hand-written numpy LSTM")
     x, y = data(w)
@@ -145,6 +155,8 @@ def torch_peer(w, threads=1, compiled=False):
     except ImportError:
         raise Unavailable("torch is not installed") from None
     torch.set_num_threads(threads)
+    if w["kind"] in CONV_KINDS:
+        return conv_peers.torch_step(w, threads, compiled)
     if w["kind"] == "rnn":
         return _torch_rnn(torch, w, compiled)
     x, y = (torch.from_numpy(a) for a in data(w))
@@ -214,6 +226,8 @@ def jax_peer(w):
         import jax.numpy as jnp
     except ImportError:
         raise Unavailable("jax is not installed") from None
+    if w["kind"] in CONV_KINDS:
+        return conv_peers.jax_step(w)
     if w["kind"] == "rnn":
         raise Unavailable("no JAX LSTM peer written yet")
     x, y = (jnp.asarray(a) for a in data(w))
@@ -272,6 +286,8 @@ def keras_peer(w):
         import keras
     except ImportError:
         raise Unavailable("keras is not installed") from None
+    if w["kind"] in CONV_KINDS:
+        return conv_peers.keras_step(w)
     if w["kind"] == "sgemm":
         raise Unavailable("sgemm is not a Keras workload")
     x, y = data(w)
@@ -307,6 +323,8 @@ def onnxruntime_peer(w, threads=2):
         from onnx import TensorProto, helper, numpy_helper
     except ImportError:
         raise Unavailable("onnxruntime/onnx are not installed") from None
+    if w["kind"] in CONV_KINDS:
+        return conv_peers.onnxruntime_step(w, threads)
     if w["kind"] != "predict":
         raise Unavailable("ONNX Runtime is measured on predict only")
     x, _ = data(w)
@@ -332,10 +350,13 @@ PEERS = {
     "kcompile-1t": lambda w: kcompile_peer(w, "native", 1),
     "kcompile-2t": lambda w: kcompile_peer(w, "native", 2),
     "kcompile-reference": lambda w: kcompile_peer(w, "reference"),
+    "kcompile-native": lambda w: kcompile_native_peer(w, None),
+    "kcompile-native-1t": lambda w: kcompile_native_peer(w, 1),
     "numpy": numpy_peer,
     "torch-eager-1t": lambda w: torch_peer(w, 1),
     "torch-eager-2t": lambda w: torch_peer(w, 2),
     "torch-compile": lambda w: torch_peer(w, 2, compiled=True),
+    "torch-compile-1t": lambda w: torch_peer(w, 1, compiled=True),
     "jax-jit": jax_peer,
     "keras3": keras_peer,
     "onnxruntime": onnxruntime_peer,

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
+import convnets
+from convnets import CONV1D_CLASSIFIER, MNIST_CONVNET
+
 WORKLOADS = {
     "W1": dict(kind="train", layers=[(784, 512, "relu"), (512, 256, "relu"), (256, 10, "softmax")],
                optimizer="adam", batch=128, title="mlp-train: 784-512-256-10, Adam, batch 128"),
@@ -18,10 +21,26 @@ WORKLOADS = {
                batch=32, title="tiny-mlp-train: 784-32-10, RMSprop, batch 32"),
     "W6a": dict(kind="sgemm", m=128, k=784, n=512, title="sgemm (128x784)@(784x512)"),
     "W6b": dict(kind="sgemm", m=1024, k=1024, n=1024, title="sgemm 1024^3"),
+    "W7a": dict(kind="convnet", mode="train", net=MNIST_CONVNET, input=(28, 28, 1), classes=10,
+                loss="categorical_crossentropy", optimizer="adam", batch=128,
+                title="mnist-convnet-train: Conv2D(32)-pool-Conv2D(64)-pool-Dropout-Dense(10), Adam, batch 128"),
+    "W7b": dict(kind="convnet", mode="predict", net=MNIST_CONVNET, input=(28, 28, 1), classes=10,
+                loss="categorical_crossentropy", batch=1, title="mnist-convnet predict latency, batch 1"),
+    "W7c": dict(kind="convnet", mode="predict", net=MNIST_CONVNET, input=(28, 28, 1), classes=10,
+                loss="categorical_crossentropy", batch=256, title="mnist-convnet predict throughput, batch 256"),
+    "W8": dict(kind="convnet", mode="train", net=CONV1D_CLASSIFIER, input=(500, 1), classes=2,
+               loss="sparse_categorical_crossentropy", optimizer="adam", batch=32,
+               title="conv1d-classifier-train: 3 x [Conv1D(64,3)-BN-ReLU]-GAP-Dense(2), Adam, batch 32"),
+    "W9a": dict(kind="conv", mode="forward", batch=128, hw=(14, 14), cin=64, cout=64, k=3,
+                title="conv layer 3x3 64->64 on 128x14x14x64, forward"),
+    "W9b": dict(kind="conv", mode="grad", batch=128, hw=(14, 14), cin=64, cout=64, k=3,
+                title="conv layer 3x3 64->64 on 128x14x14x64, forward + both gradients"),
 }
 
 
 def data(w, seed=0):
+    if w["kind"] in ("convnet", "conv"):
+        return convnets.data(w, seed)
     rng = np.random.default_rng(seed)
     if w["kind"] == "rnn":
         if w["model"] == "imdb":
@@ -50,6 +69,8 @@ def weights(w, seed=1):
 
 
 def flops(w):
+    if w["kind"] in ("convnet", "conv"):
+        return convnets.flops(w)
     if w["kind"] == "rnn":
         d_in = w.get("embed", 1)
         per_step = 2.0 * w["batch"] * (d_in + w["units"]) * 4 * w["units"]

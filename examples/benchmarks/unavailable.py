@@ -1,0 +1,5 @@
+"""The exception a peer's setup raises when it cannot run a workload on this machine."""
+
+
+class Unavailable(Exception):
+    pass
