@@ -512,6 +512,37 @@ def _build():
                      lambda a: (a.mean(0), a.var(0))),
         C(lambda a: ops.moments(a, axes=(0, 1), keepdims=True), [N(2, 3, 4)],
           lambda a: (a.mean((0, 1), keepdims=True), a.var((0, 1), keepdims=True))))
+    # Convolutions: the direct loops of tests/conv_direct.py, padding by TF's "same" rule
+    # (total = max((ceil(n / s) - 1) * s + k_d - n, 0), the smaller half first).
+    from conv_direct import conv as direct_conv
+
+    def same(n, k, s, d):
+        total = max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
+        return (total // 2, total - total // 2)
+
+    def conv_ref(strides, padding, dilation, depthwise=False, channels_first=False):
+        def ref(x, w):
+            if channels_first:
+                x = np.moveaxis(x, 1, -1)
+            rank = x.ndim - 2
+            if depthwise:
+                w = w.reshape(*w.shape[:rank], 1, -1)
+            pads = [same(n, k, s, d) if padding == "same" else (0, 0) for n, k, s, d in
+                    zip(x.shape[1:-1], w.shape[:rank], strides, dilation)]
+            y = direct_conv(x, w, {"strides": strides, "padding": pads, "rhs_dilation": dilation,
+                                   "groups": x.shape[-1] // w.shape[-2]})
+            return np.moveaxis(y, -1, 1) if channels_first else y
+        return ref
+    add("conv", C(lambda a, w: ops.conv(a, w), [N(2, 7, 3), N(3, 3, 4)],
+                  conv_ref((1,), "valid", (1,))),
+        C(lambda a, w: ops.conv(a, w, strides=2, padding="same"), [N(2, 7, 6, 3), N(3, 2, 3, 4)],
+          conv_ref((2, 2), "same", (1, 1)), note="2-D strided same"),
+        C(lambda a, w: ops.conv(a, w, dilation_rate=2, data_format="channels_first"),
+          [N(1, 4, 9), N(3, 2, 6)], conv_ref((1,), "valid", (2,), channels_first=True),
+          note="dilated, grouped, channels_first"))
+    add("depthwise_conv", C(lambda a, w: ops.depthwise_conv(a, w, padding="same"),
+                            [N(2, 5, 6, 3), N(3, 3, 3, 2)],
+                            conv_ref((1, 1), "same", (1, 1), depthwise=True)))
     add("normalize", C(lambda a: ops.normalize(a), [N(3, 4)],
                        lambda a: a / np.linalg.norm(a, axis=-1, keepdims=True)),
         C(lambda a: ops.normalize(a, axis=0, order=1), [AZ(3, 4)],

@@ -194,6 +194,57 @@ def sparse_categorical_crossentropy(target, output, from_logits=False, axis=-1):
     return categorical_crossentropy(hot, output, from_logits=from_logits, axis=axis)
 
 
+
+
+# -- convolutions ---------------------------------------------------------------------------------
+def _conv_channels_last(inputs, kernel, strides, padding, data_format, dilation_rate, groups):
+    from kcompile.layers.convolutional.conv_utils import conv_padding
+    from kcompile.utils.argument_validation import standardize_data_format, standardize_tuple
+    rank = inputs.ndim - 2
+    if rank not in (1, 2):
+        raise ValueError(f"conv: inputs must be 3-D or 4-D (a batch of 1-D or 2-D signals with "
+                         f"channels). Received: inputs.shape={tuple(inputs.shape)}")
+    padding = str(padding).lower()
+    if padding not in ("valid", "same"):
+        raise ValueError(f"`padding` must be 'valid' or 'same'. Received: padding={padding!r}")
+    fmt = standardize_data_format(data_format)
+    strides = standardize_tuple(strides, rank, "strides")
+    dilation = standardize_tuple(dilation_rate, rank, "dilation_rate")
+    x = to_float(inputs)
+    if fmt == "channels_first":
+        x = F.transpose(x, (0, *range(2, x.ndim), 1))
+    pads = tuple(conv_padding(n, k, s, padding, d) for n, k, s, d in
+                 zip(x.shape[1:-1], kernel.shape[:rank], strides, dilation))
+    y = F.conv(x, to_float(kernel), strides, pads, rhs_dilation=dilation, groups=groups(x))
+    if fmt == "channels_first":
+        y = F.transpose(y, (0, y.ndim - 1, *range(1, y.ndim - 1)))
+    return y
+
+
+@keras_op("inputs", "kernel")
+def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
+    """keras.ops.conv: a 1-D or 2-D convolution; kernel (*k, Cin / groups, Cout), the
+    groups being Cin over the kernel's input channels; padding 'valid' or 'same'."""
+    def groups(x):
+        if x.shape[-1] % kernel.shape[-2]:
+            raise ValueError(f"conv: the input's {x.shape[-1]} channels are not a multiple of "
+                             f"the kernel's {kernel.shape[-2]} input channels")
+        return x.shape[-1] // kernel.shape[-2]
+    return _conv_channels_last(inputs, kernel, strides, padding, data_format, dilation_rate,
+                               groups)
+
+
+@keras_op("inputs", "kernel")
+def depthwise_conv(inputs, kernel, strides=1, padding="valid", data_format=None,
+                   dilation_rate=1):
+    """keras.ops.depthwise_conv: each input channel convolved with its own `multiplier`
+    filters; kernel (*k, Cin, multiplier)."""
+    *k, cin, mult = kernel.shape
+    flat = F.reshape(to_float(kernel), (*k, 1, cin * mult))
+    return _conv_channels_last(inputs, flat, strides, padding, data_format, dilation_rate,
+                               lambda x: x.shape[-1])
+
+
 __all__ = [n for n in list(globals()) if not n.startswith("_") and n not in (
     "annotations", "np", "A", "F", "graph_dtype", "keras_op", "canonicalize_axis",
     "reduce_axes", "to_float")]
