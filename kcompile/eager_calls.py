@@ -25,10 +25,10 @@ import numpy as np
 from kcompile.ir import builder as F
 from kcompile.ir.interpret import interpret
 from kcompile.runtime.pipeline import Pipeline, Traced
-from kcompile.runtime.state import State
-from kcompile.ir.graph import TensorType
 from .eager import eager, eager_structure
+from .functional import rebuild_structure
 from .tracing import Trace, tracing
+from .variables import state_over
 
 
 # -- what counts as arrays ---------------------------------------------------------------------
@@ -73,18 +73,10 @@ def _convert(a) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
-def _rebuild(kind, keys, items):
-    if kind == "single":
-        return items[0]
-    if kind == "dict":
-        return dict(zip(keys, items))
-    return tuple(items) if kind == "tuple" else list(items)
-
-
 def lift_structure(trace, x):
     """Arrays met inside traced layer code: constants of the trace's graph."""
     kind, keys, arrays = _structure(x)
-    return _rebuild(kind, keys, [F.lift(trace.graph, a, "int32" if a.dtype == np.int32
+    return rebuild_structure(kind, keys, [F.lift(trace.graph, a, "int32" if a.dtype == np.int32
                                         else "float32") for a in arrays])
 
 
@@ -152,7 +144,7 @@ def _model_outputs(model, outs):
             else outs[0]
     spec = getattr(model, "_subclass_spec", None)
     if spec is not None:
-        return _rebuild(spec.output_kind, spec.output_keys, outs)
+        return rebuild_structure(spec.output_kind, spec.output_keys, outs)
     return outs[0] if len(outs) == 1 else outs
 
 
@@ -175,7 +167,7 @@ def _call_layer(layer, inputs, training, mask, kwargs):
             syms = [trace.input(f"x{i}", a.shape, "int32" if a.dtype == np.int32 else "float32")
                     for i, a in enumerate(arrays)]
             m = None if mask is None else trace.input("mask_in", np.shape(mask))
-            out = layer._call_traced(_rebuild(kind, keys, syms), (), training, m, dict(kwargs))
+            out = layer._call_traced(rebuild_structure(kind, keys, syms), (), training, m, dict(kwargs))
             flat, out_kind, out_keys = _flatten_outputs(trace, out)
             masks = [trace.masks.get(o.id) for o in flat]
         state = _layer_state(layer, trace, cache)
@@ -187,7 +179,7 @@ def _call_layer(layer, inputs, training, mask, kwargs):
     if mask is not None:
         feeds["mask_in"] = np.asarray(mask, np.float32)
     outs = _run(entry, layer, feeds)
-    return _rebuild(*entry["structure"], outs)
+    return rebuild_structure(*entry["structure"], outs)
 
 
 def _flatten_outputs(trace, out):
@@ -213,13 +205,7 @@ def _layer_state(layer, trace, cache):
     names = [v.path for v in variables]
     if cache.state is not None and set(names) <= set(cache.state.types):
         return cache.state
-    if len(set(names)) != len(names):
-        dup = sorted({n for n in names if names.count(n) > 1})
-        raise ValueError(f"Layer {layer.name!r}: two variables share the path(s) {dup}: give "
-                         f"the layers distinct names")
-    state = State([(v.path, TensorType(v.shape, v.dtype)) for v in variables])
-    for v in variables:
-        v.bind(state[v.path])
+    state = state_over(variables, f"Layer {layer.name!r}")
     cache.state, cache.exes = state, {}
     return state
 
@@ -251,7 +237,9 @@ def _compile(trace, outs, state, backend, nthreads, masks=()):
 
 def _run(entry, layer, feeds):
     res = entry["exe"].run("call", feeds)
-    for l in [layer, *layer._sublayers(recursive=True)]:
+    if "layers" not in entry:               # walked once per compiled signature, not per call
+        entry["layers"] = [layer, *layer._sublayers(recursive=True)]
+    for l in entry["layers"]:
         l._last_losses = []                 # as Keras: losses are those of the last call
     for i, owner in enumerate(entry["loss_owners"]):
         owner._last_losses.append(np.float32(res[f"added_loss{i}"]))

@@ -47,6 +47,16 @@ def flatten(x):
     return [t for item in x for t in flatten(item)]
 
 
+def rebuild_structure(kind, keys, items):
+    """`items` in the structure a call's arguments had: "single", "dict" (with `keys`),
+    "tuple" or "list"."""
+    if kind == "single":
+        return items[0]
+    if kind == "dict":
+        return dict(zip(keys, items))
+    return tuple(items) if kind == "tuple" else list(items)
+
+
 def structure_map(fn, x):
     if isinstance(x, dict):
         return {k: structure_map(fn, v) for k, v in x.items()}

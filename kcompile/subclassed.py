@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .layers.tracking import writes_own
+from .functional import rebuild_structure
 from .tracing import Trace, tracing
 
 NOT_BUILT = ("This model has not yet been built. Build the model first by calling `build()` "
@@ -103,14 +104,6 @@ def _shape_structure(input_shape):
     return "single", None, [one(input_shape)]
 
 
-def _rebuild(kind, keys, items):
-    if kind == "single":
-        return items[0]
-    if kind == "dict":
-        return dict(zip(keys, items))
-    return tuple(items) if kind == "tuple" else list(items)
-
-
 def _flatten(out, where):
     from kcompile.ir.builder import Sym
     if isinstance(out, dict):
@@ -149,7 +142,7 @@ def build_from_data(model, x) -> None:
 
 
 def _batch_shapes(kind, keys, specs):
-    return _rebuild(kind, keys, [(None, *shape) for shape, _ in specs])
+    return rebuild_structure(kind, keys, [(None, *shape) for shape, _ in specs])
 
 
 def _build(model, kind, keys, specs) -> None:
@@ -171,7 +164,7 @@ def _trace_spec(model, kind, keys, specs, fill=1) -> Spec:
     with tracing(trace):
         xs = [trace.input(f"x{i}", (1, *(fill if d is None else d for d in shape)), dtype)
               for i, (shape, dtype) in enumerate(specs)]
-        out = model._call_traced(_rebuild(kind, keys, xs), (), False, None, {})
+        out = model._call_traced(rebuild_structure(kind, keys, xs), (), False, None, {})
     out_kind, out_keys, syms = _flatten(out, f"Model {model.name!r}")
     return Spec(kind, keys, [(tuple(s), d) for s, d in specs], out_kind, out_keys,
                 [(None, *o.shape[1:]) for o in syms])
@@ -237,7 +230,7 @@ def build_from_config(model, config) -> None:
 def forward(model, xs, training):
     """The model's call() on traced inputs; a list of traced outputs."""
     s = spec(model)
-    out = model._call_traced(_rebuild(s.input_kind, s.input_keys, xs), (), training, None, {})
+    out = model._call_traced(rebuild_structure(s.input_kind, s.input_keys, xs), (), training, None, {})
     kind, keys, syms = _flatten(out, f"Model {model.name!r}")
     if len(syms) != len(s.output_shapes):
         raise ValueError(f"Model {model.name!r}: call() returned {len(syms)} outputs, but "

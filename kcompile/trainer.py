@@ -26,14 +26,13 @@ import numpy as np
 
 from kcompile.ir import builder as F
 from kcompile.runtime.pipeline import Pipeline, Traced
-from kcompile.runtime.state import State
-from kcompile.ir.graph import TensorType
 from . import losses as losses_mod, metrics as metrics_mod, optimizers as optimizers_mod
 from .callbacks import CallbackList, pythonify_logs
 from .data import (ArraySource, EpochIterator, adapt_inputs, adapt_targets, check_batch_size,
                    check_cardinality, feeds, is_batch_stream, make_source, sample_weights,
                    split_arrays, unpack_x_y_sample_weight, y_specs)
 from .tracing import Trace, tracing
+from .variables import state_over
 from .variable_length import padded_executable
 
 
@@ -123,13 +122,7 @@ class Trainer:
                 if v.value is not view:     # a variable another model or an eager call moved away
                     v.bind(view)
             return self._state
-        if len(set(names)) != len(names):
-            dup = sorted({n for n in names if names.count(n) > 1})
-            raise ValueError(f"Two model variables share the path(s) {dup}: give the layers "
-                             f"distinct names")
-        state = State([(v.path, TensorType(v.shape, v.dtype)) for v in variables])
-        for v in variables:
-            v.bind(state[v.path])
+        state = state_over(variables, f"Model {self.name!r}")
         self._state = state
         self._state_bindings = [(v, state[v.path]) for v in variables]
         self._invalidate()

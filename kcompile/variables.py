@@ -152,3 +152,19 @@ def _traced_assign(value) -> bool:
     if isinstance(value, F.Sym) or hasattr(value, "__sym__"):
         return True
     return tracing.current().call_depth > 0
+
+
+def state_over(variables, owner: str):
+    """A State holding `variables` (each moved into it, keeping its value); two variables
+    with one path are an error naming `owner` (the model or layer)."""
+    from kcompile.ir.graph import TensorType
+    from kcompile.runtime.state import State
+    names = [v.path for v in variables]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(f"{owner}: two variables share the path(s) {dup}: give the layers "
+                         f"distinct names")
+    state = State([(v.path, TensorType(v.shape, v.dtype)) for v in variables])
+    for v in variables:
+        v.bind(state[v.path])
+    return state

@@ -6,7 +6,6 @@ functions), so a layer's `activation="gelu"` and `ops.gelu` are one definition.
 """
 from __future__ import annotations
 
-import numpy as np
 
 from kcompile import activations as A
 from kcompile.ir import builder as F
@@ -198,6 +197,7 @@ def sparse_categorical_crossentropy(target, output, from_logits=False, axis=-1):
 
 # -- convolutions ---------------------------------------------------------------------------------
 def _conv_channels_last(inputs, kernel, strides, padding, data_format, dilation_rate, groups):
+    from kcompile.layers.convolutional.base_conv import from_channels_last, to_channels_last
     from kcompile.layers.convolutional.conv_utils import conv_padding
     from kcompile.utils.argument_validation import standardize_data_format, standardize_tuple
     rank = inputs.ndim - 2
@@ -210,15 +210,11 @@ def _conv_channels_last(inputs, kernel, strides, padding, data_format, dilation_
     fmt = standardize_data_format(data_format)
     strides = standardize_tuple(strides, rank, "strides")
     dilation = standardize_tuple(dilation_rate, rank, "dilation_rate")
-    x = to_float(inputs)
-    if fmt == "channels_first":
-        x = F.transpose(x, (0, *range(2, x.ndim), 1))
+    x = to_channels_last(to_float(inputs), fmt)
     pads = tuple(conv_padding(n, k, s, padding, d) for n, k, s, d in
                  zip(x.shape[1:-1], kernel.shape[:rank], strides, dilation))
     y = F.conv(x, to_float(kernel), strides, pads, rhs_dilation=dilation, groups=groups(x))
-    if fmt == "channels_first":
-        y = F.transpose(y, (0, y.ndim - 1, *range(1, y.ndim - 1)))
-    return y
+    return from_channels_last(y, fmt)
 
 
 @keras_op("inputs", "kernel")

@@ -91,6 +91,35 @@ def check_strides_and_dilation(strides, dilation_rate):
                          f"1`. Received: strides={strides} and dilation_rate={dilation_rate}")
 
 
+def weight_options_config(layer, weights) -> dict:
+    """The config entries of the named weights' initializers, regularizers (then the
+    activity regularizer) and constraints, in Keras' order."""
+    cfg = {}
+    for kind, module in (("initializer", initializers), ("regularizer", regularizers),
+                         ("constraint", constraints)):
+        for w in weights:
+            cfg[f"{w}_{kind}"] = module.serialize(getattr(layer, f"{w}_{kind}"))
+        if kind == "regularizer":
+            cfg["activity_regularizer"] = regularizers.serialize(layer.activity_regularizer)
+    return cfg
+
+
+class ConvShapes:
+    """compute_output_shape of the convolution layers, from each family's
+    `_output_spatial(input_shape)` and `_built_channels()`."""
+
+    def _output_channels(self, input_channels):
+        return self.filters
+
+    def compute_output_shape(self, input_shape):
+        input_shape = tuple(input_shape)
+        channels = check_input_shape(self, input_shape, self.rank, self._built_channels())
+        spatial = self._output_spatial(input_shape)
+        check_output_size(self, input_shape, spatial)
+        return output_shape(input_shape, self._output_channels(channels), spatial,
+                            self.data_format)
+
+
 def bias_and_activation(layer, y):
     """The epilogue every convolution layer ends with (channels-last `y`)."""
     if layer.use_bias:
@@ -98,7 +127,7 @@ def bias_and_activation(layer, y):
     return layer.activation(y)
 
 
-class BaseConv(Layer):
+class BaseConv(ConvShapes, Layer):
     """An N-D convolution (cross-correlation) of the inputs with `kernel` of shape
     (*kernel_size, input_channels // groups, filters), plus `bias`, then `activation`."""
 
@@ -173,23 +202,10 @@ class BaseConv(Layer):
         """The input channels the weights were made for (None before build)."""
         return self.kernel.shape[-2] * self.groups if self.built else None
 
-    def compute_output_shape(self, input_shape):
-        input_shape = tuple(input_shape)
-        check_input_shape(self, input_shape, self.rank, self._built_channels())
-        spatial = self._output_spatial(input_shape)
-        check_output_size(self, input_shape, spatial)
-        return output_shape(input_shape, self.filters, spatial, self.data_format)
-
     def get_config(self):
         return {**super().get_config(), "filters": self.filters,
                 "kernel_size": self.kernel_size, "strides": self.strides,
                 "padding": self.padding, "data_format": self.data_format,
                 "dilation_rate": self.dilation_rate, "groups": self.groups,
                 "activation": activations.serialize(self.activation), "use_bias": self.use_bias,
-                "kernel_initializer": initializers.serialize(self.kernel_initializer),
-                "bias_initializer": initializers.serialize(self.bias_initializer),
-                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
-                "bias_regularizer": regularizers.serialize(self.bias_regularizer),
-                "activity_regularizer": regularizers.serialize(self.activity_regularizer),
-                "kernel_constraint": constraints.serialize(self.kernel_constraint),
-                "bias_constraint": constraints.serialize(self.bias_constraint)}
+                **weight_options_config(self, ('kernel', 'bias'))}

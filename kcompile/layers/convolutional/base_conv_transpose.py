@@ -15,12 +15,13 @@ from ...utils.argument_validation import (standardize_data_format, standardize_p
                                           standardize_tuple)
 from ..layer import Layer
 from .base_conv import (bias_and_activation, check_input_shape, check_output_size,
-                        check_positive_int, check_strides_and_dilation, from_channels_last,
-                        output_shape, spatial_dims, to_channels_last, traced)
+                        check_positive_int, check_strides_and_dilation, ConvShapes,
+                        from_channels_last, spatial_dims, to_channels_last, traced,
+                        weight_options_config)
 from .conv_utils import conv_transpose_output_length, conv_transpose_padding
 
 
-class BaseConvTranspose(Layer):
+class BaseConvTranspose(ConvShapes, Layer):
     def __init__(self, rank, filters, kernel_size, strides=1, padding="valid",
                  output_padding=None, data_format=None, dilation_rate=1, activation=None,
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
@@ -101,23 +102,10 @@ class BaseConvTranspose(Layer):
         """The input channels the weights were made for (None before build)."""
         return self.kernel.shape[-1] if self.built else None
 
-    def compute_output_shape(self, input_shape):
-        input_shape = tuple(input_shape)
-        check_input_shape(self, input_shape, self.rank, self._built_channels())
-        spatial = self._output_spatial(input_shape)
-        check_output_size(self, input_shape, spatial)
-        return output_shape(input_shape, self.filters, spatial, self.data_format)
-
     def get_config(self):
         return {**super().get_config(), "filters": self.filters,
                 "kernel_size": self.kernel_size, "strides": self.strides,
                 "padding": self.padding, "output_padding": self.output_padding,
                 "data_format": self.data_format, "dilation_rate": self.dilation_rate,
                 "activation": activations.serialize(self.activation), "use_bias": self.use_bias,
-                "kernel_initializer": initializers.serialize(self.kernel_initializer),
-                "bias_initializer": initializers.serialize(self.bias_initializer),
-                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
-                "bias_regularizer": regularizers.serialize(self.bias_regularizer),
-                "activity_regularizer": regularizers.serialize(self.activity_regularizer),
-                "kernel_constraint": constraints.serialize(self.kernel_constraint),
-                "bias_constraint": constraints.serialize(self.bias_constraint)}
+                **weight_options_config(self, ('kernel', 'bias'))}

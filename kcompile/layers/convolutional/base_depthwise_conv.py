@@ -11,8 +11,8 @@ from ...utils.argument_validation import (standardize_data_format, standardize_p
                                           standardize_tuple)
 from ..layer import Layer
 from .base_conv import (bias_and_activation, check_input_shape, check_output_size,
-                        check_positive_int, from_channels_last, output_shape, spatial_dims,
-                        to_channels_last)
+                        check_positive_int, ConvShapes, from_channels_last, spatial_dims,
+                        to_channels_last, weight_options_config)
 from .conv_utils import conv_output_length, conv_padding
 
 
@@ -33,7 +33,7 @@ def output_spatial(layer, input_shape):
                      layer.strides, layer.dilation_rate))
 
 
-class BaseDepthwiseConv(Layer):
+class BaseDepthwiseConv(ConvShapes, Layer):
     def __init__(self, rank, depth_multiplier, kernel_size, strides=1, padding="valid",
                  data_format=None, dilation_rate=1, activation=None, use_bias=True,
                  depthwise_initializer="glorot_uniform", bias_initializer="zeros",
@@ -82,17 +82,14 @@ class BaseDepthwiseConv(Layer):
         y = bias_and_activation(self, depthwise_conv(self, x, self.kernel))
         return from_channels_last(y, self.data_format)
 
+    _output_spatial = output_spatial
+
     def _built_channels(self):
         """The input channels the weights were made for (None before build)."""
         return self.kernel.shape[-2] if self.built else None
 
-    def compute_output_shape(self, input_shape):
-        input_shape = tuple(input_shape)
-        channels = check_input_shape(self, input_shape, self.rank, self._built_channels())
-        spatial = output_spatial(self, input_shape)
-        check_output_size(self, input_shape, spatial)
-        return output_shape(input_shape, self.depth_multiplier * channels, spatial,
-                            self.data_format)
+    def _output_channels(self, input_channels):
+        return self.depth_multiplier * input_channels
 
     def get_config(self):
         return {**super().get_config(), "depth_multiplier": self.depth_multiplier,
@@ -100,10 +97,4 @@ class BaseDepthwiseConv(Layer):
                 "padding": self.padding, "data_format": self.data_format,
                 "dilation_rate": self.dilation_rate,
                 "activation": activations.serialize(self.activation), "use_bias": self.use_bias,
-                "depthwise_initializer": initializers.serialize(self.depthwise_initializer),
-                "bias_initializer": initializers.serialize(self.bias_initializer),
-                "depthwise_regularizer": regularizers.serialize(self.depthwise_regularizer),
-                "bias_regularizer": regularizers.serialize(self.bias_regularizer),
-                "activity_regularizer": regularizers.serialize(self.activity_regularizer),
-                "depthwise_constraint": constraints.serialize(self.depthwise_constraint),
-                "bias_constraint": constraints.serialize(self.bias_constraint)}
+                **weight_options_config(self, ('depthwise', 'bias'))}

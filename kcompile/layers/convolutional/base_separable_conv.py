@@ -11,12 +11,12 @@ from ...utils.argument_validation import (standardize_data_format, standardize_p
                                           standardize_tuple)
 from ..layer import Layer
 from .base_conv import (bias_and_activation, check_input_shape, check_output_size,
-                        check_positive_int, from_channels_last, output_shape,
-                        to_channels_last)
+                        check_positive_int, ConvShapes, from_channels_last, to_channels_last,
+                        weight_options_config)
 from .base_depthwise_conv import depthwise_conv, output_spatial
 
 
-class BaseSeparableConv(Layer):
+class BaseSeparableConv(ConvShapes, Layer):
     def __init__(self, rank, depth_multiplier, filters, kernel_size, strides=1, padding="valid",
                  data_format=None, dilation_rate=1, activation=None, use_bias=True,
                  depthwise_initializer="glorot_uniform", pointwise_initializer="glorot_uniform",
@@ -73,16 +73,11 @@ class BaseSeparableConv(Layer):
         y = bias_and_activation(self, y)
         return from_channels_last(y, self.data_format)
 
+    _output_spatial = output_spatial
+
     def _built_channels(self):
         """The input channels the weights were made for (None before build)."""
         return self.depthwise_kernel.shape[-2] if self.built else None
-
-    def compute_output_shape(self, input_shape):
-        input_shape = tuple(input_shape)
-        check_input_shape(self, input_shape, self.rank, self._built_channels())
-        spatial = output_spatial(self, input_shape)
-        check_output_size(self, input_shape, spatial)
-        return output_shape(input_shape, self.filters, spatial, self.data_format)
 
     def get_config(self):
         return {**super().get_config(), "depth_multiplier": self.depth_multiplier,
@@ -90,13 +85,4 @@ class BaseSeparableConv(Layer):
                 "strides": self.strides, "padding": self.padding,
                 "data_format": self.data_format, "dilation_rate": self.dilation_rate,
                 "activation": activations.serialize(self.activation), "use_bias": self.use_bias,
-                "depthwise_initializer": initializers.serialize(self.depthwise_initializer),
-                "pointwise_initializer": initializers.serialize(self.pointwise_initializer),
-                "bias_initializer": initializers.serialize(self.bias_initializer),
-                "depthwise_regularizer": regularizers.serialize(self.depthwise_regularizer),
-                "pointwise_regularizer": regularizers.serialize(self.pointwise_regularizer),
-                "bias_regularizer": regularizers.serialize(self.bias_regularizer),
-                "activity_regularizer": regularizers.serialize(self.activity_regularizer),
-                "depthwise_constraint": constraints.serialize(self.depthwise_constraint),
-                "pointwise_constraint": constraints.serialize(self.pointwise_constraint),
-                "bias_constraint": constraints.serialize(self.bias_constraint)}
+                **weight_options_config(self, ('depthwise', 'pointwise', 'bias'))}
