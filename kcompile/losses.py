@@ -10,6 +10,7 @@ import inspect
 
 from kcompile.ir import builder as F
 from .config import epsilon
+from .input_bounds import bound_input
 
 
 def _align_ranks(y_true, y_pred):
@@ -152,7 +153,12 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_cl
         raise ValueError(f"Sparse labels must have shape (batch, ...) matching the output "
                          f"without its last axis. Received: target.shape="
                          f"{(None, *y_true.shape[1:])}, output.shape={(None, *y_pred.shape[1:])}")
-    onehot = F.one_hot(F.cast(y_true, "int32"), y_pred.shape[-1])
+    classes = y_pred.shape[-1]
+    if ignore_class is None or 0 <= ignore_class < classes:
+        # Checked on the data before the step: a label outside [0, classes) would train
+        # on a class the model does not have (one_hot makes it a zero row).
+        bound_input(y_true, classes)
+    onehot = F.one_hot(F.cast(y_true, "int32"), classes)
     values = categorical_crossentropy(onehot, y_pred, from_logits=from_logits, axis=axis)
     if ignore_class is not None:
         values = values * F.not_equal(F.cast(y_true, "float32"), float(ignore_class))

@@ -25,6 +25,7 @@ import warnings
 import numpy as np
 
 from kcompile.ir import builder as F
+from kcompile.runtime.executable import check_input_bounds
 from kcompile.runtime.pipeline import Pipeline, Traced
 from . import losses as losses_mod, metrics as metrics_mod, optimizers as optimizers_mod
 from .callbacks import CallbackList, pythonify_logs
@@ -347,6 +348,7 @@ class Trainer:
             sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
             validation_batch_size=None, validation_freq=1):
         self._require_compiled("fit")
+        _check_epochs(epochs, initial_epoch)
         verbose = _check_verbose(verbose)
         batch_size = check_batch_size(batch_size)
         val = None
@@ -429,6 +431,8 @@ class Trainer:
     # -- evaluate / predict ------------------------------------------------------------------
     def _test_loop(self, iterator, cbs, where, in_fit=False):
         runner = _Runner(self, "eval_step", iterator.source)
+        if iterator.source.fixed_size:
+            runner.prepare(iterator.source)
         cbs.on_test_begin()
         totals, logs = None, {}
         self.stop_evaluating = False
@@ -549,7 +553,14 @@ class _Runner:
         self._key = self._exe = self._table = None
 
     def prepare(self, source):
-        self._get(source.y_specs)
+        exe = self._get(source.y_specs)
+        g = getattr(exe, "graphs", {}).get(self.entry)
+        if g is not None and g.input_bounds and isinstance(source, ArraySource):
+            # Ids and labels checked on the whole arrays once, so an error gives the
+            # position in the data passed (each step checks its batch again).
+            arrays = {f"x{i}": a for i, a in enumerate(source.xs)}
+            arrays.update({f"y{i}": a for i, a in enumerate(source.ys)})
+            check_input_bounds(g, arrays)
 
     def _get(self, specs):
         specs = specs if self.targets else None
@@ -636,6 +647,12 @@ def _check_verbose(verbose):
     if not isinstance(verbose, (int, np.integer)):
         raise ValueError(f"`verbose` must be 'auto', 0, 1 or 2, received {verbose!r}")
     return int(verbose)
+
+
+def _check_epochs(epochs, initial_epoch):
+    for name, value in (("epochs", epochs), ("initial_epoch", initial_epoch)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"`{name}` must be a non-negative integer, received {value!r}")
 
 
 def _should_eval(epoch, validation_freq):

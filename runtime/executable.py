@@ -38,8 +38,15 @@ def check_input_bounds(g: Graph, feeds: dict) -> None:
             pos = tuple(int(i) for i in np.argwhere(bad)[0])
             v = arr[pos]
             shown = int(v) if np.isfinite(v) and v == np.trunc(v) else float(v)
+            if _role(g, name) == "target":
+                raise ValueError(f"target {name!r}: label {shown} at position {pos} is out of "
+                                 f"range: class labels must be integers in [0, {bound})")
             raise ValueError(f"input {name!r}: id {shown} at position {pos} is out of "
                              f"range: ids must be integers in [0, {bound})")
+
+
+def _role(g: Graph, name: str):
+    return next((g.nodes[v].role for v in g.leaves() if g.nodes[v].name == name), None)
 
 
 def _pipeline(program, state, nthreads, backend, use_cache=True) -> Pipeline:

@@ -389,7 +389,7 @@ def test_bad_calls_in_a_fresh_process_do_not_kill_it():
         print('alive', m.predict(x, verbose=0).shape, m.evaluate(x, y, batch_size=8, verbose=0)[0] > 0)
     """)
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         timeout=120)
+                         timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     lines = out.stdout.strip().splitlines()
     assert lines[-2] == ",".join(["ValueError", "ValueError", "ValueError", "ValueError",
@@ -411,3 +411,51 @@ def test_batch_size_larger_than_the_data_is_one_batch():
     assert len(m.evaluate(x, y, batch_size=10**9, verbose=0)) == 2
     assert m.predict(x, batch_size=10**9, verbose=0).shape == (10, 2)
     assert all(key[0] <= 10 for key in m._executables)
+
+
+# ------------------------------------------------------------------ labels and epochs
+@pytest.fixture(scope="module")
+def sparse_model():
+    m = models.Sequential([layers.Dense(3, activation="softmax", input_shape=(4,))])
+    m.compile(optimizer=optimizers.SGD(0.1), loss="sparse_categorical_crossentropy",
+              metrics=["accuracy"])
+    m.fit(X, np.arange(N) % 3, batch_size=N, epochs=1, verbose=0)
+    return m
+
+
+@pytest.mark.parametrize("label", [3, 7, -1])
+@pytest.mark.parametrize("call", ["fit", "evaluate", "train_on_batch", "test_on_batch"])
+def test_sparse_labels_out_of_range(sparse_model, call, label):
+    """A label outside [0, classes) is rejected before the step, with the label, its
+    position in the data and the valid range (as Embedding's ids are)."""
+    y = (np.arange(N) % 3).astype(np.float32)
+    y[6] = label
+    run = {"fit": lambda: sparse_model.fit(X, y, batch_size=4, verbose=0),
+           "evaluate": lambda: sparse_model.evaluate(X, y, batch_size=4, verbose=0),
+           "train_on_batch": lambda: sparse_model.train_on_batch(X, y),
+           "test_on_batch": lambda: sparse_model.test_on_batch(X, y)}[call]
+    weights = sparse_model.get_weights()
+    with pytest.raises(ValueError) as info:
+        run()
+    msg = str(info.value)
+    assert f"label {label} " in msg and "position (6,)" in msg and "[0, 3)" in msg, msg
+    for a, b in zip(weights, sparse_model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # labels in range (ignored ones included, when ignore_class is one) still train
+    assert np.isfinite(sparse_model.train_on_batch(X, np.arange(N) % 3)[0])
+
+
+def test_sparse_labels_ignore_class_is_allowed():
+    m = models.Sequential([layers.Dense(3, input_shape=(4,))])
+    from kcompile import losses
+    m.compile(optimizer="sgd", loss=losses.SparseCategoricalCrossentropy(from_logits=True,
+                                                                        ignore_class=-1))
+    y = (np.arange(N) % 3).astype(np.float32)
+    y[2] = -1
+    assert np.isfinite(m.train_on_batch(X, y))
+
+
+@pytest.mark.parametrize("arg,value", [("epochs", -1), ("epochs", 1.5), ("initial_epoch", -2)])
+def test_fit_negative_epochs(model, arg, value):
+    with survives(model, ValueError, match=f"`{arg}` must be a non-negative integer"):
+        model.fit(X, Y, batch_size=N, verbose=0, **{arg: value})

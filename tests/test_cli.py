@@ -439,9 +439,9 @@ def test_python_m_kcompile(spec, model_file):
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     res = subprocess.run([sys.executable, "-m", "kcompile", "inspect", spec, "--stage", "fused",
                           "--batch", "2"], capture_output=True, text=True, cwd=ROOT, env=env,
-                         timeout=120)
+                         timeout=600)
     assert res.returncode == 0, res.stderr
     assert "train_step @ fused" in res.stdout
     res = subprocess.run([sys.executable, "-m", "kcompile", "inspect", f"{model_file}:broken"],
-                         capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+                         capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
     assert res.returncode == 2 and "raised RuntimeError: no weights here" in res.stderr

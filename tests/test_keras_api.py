@@ -133,7 +133,7 @@ def test_default_layer_and_model_names_in_a_fresh_process():
         print(",".join(names))
     """)
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         timeout=60)
+                         timeout=600)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().split(",") == ["dense", "dense_1", "dense_2", "activation",
                                              "activation_1", "sequential", "sequential_1"]

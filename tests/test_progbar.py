@@ -30,6 +30,24 @@ NUM = r"\d\.\d{4}"
 TIME = r"\d+s \d+(ms|us|s)/step"
 
 
+class TickingClock:
+    """A clock that moves 1 ms per reading: the bar's throttling, ETA and padding are
+    then the same on an idle machine and on a loaded one (where a slow step would
+    draw extra intermediate lines, longer than the finished one)."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        self.now += 0.001
+        return self.now
+
+
+@pytest.fixture(autouse=True)
+def steady_time(monkeypatch):
+    monkeypatch.setattr(progbar.time, "time", TickingClock())
+
+
 @pytest.fixture(scope="module")
 def model():
     m = models.Sequential([layers.Input((D,)), layers.Dense(K, activation="softmax")])
@@ -85,13 +103,11 @@ def test_fit_verbose_0_is_silent_and_one_epoch_has_no_epoch_line(model, capsys):
 
 def test_evaluate_progress(model, capsys):
     loss, acc = model.evaluate(X, Y, batch_size=32, verbose=1)
-    # Off a terminal the bar may also print intermediate lines when a step is slow
-    # (the first compiles): the last line is the finished bar.
     lines = final_lines(capsys.readouterr().out)
     assert lines[-1] == ""
-    # (padded with spaces when an earlier redraw of the line was longer, as predict's)
+    # (padded with spaces when the first redraw of the line was longer, as Keras does)
     assert re.fullmatch(rf"4/4 {BAR} {TIME} - accuracy: {acc:.4f} - loss: {loss:.4f} *",
-                        lines[-2])
+                        lines[-2]), lines[-2]
     model.evaluate(X, Y, batch_size=32, verbose=2)
     assert re.fullmatch(rf"4/4 - \d+s - \d+(ms|us|s)/step - accuracy: {acc:.4f} - "
                         rf"loss: {loss:.4f}\n", capsys.readouterr().out)
@@ -102,7 +118,7 @@ def test_evaluate_progress(model, capsys):
 def test_predict_progress(model, capsys):
     model.predict(X, batch_size=32, verbose=1)
     lines = final_lines(capsys.readouterr().out)
-    assert lines[-1] == "" and re.fullmatch(rf"4/4 {BAR} {TIME} *", lines[-2])
+    assert lines[-1] == "" and re.fullmatch(rf"4/4 {BAR} {TIME} *", lines[-2]), lines[-2]
     model.predict(X, batch_size=32, verbose=2)
     assert re.fullmatch(r"4/4 - \d+s - \d+(ms|us|s)/step\n", capsys.readouterr().out)
     model.predict(X, batch_size=32, verbose=0)

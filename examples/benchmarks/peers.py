@@ -47,52 +47,55 @@ def _kcompile_rnn(w, backend, nthreads):
     return model
 
 
-def kcompile_peer(w, backend="native", nthreads=None):
+def kcompile_peer(w, backend="native", nthreads=None, native=False):
+    """Through the public calls a user makes (train_on_batch, predict_on_batch);
+    `native=True` times the compiled entry alone, without the call around it (diagnosis)."""
     if w["kind"] in CONV_KINDS:
-        return conv_peers.kcompile_step(w, backend, nthreads)
+        return conv_peers.kcompile_step(w, backend, nthreads, native)
     x, y = data(w)
-    if w["kind"] == "rnn":
-        model = _kcompile_rnn(w, backend, nthreads)
-        model.train_on_batch(x, y)
-        exe = next(iter(model._executables.values()))
-        n = len(x)
-        feeds = {"x0": x, "y0": y, "mask": np.ones(n, np.float32),
-                 "sample_weight": np.ones(n, np.float32)}
-        return lambda: exe.run("train_step", feeds)
     if w["kind"] == "sgemm":
-        if backend != "native":
-            raise Unavailable("sgemm is measured on the native backend only")
-        from kcompile.ir import builder as F
-        from kcompile.ir.builder import Sym
-        from kcompile.ir.graph import Graph, TensorType
-        from kcompile.runtime.executable import NativeExecutable
-        from kcompile.runtime.state import State
-        g = Graph()
-        a = Sym(g, g.leaf("input", TensorType(x.shape), "a"))
-        b = Sym(g, g.leaf("input", TensorType(y.shape), "b"))
-        g.outputs["c"] = F.matmul(a, b).id
-        exe = NativeExecutable({"mm": g}, State([]), nthreads=nthreads or 1)
-        exe.run("mm", {"a": x, "b": y})       # the operands stay in the arena
-        return lambda exe=exe: exe._fns["mm"]()
-    model = _kcompile_model(w, backend, nthreads)
+        return _kcompile_sgemm(x, y, backend, nthreads)
+    model = _kcompile_rnn(w, backend, nthreads) if w["kind"] == "rnn" else \
+        _kcompile_model(w, backend, nthreads)
     n = len(x)
-    if w["kind"] == "train":
+    if w["kind"] in ("train", "rnn"):
         model.train_on_batch(x, y)
+        if not native:
+            return lambda: model.train_on_batch(x, y)
         exe = next(iter(model._executables.values()))
         feeds = {"x0": x, "y0": y, "mask": np.ones(n, np.float32),
                  "sample_weight": np.ones(n, np.float32)}
         return lambda: exe.run("train_step", feeds)
-    model.predict(x, batch_size=n, verbose=0)
+    model.predict_on_batch(x)
+    if not native:
+        return lambda: model.predict_on_batch(x)
     exe = next(iter(model._executables.values()))
-    feeds = {"x0": x}
-    return lambda: exe.run("predict", feeds)
+    return lambda: exe.run("predict", {"x0": x})
+
+
+def _kcompile_sgemm(x, y, backend, nthreads):
+    """One matmul primitive, compiled and run alone (no public call exists for it)."""
+    if backend != "native":
+        raise Unavailable("sgemm is measured on the native backend only")
+    from kcompile.ir import builder as F
+    from kcompile.ir.builder import Sym
+    from kcompile.ir.graph import Graph, TensorType
+    from kcompile.runtime.executable import NativeExecutable
+    from kcompile.runtime.state import State
+    g = Graph()
+    a = Sym(g, g.leaf("input", TensorType(x.shape), "a"))
+    b = Sym(g, g.leaf("input", TensorType(y.shape), "b"))
+    g.outputs["c"] = F.matmul(a, b).id
+    exe = NativeExecutable({"mm": g}, State([]), nthreads=nthreads or 1)
+    exe.run("mm", {"a": x, "b": y})       # the operands stay in the arena
+    return lambda exe=exe: exe._fns["mm"]()
 
 
 def kcompile_native_peer(w, nthreads):
     """The compiled entry alone, without the public call around it (for diagnosis)."""
-    if w["kind"] not in CONV_KINDS:
+    if w["kind"] == "sgemm":
         raise Unavailable("the kcompile row is already the native step on this workload")
-    return conv_peers.kcompile_step(w, "native", nthreads, native=True)
+    return kcompile_peer(w, "native", nthreads, native=True)
 
 
 # -------------------------------------------------------------------------------- numpy

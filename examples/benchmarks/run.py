@@ -5,7 +5,8 @@
 
 Prints the CPU and the load, then per workload the median time per step of each
 peer and its ratio to kcompile measured in the same run (above 1: kcompile is
-faster), then kcompile's compile times (cold, and warm from the disk cache) and
+faster; the kcompile rows go through train_on_batch / predict_on_batch, the
+"kcompile-native" rows time the compiled step alone, for diagnosis), then kcompile's compile times (cold, and warm from the disk cache) and
 peak memory. kcompile runs in this interpreter; the other peers (PyTorch, JAX,
 Keras 3, ONNX Runtime, numpy) in --peer-python (default: this one too), so they
 need not be installed beside kcompile. Peers that are not installed there are
@@ -23,13 +24,13 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from machine import cpu_line, load_line, peak_gflops  # noqa: E402
+from peers import PEERS  # noqa: E402
 from workloads import WORKLOADS, flops  # noqa: E402
 
 DEFAULT_PEERS = ["kcompile", "kcompile-1t", "kcompile-reference", "numpy", "torch-eager-1t",
                  "torch-eager-2t", "torch-compile", "jax-jit", "keras3", "onnxruntime"]
-# The compiled step alone beside the public call, where the two differ (diagnosis)
+# The compiled step alone beside the public call (diagnosis: what the call around it costs)
 NATIVE_ROWS = ["kcompile-native", "kcompile-native-1t"]
-CONV_KINDS = ("convnet", "conv")
 
 
 def measure(peer, workload, steps, python):
@@ -118,6 +119,10 @@ def main():
     if not os.path.isfile(args.peer_python) or not os.access(args.peer_python, os.X_OK):
         ap.error(f"--peer-python {args.peer_python!r} is not an executable file")
     peers = args.peers.split(",")
+    unknown = [p for p in peers if p not in PEERS]
+    if unknown:
+        ap.error(f"unknown peer(s) {', '.join(map(repr, unknown))}; the peers are "
+                 f"{', '.join(PEERS)}")
     names = []
     for wname in args.workloads.split(","):
         # "W2" names all of its measurements (W2a, W2b)
@@ -135,7 +140,7 @@ def main():
     for wname in names:
         w = WORKLOADS[wname]
         wpeers = list(peers)
-        if w["kind"] in CONV_KINDS and "kcompile" in wpeers and args.peers == ap.get_default("peers"):
+        if w["kind"] != "sgemm" and "kcompile" in wpeers and args.peers == ap.get_default("peers"):
             at = wpeers.index("kcompile-1t") + 1 if "kcompile-1t" in wpeers else 1
             wpeers[at:at] = NATIVE_ROWS
         results[wname] = {p: measure(p, wname, args.steps, args.peer_python) for p in wpeers}

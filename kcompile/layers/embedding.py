@@ -5,6 +5,7 @@ import numpy as np
 
 from kcompile.ir import builder as F
 from .. import constraints, initializers, regularizers
+from ..input_bounds import bound_input
 from ..tracing import current
 from .layer import Layer
 
@@ -37,15 +38,9 @@ class Embedding(Layer):
 
     def call(self, inputs):
         trace = current()
-        node = inputs.g.nodes[inputs.id]
-        # Look through layout ops to the model input the ids come from.
-        while not node.is_leaf and node.op in ("reshape", "transpose", "cast", "slice"):
-            node = inputs.g.nodes[node.inputs[0]]
-        if node.is_leaf and node.role == "input":
-            # Checked on the data before the step runs (runtime/executable.py): an id
-            # out of range is an error, never a read outside the table.
-            bounds = inputs.g.input_bounds
-            bounds[node.name] = min(bounds.get(node.name, self.input_dim), self.input_dim)
+        # Checked on the data before the step runs: an id out of range is an error,
+        # never a read outside the table.
+        bound_input(inputs, self.input_dim)
         ids = inputs if inputs.dtype == "int32" else F.cast(inputs, "int32")
         out = F.gather(self.embeddings, ids)
         if self.mask_zero:
