@@ -27,7 +27,7 @@ import numpy as np
 from kcompile.ir import builder as F
 from kcompile.runtime.executable import check_input_bounds
 from kcompile.runtime.pipeline import Pipeline, Traced
-from . import losses as losses_mod, metrics as metrics_mod, optimizers as optimizers_mod
+from . import batch_calls, losses as losses_mod, metrics as metrics_mod, optimizers as optimizers_mod
 from .callbacks import CallbackList, pythonify_logs
 from .data import (ArraySource, EpochIterator, adapt_inputs, adapt_targets, check_batch_size,
                    check_cardinality, feeds, is_batch_stream, make_source, sample_weights,
@@ -485,6 +485,21 @@ class Trainer:
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         from .subclassed import check_overrides
         check_overrides(self, "predict")
+        # One batch and nothing to show: predict_on_batch's fast path serves.
+        one_batch = verbose == 0 and callbacks is None and steps is None and \
+            type(x) is np.ndarray and x.ndim and len(x) <= (check_batch_size(batch_size) or 32)
+        if one_batch:
+            key = batch_calls.signature((x,))
+            call = batch_calls.lookup(self, "predict", key)
+            if call is not None:
+                return _predictions(call.run((x,)))
+        result = self._predict_loop(x, batch_size, verbose, steps, callbacks)
+        if one_batch and len(self.input_specs) == 1:
+            exe = self._executable(len(x))
+            batch_calls.remember(self, "predict", key, exe, "predict", (x,), ("x0",))
+        return result
+
+    def _predict_loop(self, x, batch_size, verbose, steps, callbacks):
         verbose = _check_verbose(verbose)
         source = make_source(x, None, None, None, batch_size, False, self, "predict",
                              targets=False, steps=steps)
@@ -517,28 +532,63 @@ class Trainer:
 
     # -- *_on_batch ----------------------------------------------------------------------------
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
+        if sample_weight is None and class_weight is None:
+            key = batch_calls.signature((x, y))
+            call = batch_calls.lookup(self, "train", key)
+            if call is not None:
+                return self._batch_logs(call.run((x, y)), len(x), return_dict)
         self._require_compiled("train_on_batch")
         xs, ys = adapt_inputs(x, self, "train_on_batch"), adapt_targets(y, self, "train_on_batch")
         sw = sample_weights(sample_weight, ys, class_weight)
         check_cardinality(xs, ys, sw)
         n = len(xs[0])
         exe = self._executable(n, y_specs(ys))
-        totals = _Totals(self._log_kinds)
-        totals.add(exe.run("train_step", feeds(xs, ys, sw, np.arange(n), n, n)), n)
-        return _logs_result(totals.result(), self.metrics_names, return_dict)
+        out = exe.run("train_step", feeds(xs, ys, sw, np.arange(n), n, n))
+        if sample_weight is None and class_weight is None and len(xs) == len(ys) == 1:
+            batch_calls.remember(self, "train", key, exe, "train_step", (x, y), ("x0", "y0"))
+        return self._batch_logs(out, n, return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        if sample_weight is None:
+            key = batch_calls.signature((x, y))
+            call = batch_calls.lookup(self, "test", key)
+            if call is not None:
+                return self._batch_logs(call.run((x, y)), len(x), return_dict)
         self._require_compiled("test_on_batch")
         xs, ys = adapt_inputs(x, self, "test_on_batch"), adapt_targets(y, self, "test_on_batch")
         sw = sample_weights(sample_weight, ys, None)
         check_cardinality(xs, ys, sw)
         n = len(xs[0])
         logs = self._evaluate_arrays(xs, ys, sw, n)
+        if sample_weight is None and len(xs) == len(ys) == 1:
+            exe = self._executable(n, y_specs(ys))
+            batch_calls.remember(self, "test", key, exe, "eval_step", (x, y), ("x0", "y0"))
         return _logs_result(logs, self.metrics_names, return_dict)
 
+    def _batch_logs(self, out, n, return_dict):
+        """The logs of one batch's step outputs (the numbers fit reports for it)."""
+        totals = _Totals(self._log_kinds)
+        totals.add(out, n)
+        return _logs_result(totals.result(), self.metrics_names, return_dict)
+
     def predict_on_batch(self, x):
+        key = batch_calls.signature((x,))
+        call = batch_calls.lookup(self, "predict", key)
+        if call is not None:
+            return _predictions(call.run((x,)))
         xs = adapt_inputs(x, self, "predict_on_batch")
-        return self.predict(xs if len(xs) > 1 else xs[0], batch_size=len(xs[0]), verbose=0)
+        out = self._predict_loop(xs if len(xs) > 1 else xs[0], len(xs[0]), 0, None, None)
+        if len(xs) == 1:
+            exe = self._executable(len(xs[0]))
+            batch_calls.remember(self, "predict", key, exe, "predict", (x,), ("x0",))
+        return out
+
+
+def _predictions(out):
+    """predict's result from the predict entry's outputs: one array, or a list."""
+    if len(out) == 1:
+        return out["y0"]
+    return [out[f"y{i}"] for i in range(len(out))]
 
 
 class _Runner:

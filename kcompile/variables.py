@@ -20,16 +20,26 @@ from . import tracing
 _created = 0
 
 
+_placements = 0
+
+
 def generation() -> int:
     """How many variables were ever made: a model whose State was made at the same
     generation has no variable it has not seen (the cheap check of a step's call)."""
     return _created
 
 
+def placements() -> int:
+    """Counts variables made and variables moved into a State: unchanged, every
+    variable lives where it lived (the one check of a prepared batch call)."""
+    return _placements
+
+
 class Variable:
     def __init__(self, value, name: str, trainable: bool = True, path: str | None = None):
-        global _created
+        global _created, _placements
         _created += 1
+        _placements += 1
         self._value = np.array(value, dtype=np.float32 if np.asarray(value).dtype.kind == "f"
                                else np.int32)
         self.name = name
@@ -83,8 +93,10 @@ class Variable:
 
     def bind(self, view: np.ndarray) -> None:
         """Move the value into `view` (a slice of a State buffer) and live there."""
+        global _placements
         np.copyto(view, self._value)
         self._value = view
+        _placements += 1
 
     def __sym__(self, g):
         return tracing.current().read(self)

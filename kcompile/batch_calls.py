@@ -1,0 +1,113 @@
+"""The fast path of the calls on one batch: predict_on_batch, train_on_batch,
+test_on_batch and predict of one batch.
+
+The first call with a given signature (the arrays' types, shapes and dtypes) takes
+the full path: the data is validated and adapted, the model traced and compiled.
+It leaves behind a `PreparedCall`: the entry's native function and the arena
+slots its inputs and outputs live in. A later call with the same signature is
+then: one check that the model kept its executables and its variables their
+places, the id/label bounds check where the graph has one, one copy of each array
+into the arena (converting the dtype on the way), the native call, and one copy
+of each output into the array returned. No data source, batch, callback or
+dictionary of feeds is made.
+
+A signature is prepared only where that copy is all the full path would do with
+the data: plain numpy arrays whose dtype is the arena's, or a float array for a
+float32 slot, or integers for an int32 slot whose range the graph checks.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from kcompile.runtime.executable import NativeExecutable, check_input_bounds
+from .data import row_mask
+from .variables import placements
+
+
+def signature(arrays) -> tuple | None:
+    """The key of a call on these arrays, or None when one is not a plain ndarray."""
+    key = []
+    for a in arrays:
+        if type(a) is not np.ndarray:
+            return None
+        key.append(a.shape)
+        key.append(a.dtype)
+    return tuple(key)
+
+
+class PreparedCall:
+    """One entry point of one native executable, bound to arrays of one signature."""
+    __slots__ = ("table", "placed", "fn", "names", "slots", "fixed", "outputs", "bounded")
+
+    def __init__(self, model, exe, entry, names, n):
+        inputs = exe._inputs[entry]
+        self.table = model._executables
+        self.placed = placements()
+        self.fn = exe._fns[entry]
+        self.names = names
+        self.slots = [inputs[k] for k in names]
+        # Every row real, every weight 1: what the full path feeds a whole batch.
+        self.fixed = [(inputs[k], row_mask(n, n)) for k in ("mask", "sample_weight")
+                      if k in inputs]
+        self.outputs = list(exe._outputs[entry].items())
+        g = exe.graphs[entry]
+        self.bounded = g if g.input_bounds else None
+
+    @classmethod
+    def make(cls, model, exe, entry, arrays, names):
+        """A PreparedCall, or None where the full path does more than copy the data."""
+        if type(exe) is not NativeExecutable:
+            return None
+        inputs = exe._inputs[entry]
+        expected = set(names) | {"mask", "sample_weight"}
+        if not set(inputs) <= expected or not set(names) <= set(inputs):
+            return None
+        bounds = exe.graphs[entry].input_bounds
+        for name, a in zip(names, arrays):
+            slot = inputs[name]
+            if a.shape != slot.shape:
+                return None
+            same = a.dtype == slot.dtype
+            widened = slot.dtype == np.float32 and a.dtype.kind == "f"
+            checked = slot.dtype == np.int32 and a.dtype.kind in "iu" and name in bounds
+            if not (same or widened or checked):
+                return None
+        return cls(model, exe, entry, names, len(arrays[0]))
+
+    def current(self, model) -> bool:
+        """Whether the model still runs this executable over variables where they were."""
+        return self.table is model._executables and self.placed == placements()
+
+    def run(self, arrays) -> dict:
+        if self.bounded is not None:
+            check_input_bounds(self.bounded, dict(zip(self.names, arrays)))
+        for slot, a in zip(self.slots, arrays):
+            np.copyto(slot, a, casting="unsafe")
+        for slot, a in self.fixed:
+            np.copyto(slot, a)
+        self.fn()
+        # Copies: the arena is reused by the next step (a 0-d result as a numpy scalar).
+        return {k: v[()] if v.ndim == 0 else v.copy() for k, v in self.outputs}
+
+
+def lookup(model, kind, key):
+    """The prepared call for (kind, signature), if there is one still current."""
+    calls = model.__dict__.get("_batch_calls")
+    if calls is None or key is None:
+        return None
+    call = calls.get((kind, key))
+    if call is None or not call.current(model):
+        return None
+    return call
+
+
+def remember(model, kind, key, exe, entry, arrays, names):
+    """Prepare (kind, signature) for the next call, after a full-path call."""
+    if key is None:
+        return
+    call = PreparedCall.make(model, exe, entry, arrays, names)
+    calls = model.__dict__.setdefault("_batch_calls", {})
+    if call is None:
+        calls.pop((kind, key), None)
+    else:
+        calls[(kind, key)] = call

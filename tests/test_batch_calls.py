@@ -1,0 +1,119 @@
+"""The calls on one batch after their first call (kcompile/batch_calls.py): the same
+numbers as the full path and the reference interpreter, whatever happened to the
+model in between (new weights, a recompile, another model moving shared layers),
+and the same errors on bad data."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kcompile import layers, models, optimizers, trainer
+
+rng = np.random.default_rng(7)
+X = rng.standard_normal((16, 6)).astype(np.float32)
+Y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 16)]
+LABELS = rng.integers(0, 3, 16)
+
+
+def _pair(loss="categorical_crossentropy", metrics=("accuracy",)):
+    """The same model on the native and the reference backend, same weights."""
+    out = []
+    for backend in ("native", "reference"):
+        m = models.Sequential([layers.Input((6,)), layers.Dense(8, activation="relu"),
+                               layers.Dense(3, activation="softmax")])
+        m.compile(optimizer=optimizers.Adam(0.01), loss=loss, metrics=list(metrics),
+                  backend=backend)
+        out.append(m)
+    out[1].set_weights(out[0].get_weights())
+    return out
+
+
+@pytest.fixture
+def no_adaptation(monkeypatch):
+    """After the first call, `model`'s data is no longer adapted: the prepared path runs."""
+    def install(model):
+        for name in ("adapt_inputs", "adapt_targets"):
+            original = getattr(trainer, name)
+
+            def refuse(data, m, where, original=original):
+                if m is model:
+                    raise AssertionError("the full path ran")
+                return original(data, m, where)
+            monkeypatch.setattr(trainer, name, refuse)
+    return install
+
+
+def test_train_and_test_on_batch_match_the_reference(no_adaptation):
+    nat, ref = _pair()
+    for _ in range(2):      # the second round: every variable has found its State
+        assert np.allclose(nat.train_on_batch(X, Y), ref.train_on_batch(X, Y), rtol=1e-4)
+        assert np.allclose(nat.test_on_batch(X, Y), ref.test_on_batch(X, Y), rtol=1e-4)
+    no_adaptation(nat)
+    for step in range(4):
+        x = X.astype(np.float64) if step % 2 else X      # widened on the way in
+        if step % 2:
+            with pytest.raises(AssertionError, match="full path"):
+                nat.train_on_batch(x, Y)      # a new signature: the full path, refused here
+            x = X
+        got = nat.train_on_batch(x, Y, return_dict=True)
+        want = ref.train_on_batch(X, Y, return_dict=True)
+        assert got.keys() == want.keys()
+        for k in want:
+            assert np.isclose(got[k], want[k], rtol=1e-4, atol=1e-6), (k, got, want)
+        assert np.allclose(nat.test_on_batch(X, Y), ref.test_on_batch(X, Y), rtol=1e-4)
+    for a, b in zip(nat.get_weights(), ref.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_predict_on_batch_and_one_batch_predict(no_adaptation):
+    nat, ref = _pair()
+    want = ref.predict(X[:5], verbose=0)
+    for _ in range(2):
+        np.testing.assert_allclose(nat.predict_on_batch(X[:5]), want, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(nat.predict(X[:5], verbose=0), want, rtol=1e-5, atol=1e-7)
+    no_adaptation(nat)
+    a = nat.predict_on_batch(X[:5])
+    b = nat.predict_on_batch(X[:5])
+    assert a is not b and not np.shares_memory(a, b)    # each call returns its own array
+    np.testing.assert_allclose(a, want, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(nat.predict(X[:5], verbose=0), want, rtol=1e-5, atol=1e-7)
+
+
+def test_new_weights_recompile_and_moved_variables_are_seen():
+    nat, ref = _pair()
+    nat.predict_on_batch(X)
+    nat.predict_on_batch(X)
+    w = [v * 0.5 for v in nat.get_weights()]
+    nat.set_weights(w)
+    ref.set_weights(w)
+    np.testing.assert_allclose(nat.predict_on_batch(X), ref.predict(X, verbose=0), rtol=1e-5,
+                               atol=1e-7)
+    # another model over the same layers moves their variables into its own State
+    other = models.Sequential(nat.layers)
+    other.compile(optimizer="sgd", loss="mse")
+    other.train_on_batch(X, Y)
+    ref.set_weights(nat.get_weights())
+    np.testing.assert_allclose(nat.predict_on_batch(X), ref.predict(X, verbose=0), rtol=1e-5,
+                               atol=1e-7)
+    nat.compile(optimizer="sgd", loss="categorical_crossentropy")     # recompiled
+    ref.compile(optimizer="sgd", loss="categorical_crossentropy", backend="reference")
+    ref.set_weights(nat.get_weights())
+    for _ in range(2):
+        assert np.isclose(nat.train_on_batch(X, Y), ref.train_on_batch(X, Y), rtol=1e-5)
+
+
+def test_bad_data_after_the_first_call():
+    nat, _ = _pair(loss="sparse_categorical_crossentropy")
+    nat.train_on_batch(X, LABELS)
+    nat.train_on_batch(X, LABELS)
+    bad = LABELS.copy()
+    bad[5] = 3
+    weights = nat.get_weights()
+    with pytest.raises(ValueError, match=r"label 3 at position \(5,\).*\[0, 3\)"):
+        nat.train_on_batch(X, bad)
+    with pytest.raises(ValueError, match=r"\(None, 6\)"):
+        nat.train_on_batch(X[:, :5], LABELS)
+    with pytest.raises(ValueError, match=r"\(None, 6\)"):
+        nat.predict_on_batch(X[:, :5])
+    for a, b in zip(weights, nat.get_weights()):
+        np.testing.assert_array_equal(a, b)
