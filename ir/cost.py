@@ -51,3 +51,14 @@ def leaf_bytes(graph: Graph) -> int:
     """Bytes of the graph's param and state leaves: what a step must at least stream."""
     return sum(n.type.nbytes for n in graph.nodes.values()
                if n.is_leaf and n.role in ("param", "state"))
+
+
+# Ops that end a fused kernel whose result the next kernel reads: each is about
+# one barrier of a step on several threads (elementwise and layout ops fuse into them).
+_KERNEL_KINDS = ("reduction", "matmul", "gather", "scatter", "conv", "scan")
+
+
+def barrier_estimate(graph: Graph) -> int:
+    """About how many barriers a multi-threaded step of the graph makes."""
+    return sum(1 for n in graph.nodes.values()
+               if not n.is_leaf and get_op(n.op).kind in _KERNEL_KINDS)

@@ -28,7 +28,7 @@ import os
 from dataclasses import dataclass
 from typing import Callable
 
-from ..ir.cost import flops, leaf_bytes, scan_step_flops
+from ..ir.cost import barrier_estimate, flops, leaf_bytes, scan_step_flops
 from ..ir.fingerprint import graph_fingerprint
 from ..ir.graph import Graph
 from ..ir.passes import autodiff, optimizer_step, simplify
@@ -154,7 +154,8 @@ class Pipeline:
             graphs = [self.graph(e) for e in self.traced]
             self._nthreads = default_threads(max(flops(g) for g in graphs),
                                              [f for g in graphs for f in scan_step_flops(g)],
-                                             max(leaf_bytes(g) for g in graphs))
+                                             max(leaf_bytes(g) for g in graphs),
+                                             max(barrier_estimate(g) for g in graphs))
         return self._nthreads
 
     def with_threads(self, nthreads: int) -> "Pipeline":

@@ -28,9 +28,11 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def default_threads(flops_per_step: float, scan_steps=(), bytes_per_step: float = 0.0) -> int:
-    """Threads for a step: the CPUs this process may use, unless the step is too
-    small to pay for its barriers; KCOMPILE_NUM_THREADS overrides.
+def default_threads(flops_per_step: float, scan_steps=(), bytes_per_step: float = 0.0,
+                    barriers: int = 0) -> int:
+    """Threads for a step: the CPUs this process may use where the time they save
+    exceeds what their barriers cost on this host (choose_threads);
+    KCOMPILE_NUM_THREADS overrides.
 
     Measured (training steps, one core vs two): a 784-32-10 MLP at batch 32
     (3.5 MFLOP) 19.6 vs 14.6 us, a 100-32-10 one (0.5 MFLOP) 5.5 vs 6.0 us; an
@@ -39,6 +41,9 @@ def default_threads(flops_per_step: float, scan_steps=(), bytes_per_step: float 
     kernels once per time step, so its step size decides (scan_steps: the flops
     of one step of each scan). Steps that stream megabytes of weights (batch-1
     predict of a big MLP: 35 us on one core, 15 us on two) use both cores too.
+    A deep narrow model (30 blocks of Dense(64)-BatchNormalization at batch 64,
+    492 kernels) took 2.3 ms on one thread and 11.6 ms on two on a shared VM:
+    there the barriers, not the flops, decide.
     """
     env = os.environ.get("KCOMPILE_NUM_THREADS")
     if env:
@@ -51,7 +56,33 @@ def default_threads(flops_per_step: float, scan_steps=(), bytes_per_step: float 
         return n
     if any(f < 1e5 for f in scan_steps):
         return 1
-    return available_cpus() if flops_per_step >= 1e6 or bytes_per_step >= 1e6 else 1
+    cpus = available_cpus()
+    if cpus == 1 or not (flops_per_step >= 1e6 or bytes_per_step >= 1e6):
+        return 1
+    from .barrier_probe import measured
+    barrier_s, wake_s, speedup = measured(cpus)
+    return choose_threads(flops_per_step, bytes_per_step, barriers, cpus, barrier_s, wake_s,
+                          speedup)
+
+
+# A core's sustained rate on the small kernels of a step and its streaming
+# bandwidth (rough: they set the scale of the work a second thread can take over).
+CORE_FLOPS = 1.0e11
+CORE_BYTES = 1.0e10
+# Each kernel's fixed cost (loop set-up, a partial last tile): shared out too.
+KERNEL_S = 1e-6
+
+
+def choose_threads(flops: float, nbytes: float, barriers: int, cpus: int,
+                   barrier_s: float, wake_s: float, speedup: float) -> int:
+    """1 or `cpus`: whichever has the lower estimated step time. One thread takes
+    work = flops/CORE_FLOPS + bytes/CORE_BYTES + barriers*KERNEL_S; `cpus` threads
+    take work/speedup plus a wake-up and `barriers` barriers, at the costs and the
+    speedup measured on this host (runtime/barrier_probe.py). A margin of 10%
+    keeps a near tie on one thread, which leaves the other cores to others."""
+    work = flops / CORE_FLOPS + nbytes / CORE_BYTES + barriers * KERNEL_S
+    shared = work / max(speedup, 1e-3) + wake_s + barriers * barrier_s
+    return cpus if shared < 0.9 * work else 1
 
 
 class WorkerPool:
