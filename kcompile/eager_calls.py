@@ -25,6 +25,7 @@ import numpy as np
 from kcompile.ir import builder as F
 from kcompile.ir.interpret import interpret
 from kcompile.runtime.pipeline import Pipeline, Traced
+from . import batch_calls
 from .eager import eager, eager_structure
 from .functional import rebuild_structure
 from .tracing import Trace, tracing
@@ -104,6 +105,7 @@ class _Cache:
     def __init__(self):
         self.state = None
         self.exes = {}
+        self.prepared = {}      # a model's calls on one plain array: kcompile/batch_calls.py
 
 
 def _cache(obj) -> _Cache:
@@ -115,12 +117,19 @@ def _cache(obj) -> _Cache:
 
 def _call_model(model, inputs, training):
     from .data import adapt_inputs
+    cache = _cache(model)
+    signature = batch_calls.signature((inputs,))
+    if signature is not None:
+        # A signature seen before, over the same State and variables: one native call.
+        prepared = cache.prepared.get((training, signature))
+        if prepared is not None and cache.state is model._state and prepared[0].current(model):
+            call, entry = prepared
+            return _model_outputs(model, _results(entry, model, call.run((inputs,))))
     xs = adapt_inputs(inputs, model, f"calling model {model.name!r}")
     state = model._ensure_state()
     _bind_all(model.variables, state)
-    cache = _cache(model)
     if cache.state is not state:            # the model made a new State: recompile
-        cache.state, cache.exes = state, {}
+        cache.state, cache.exes, cache.prepared = state, {}, {}
     key = (training, model._backend, tuple((a.shape, a.dtype.str) for a in xs))
     entry = cache.exes.get(key)
     if entry is None:
@@ -132,6 +141,10 @@ def _call_model(model, inputs, training):
         entry = cache.exes[key] = _compile(trace, outs, state, model._backend,
                                            getattr(model, "_nthreads", None))
     outs = _run(entry, model, {f"x{i}": a for i, a in enumerate(xs)})
+    if signature is not None and len(xs) == 1:
+        call = batch_calls.PreparedCall.make(model, entry["exe"], "call", (inputs,), ("x0",))
+        if call is not None:
+            cache.prepared[(training, signature)] = (call, entry)
     return _model_outputs(model, outs)
 
 
@@ -236,7 +249,11 @@ def _compile(trace, outs, state, backend, nthreads, masks=()):
 
 
 def _run(entry, layer, feeds):
-    res = entry["exe"].run("call", feeds)
+    return _results(entry, layer, entry["exe"].run("call", feeds))
+
+
+def _results(entry, layer, res):
+    """The call's outputs as eager arrays; its added losses recorded on their layers."""
     if "layers" not in entry:               # walked once per compiled signature, not per call
         entry["layers"] = [layer, *layer._sublayers(recursive=True)]
     for l in entry["layers"]:

@@ -117,3 +117,25 @@ def test_bad_data_after_the_first_call():
         nat.predict_on_batch(X[:, :5])
     for a, b in zip(weights, nat.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_eager_model_calls_after_the_first(no_adaptation):
+    """model(x) on a seen signature: same outputs and state updates (BatchNormalization's
+    moving statistics with training=True) as the reference backend, call after call."""
+    pair = []
+    for backend in ("native", "reference"):
+        m = models.Sequential([layers.Input((6,)), layers.Dense(5),
+                               layers.BatchNormalization(momentum=0.5),
+                               layers.Dense(2)])
+        m.compile(optimizer="sgd", loss="mse", backend=backend)
+        pair.append(m)
+    nat, ref = pair
+    ref.set_weights(nat.get_weights())
+    for step in range(4):
+        if step == 2:
+            no_adaptation(nat)
+        for training in (True, False):
+            got, want = nat(X, training=training), ref(X, training=training)
+            np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-6)
+    for a, b in zip(nat.get_weights(), ref.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
