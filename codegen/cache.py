@@ -46,6 +46,12 @@ def _path(key: str):
     return None if d is None else d / key[:2] / f"{key}.kco"
 
 
+def contains(key: str) -> bool:
+    """Whether an entry for key exists (load() still checks it is intact)."""
+    path = _path(key)
+    return path is not None and path.exists()
+
+
 def load(key: str):
     """(object bytes, metadata) for key, or None when absent or not intact."""
     path = _path(key)

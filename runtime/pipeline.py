@@ -38,7 +38,7 @@ from ..codegen import cache, jit
 from ..codegen.module import Entry, build_module, scratch_bytes
 from ..codegen.target import fingerprint
 from .state import State
-from .threads import default_threads
+from .threads import available_cpus, default_threads
 
 #: the stages in order; `executable` is the last
 STAGES = ("trace", "grad", "update", "optimized", "fused", "memory", "llvm", "object",
@@ -152,11 +152,25 @@ class Pipeline:
     def nthreads(self) -> int:
         if self._nthreads is None:
             graphs = [self.graph(e) for e in self.traced]
-            self._nthreads = default_threads(max(flops(g) for g in graphs),
-                                             [f for g in graphs for f in scan_step_flops(g)],
-                                             max(leaf_bytes(g) for g in graphs),
-                                             max(barrier_estimate(g) for g in graphs))
+            work = (max(flops(g) for g in graphs), [f for g in graphs for f in scan_step_flops(g)],
+                    max(leaf_bytes(g) for g in graphs), max(barrier_estimate(g) for g in graphs))
+            n = default_threads(*work, measure=False)
+            if n is None and self.use_cache and self.backend == "native":
+                n = self._cached_thread_count()
+            self._nthreads = n if n is not None else default_threads(*work)
         return self._nthreads
+
+    def _cached_thread_count(self):
+        """The thread count of the one compiled form of this program the disk cache
+        holds, if it holds one: a cached program loads without measuring the host
+        (runtime/barrier_probe.py), so its first step stays a few milliseconds."""
+        found = []
+        for n in sorted({1, available_cpus()}):
+            self._nthreads = n
+            if cache.contains(self.cache_key()):
+                found.append(n)
+        self._nthreads = None
+        return found[0] if len(found) == 1 else None
 
     def with_threads(self, nthreads: int) -> "Pipeline":
         """This program for `nthreads` threads: the graph stages are shared."""
@@ -248,12 +262,21 @@ class Pipeline:
     def cache_key(self) -> str:
         h = hashlib.sha256()
         h.update(f"threads={self.nthreads}".encode())
-        h.update(cache.compiler_version().encode())
-        h.update(fingerprint().encode())
-        st = self.state
-        h.update(repr(sorted((n, st.offsets[n], st.types[n].shape, st.types[n].dtype)
-                             for n in st.offsets)).encode())
-        for name in sorted(self.traced):
-            h.update(name.encode())
-            h.update(graph_fingerprint(self.graph(name)).encode())
+        h.update(self._program_fingerprint().encode())
         return h.hexdigest()
+
+    def _program_fingerprint(self) -> str:
+        """Everything the key holds besides the thread count (computed once: the key
+        is asked for each thread count the cache may hold)."""
+        def compute():
+            h = hashlib.sha256()
+            h.update(cache.compiler_version().encode())
+            h.update(fingerprint().encode())
+            st = self.state
+            h.update(repr(sorted((n, st.offsets[n], st.types[n].shape, st.types[n].dtype)
+                                 for n in st.offsets)).encode())
+            for name in sorted(self.traced):
+                h.update(name.encode())
+                h.update(graph_fingerprint(self.graph(name)).encode())
+            return h.hexdigest()
+        return _kept(self._graphs, "program fingerprint", compute)

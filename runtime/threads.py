@@ -29,7 +29,7 @@ def available_cpus() -> int:
 
 
 def default_threads(flops_per_step: float, scan_steps=(), bytes_per_step: float = 0.0,
-                    barriers: int = 0) -> int:
+                    barriers: int = 0, measure: bool = True) -> int | None:
     """Threads for a step: the CPUs this process may use where the time they save
     exceeds what their barriers cost on this host (choose_threads);
     KCOMPILE_NUM_THREADS overrides.
@@ -44,6 +44,8 @@ def default_threads(flops_per_step: float, scan_steps=(), bytes_per_step: float 
     A deep narrow model (30 blocks of Dense(64)-BatchNormalization at batch 64,
     492 kernels) took 2.3 ms on one thread and 11.6 ms on two on a shared VM:
     there the barriers, not the flops, decide.
+
+    measure=False: None where only the host's measured costs can decide.
     """
     env = os.environ.get("KCOMPILE_NUM_THREADS")
     if env:
@@ -59,6 +61,8 @@ def default_threads(flops_per_step: float, scan_steps=(), bytes_per_step: float 
     cpus = available_cpus()
     if cpus == 1 or not (flops_per_step >= 1e6 or bytes_per_step >= 1e6):
         return 1
+    if not measure:
+        return None
     from .barrier_probe import measured
     barrier_s, wake_s, speedup = measured(cpus)
     return choose_threads(flops_per_step, bytes_per_step, barriers, cpus, barrier_s, wake_s,
