@@ -227,11 +227,15 @@ def sample_weights(sample_weight, ys, class_weight):
 
 
 def batches(n: int, batch_size: int, order=None):
-    """(indices, real count) per batch; `order` is a permutation or None."""
+    """(indices, real count) per batch; `order` is a permutation or None (then the
+    indices are a slice: the rows are read in place, not gathered into a copy)."""
     for start in range(0, n, batch_size):
-        idx = order[start:start + batch_size] if order is not None else \
-            np.arange(start, min(start + batch_size, n))
-        yield idx, len(idx)
+        if order is not None:
+            idx = order[start:start + batch_size]
+            yield idx, len(idx)
+        else:
+            end = min(start + batch_size, n)
+            yield slice(start, end), end - start
 
 
 def unpack_x_y_sample_weight(data):
@@ -258,8 +262,8 @@ def y_specs(ys):
 class ArrayBatch:
     """Rows `idx` of in-memory arrays; fed to a compiled step by one fancy index each."""
 
-    def __init__(self, source, idx):
-        self.source, self.idx, self.real = source, idx, len(idx)
+    def __init__(self, source, idx, real):
+        self.source, self.idx, self.real = source, idx, real
 
     @property
     def y_specs(self):
@@ -272,8 +276,11 @@ class ArrayBatch:
 
 
 def feeds(xs, ys, sw, idx, real, batch_size):
-    """The batch `idx` (padded by repeating row 0 up to batch_size) as entry inputs."""
+    """The batch `idx` (rows, or a slice of them; padded by repeating row 0 up to
+    batch_size) as entry inputs."""
     if real < batch_size:
+        if isinstance(idx, slice):
+            idx = np.arange(idx.start, idx.stop)
         idx = np.concatenate([idx, np.zeros(batch_size - real, dtype=idx.dtype)])
     out = {f"x{i}": a[idx] for i, a in enumerate(xs)}
     out.update({f"y{i}": a[idx] for i, a in enumerate(ys)})
@@ -351,8 +358,8 @@ class ArraySource:
             order = np.concatenate([chunks[i] for i in np.random.permutation(len(chunks))])
         elif self.shuffle:
             order = np.random.permutation(n)
-        for idx, _ in batches(n, bs, order):
-            yield ArrayBatch(self, idx)
+        for idx, real in batches(n, bs, order):
+            yield ArrayBatch(self, idx, real)
 
     def on_epoch_end(self):
         pass

@@ -543,7 +543,7 @@ class Trainer:
         check_cardinality(xs, ys, sw)
         n = len(xs[0])
         exe = self._executable(n, y_specs(ys))
-        out = exe.run("train_step", feeds(xs, ys, sw, np.arange(n), n, n))
+        out = exe.run("train_step", feeds(xs, ys, sw, slice(0, n), n, n))
         if sample_weight is None and class_weight is None and len(xs) == len(ys) == 1:
             batch_calls.remember(self, "train", key, exe, "train_step", (x, y), ("x0", "y0"))
         return self._batch_logs(out, n, return_dict)
