@@ -180,8 +180,12 @@ class Graph:
         for u in self.users(old):
             n = self.nodes[u]
             self.replace_node(u, replace(n, inputs=tuple(new if i == old else i for i in n.inputs)))
-        self.outputs = {k: (new if v == old else v) for k, v in self.outputs.items()}
-        self.updates = {k: (new if v == old else v) for k, v in self.updates.items()}
+        # In place, keys kept in order (a new dict per call made this quadratic in
+        # a deep model's hundreds of outputs).
+        for table in (self.outputs, self.updates):
+            for k, v in table.items():
+                if v == old:
+                    table[k] = new
 
     def remove(self, vids) -> None:
         for v in vids:

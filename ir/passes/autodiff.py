@@ -9,12 +9,11 @@ reverse scan (scan_vjp.py).
 """
 from __future__ import annotations
 
-import networkx as nx
-
 from .. import builder as F
 from ..builder import Sym
 from ..graph import Graph
 from ..ops import get_op
+from .reach import downstream, upstream
 
 GRAD_PREFIX = "grad/"
 
@@ -22,8 +21,8 @@ GRAD_PREFIX = "grad/"
 def backprop(g: Graph, seeds: dict[int, Sym], wrt: list[int]) -> dict[int, Sym | None]:
     """Cotangents of `wrt` values given output cotangents `seeds` (adds ops to g)."""
     from .scan_vjp import scan_vjp
-    needed = set(seeds).union(*(nx.ancestors(g.dag, s) for s in seeds))
-    from_wrt = set(wrt).union(*(nx.descendants(g.dag, w) for w in wrt)) if wrt else set()
+    needed = upstream(g.dag, seeds)
+    from_wrt = downstream(g.dag, wrt)
     active = needed & from_wrt
     cot: dict[int, Sym] = dict(seeds)
     scan_cots: dict[int, dict[int, Sym]] = {}

@@ -1,16 +1,13 @@
 """Dead-code elimination: drop ops and constants no output or update needs."""
 from __future__ import annotations
 
-import networkx as nx
-
 from ..graph import Graph
+from .reach import upstream
 
 
 def eliminate_dead_code(graph: Graph) -> Graph:
     g = graph.copy()
-    live = set(g.roots())
-    for r in list(live):
-        live |= nx.ancestors(g.dag, r)
+    live = upstream(g.dag, g.roots())
     # Non-constant leaves stay: they are the entry point's signature.
     dead = [v for v, n in g.nodes.items()
             if v not in live and not (n.is_leaf and n.role != "constant")]

@@ -158,9 +158,10 @@ def fuse(graph: Graph) -> FusedGraph:
     gorder = list(nx.lexicographical_topological_sort(
         gdag, key=lambda gid: (gid in writes_state, first[gid])))
     kernels = []
+    position = {v: i for i, v in enumerate(order)}
     for n, gid in enumerate(gorder):
         grp = groups[gid]
-        members = [v for v in order if v in grp.members]
+        members = sorted((v for v in grp.members if v in position), key=position.__getitem__)
         outputs = [v for v in members if v not in duplicated and (
                    v in roots or any(G is not grp for u in g.users(v) for G in groups_of(u)))]
         inline_ok = grp.kind in ("loop", "reduce")
