@@ -18,6 +18,7 @@ from llvmlite import ir
 from ..ir.passes.fuse import FusedGraph, Kernel
 from ..ir.passes.plan_memory import MemoryPlan
 from .irutil import F32, I8, I32, I64, PTR, Partition, i64
+from .kernel_key import kernel_key
 from .lower.elementwise import Intrinsics
 from .lower.conv import lower_conv, scratch_bytes as conv_scratch
 from .lower.loop import lower_loop
@@ -84,7 +85,19 @@ class _Context:
     def __init__(self, module, fn, nthreads):
         self.module, self.fn, self.nthreads = module, fn, nthreads
         self.kernels: dict[str, ir.Function] = {}
+        self.by_key: dict[str, ir.Function] = {}
         module.kernel_symbols = {}     # "entry.kernel" -> the function it calls
+
+    def kernel(self, e: Entry, k: Kernel):
+        """(function, argument locations) of kernel k of entry e: lowered once per
+        distinct code (codegen/kernel_key.py), then reused."""
+        arg_locs, aliasing, scratch = _kernel_args(e, k, self.nthreads)
+        key = kernel_key(e.fused.graph, k, aliasing, scratch, self.nthreads)
+        kf = self.by_key.get(key)
+        if kf is None:
+            kf, _ = self.unique(*_build_kernel(self.module, self.fn, e, k, self.nthreads))
+            self.by_key[key] = kf
+        return kf, arg_locs
 
     def unique(self, kf, arg_locs):
         """One function per distinct kernel body: the forward kernels of train_step,
@@ -169,7 +182,7 @@ def emit_entry(ctx: _Context, b, e: Entry, state, work, tid, sync, inputs: dict,
             ctx.barrier(b, sync, tid)
             pending.clear()
         pending.add(k)
-        kf, arg_locs = ctx.unique(*_build_kernel(ctx.module, ctx.fn, e, k, ctx.nthreads))
+        kf, arg_locs = ctx.kernel(e, k)
         ctx.module.kernel_symbols[f"{e.name}.{k.name}"] = kf.name
         args = [tid]
         for loc in arg_locs:
@@ -239,18 +252,27 @@ class _Pending:
         return bool(self.reads or self.writes)
 
 
-def _build_kernel(module, fn, e: Entry, k: Kernel, nthreads: int):
-    g, plan = e.fused.graph, e.plan
-    # One argument per distinct buffer: an in-place update shares its leaf's buffer.
+def _kernel_args(e: Entry, k: Kernel, nthreads: int):
+    """(argument locations, which argument each input and output is, has scratch).
+    One argument per distinct buffer: an in-place update shares its leaf's buffer."""
+    plan = e.plan
     arg_locs, buffers_by_loc = [], {}
     for v in [*k.inputs, *k.outputs]:
         loc = plan.locations[v]
         if loc not in buffers_by_loc:
             buffers_by_loc[loc] = len(arg_locs)
             arg_locs.append(loc)
-    needs_scratch = scratch_bytes(g, k, nthreads) > 0
+    aliasing = tuple(buffers_by_loc[plan.locations[v]] for v in [*k.inputs, *k.outputs])
+    needs_scratch = scratch_bytes(e.fused.graph, k, nthreads) > 0
     if needs_scratch:
         arg_locs.append("scratch")
+    return arg_locs, aliasing, needs_scratch
+
+
+def _build_kernel(module, fn, e: Entry, k: Kernel, nthreads: int):
+    g, plan = e.fused.graph, e.plan
+    arg_locs, _, needs_scratch = _kernel_args(e, k, nthreads)
+    buffers_by_loc = {loc: i for i, loc in enumerate(arg_locs) if loc != "scratch"}
     kf = ir.Function(module, ir.FunctionType(ir.VoidType(), [I64] + [PTR] * len(arg_locs)),
                      name=f"{e.name}.{k.name}")
     kf.linkage = "internal"
