@@ -1,4 +1,4 @@
-"""Nadam, Adadelta, Lion, Ftrl and the moving averages of use_ema against Keras 3's
+"""Nadam, Adadelta, Lion, Ftrl, Lamb, Adafactor and the moving averages of use_ema against Keras 3's
 update formulas, written out in numpy here (keras/src/optimizers/*.py), with the
 harness of test_optimizers.py: a linear Dense layer trained with mse on one fixed
 batch, whose gradients are analytic, on the native and the reference backend.
@@ -84,7 +84,59 @@ class NpFtrl(NpOptimizer):
         return (np.clip(lin, -self.l1, self.l1) - lin) / quadratic
 
 
+class NpLamb(NpOptimizer):
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kw):
+        super().__init__(learning_rate, **kw)
+        self.b1, self.b2, self.eps = f32(beta_1), f32(beta_2), epsilon
+
+    def update(self, i, p, g, lr):
+        t = self.iterations + 1
+        m = self.slot(i, "m", p) + (g - self.slot(i, "m", p)) * (1 - self.b1)
+        v = self.slot(i, "v", p) + (g * g - self.slot(i, "v", p)) * (1 - self.b2)
+        self.slots[(i, "m")], self.slots[(i, "v")] = m, v
+        update = (m / (1 - self.b1 ** t)) / (np.sqrt(v / (1 - self.b2 ** t)) + self.eps)
+        w_norm, u_norm = np.linalg.norm(p), np.linalg.norm(update)
+        ratio = w_norm / u_norm if w_norm > 0 and u_norm > 0 else 1.0
+        return p - ratio * lr * update
+
+
+class NpAdafactor(NpOptimizer):
+    def __init__(self, learning_rate=0.001, beta_2_decay=-0.8, epsilon_1=1e-30, epsilon_2=1e-3,
+                 clip_threshold=1.0, relative_step=True, **kw):
+        super().__init__(learning_rate, **kw)
+        self.decay_pow, self.eps1, self.eps2 = beta_2_decay, epsilon_1, epsilon_2
+        self.clip_threshold, self.relative = clip_threshold, relative_step
+
+    def update(self, i, p, g, lr):
+        t = self.iterations + 1
+        if self.relative:
+            lr = min(lr, 1 / np.sqrt(t))
+        alpha = max(self.eps2, np.sqrt(np.mean(p * p))) * min(lr, 1 / np.sqrt(t))
+        g2 = g * g + self.eps1
+        beta_2 = 1 - t ** self.decay_pow
+        if p.ndim >= 2:         # factored: row and column means of g^2
+            r = beta_2 * self.slot(i, "r", p[:, 0]) + (1 - beta_2) * g2.mean(axis=-1)
+            c = beta_2 * self.slot(i, "c", p[0]) + (1 - beta_2) * g2.mean(axis=-2)
+            self.slots[(i, "r")], self.slots[(i, "c")] = r, c
+            v = np.outer(r / r.mean(), c)
+        else:
+            v = beta_2 * self.slot(i, "v", p) + (1 - beta_2) * g2
+            self.slots[(i, "v")] = v
+        u = g / np.sqrt(v)
+        u_hat = u / max(1.0, np.sqrt(np.mean(u * u)) / self.clip_threshold)
+        return p - alpha * u_hat
+
+
 CASES = [
+    ("lamb", lambda: optimizers.Lamb(0.05), lambda: NpLamb(0.05)),
+    ("lamb-betas-clipvalue", lambda: optimizers.Lamb(0.05, beta_1=0.7, beta_2=0.8, clipvalue=0.2),
+     lambda: NpLamb(0.05, beta_1=0.7, beta_2=0.8, clipvalue=0.2)),
+    ("adafactor", lambda: optimizers.Adafactor(0.5), lambda: NpAdafactor(0.5)),
+    ("adafactor-default", lambda: optimizers.Adafactor(), lambda: NpAdafactor()),
+    ("adafactor-fixed-step", lambda: optimizers.Adafactor(
+        0.05, beta_2_decay=-0.5, epsilon_2=1e-2, clip_threshold=0.5, relative_step=False),
+     lambda: NpAdafactor(0.05, beta_2_decay=-0.5, epsilon_2=1e-2, clip_threshold=0.5,
+                         relative_step=False)),
     ("nadam", lambda: optimizers.Nadam(0.05), lambda: NpNadam(0.05)),
     ("nadam-default", lambda: optimizers.Nadam(), lambda: NpNadam()),
     ("nadam-betas-eps", lambda: optimizers.Nadam(0.05, beta_1=0.8, beta_2=0.9, epsilon=1e-3),
@@ -195,7 +247,9 @@ def test_bad_arguments_raise_keras_errors():
 
 @pytest.mark.parametrize("name,cls", [("nadam", optimizers.Nadam),
                                       ("adadelta", optimizers.Adadelta),
-                                      ("lion", optimizers.Lion), ("ftrl", optimizers.Ftrl)])
+                                      ("lion", optimizers.Lion), ("ftrl", optimizers.Ftrl),
+                                      ("lamb", optimizers.Lamb),
+                                      ("adafactor", optimizers.Adafactor)])
 def test_by_name_and_config_round_trip(name, cls):
     opt = optimizers.get(name)
     assert type(opt) is cls and float(opt.learning_rate.numpy()) == pytest.approx(0.001)
@@ -227,3 +281,42 @@ def test_nadam_ema_state_saves_and_resumes(tmp_path, fmt):
         np.testing.assert_allclose(b, a, rtol=1e-6)
     for a, b in zip(model.optimizer.variables, loaded.optimizer.variables):
         np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-6, err_msg=a.path)
+
+
+def test_swap_ema_weights_evaluates_with_the_averages():
+    from kcompile import callbacks
+    opt = optimizers.SGD(0.1, use_ema=True, ema_momentum=0.5)
+    model = make_model(opt, "native")
+    for _ in range(3):
+        model.train_on_batch(X, Y)
+    dense = model.layers[0]
+    weights = model.get_weights()
+    averages = [opt.slot(w, "_average").numpy().copy() for w in (dense.kernel, dense.bias)]
+    assert not np.allclose(weights[0], averages[0])
+    at_averages = make_model(optimizers.SGD(0.1), "native")
+    at_averages.set_weights(averages)
+    want = at_averages.evaluate(X, Y, verbose=0)
+    got = model.evaluate(X, Y, verbose=0, callbacks=[callbacks.SwapEMAWeights()])
+    assert got == pytest.approx(want, rel=1e-6)
+    np.testing.assert_allclose(model.predict(X, verbose=0, callbacks=[callbacks.SwapEMAWeights()]),
+                               at_averages.predict(X, verbose=0), rtol=1e-6)
+    for a, b in zip(model.get_weights(), weights):        # swapped back afterwards
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="use_ema=True"):
+        make_model(optimizers.SGD(0.1), "native").evaluate(
+            X, Y, verbose=0, callbacks=[callbacks.SwapEMAWeights()])
+
+
+def test_swap_ema_weights_on_epoch_and_in_fit_validation():
+    from kcompile import callbacks
+    plain = make_model(optimizers.SGD(0.1, use_ema=True, ema_momentum=0.5), "native")
+    plain.fit(X, Y, batch_size=3, epochs=3, shuffle=False, verbose=0)
+    swapping = make_model(optimizers.SGD(0.1, use_ema=True, ema_momentum=0.5), "native")
+    history = swapping.fit(X, Y, batch_size=3, epochs=3, shuffle=False, verbose=0,
+                           validation_data=(X, Y),
+                           callbacks=[callbacks.SwapEMAWeights(swap_on_epoch=True)])
+    # the validation of the last epoch saw the weights fit ends with: the averages
+    for a, b in zip(swapping.get_weights(), plain.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    assert history.history["val_loss"][-1] == pytest.approx(
+        plain.evaluate(X, Y, verbose=0), rel=1e-5)

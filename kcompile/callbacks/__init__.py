@@ -7,8 +7,9 @@ from .backup_and_restore import BackupAndRestore
 from .core import (Callback, CallbackList, CSVLogger, EarlyStopping, History, LambdaCallback,
                    LearningRateScheduler, ModelCheckpoint, MonitorCallback, ProgbarLogger,
                    ReduceLROnPlateau, TerminateOnNaN, pythonify_logs)
+from .swap_ema_weights import SwapEMAWeights
 from .tensorboard import TensorBoard
 
 __all__ = ["Callback", "CallbackList", "History", "ProgbarLogger", "EarlyStopping",
            "ModelCheckpoint", "LearningRateScheduler", "ReduceLROnPlateau", "CSVLogger",
-           "TerminateOnNaN", "LambdaCallback", "BackupAndRestore", "TensorBoard"]
+           "TerminateOnNaN", "LambdaCallback", "BackupAndRestore", "TensorBoard", "SwapEMAWeights"]

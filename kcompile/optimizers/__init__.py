@@ -8,21 +8,25 @@ from __future__ import annotations
 
 from . import schedules
 from .adadelta import Adadelta
+from .adafactor import Adafactor
 from .adagrad import Adagrad
 from .adam import Adam, AdamW
 from .adamax import Adamax
 from .base import Optimizer
 from .ftrl import Ftrl
+from .lamb import Lamb
 from .lion import Lion
 from .nadam import Nadam
 from .rmsprop import RMSprop
 from .sgd import SGD
 
 __all__ = ["Optimizer", "SGD", "RMSprop", "Adam", "AdamW", "Adagrad", "Adamax", "Nadam",
-           "Adadelta", "Lion", "Ftrl", "schedules", "get", "serialize", "deserialize"]
+           "Adadelta", "Lion", "Ftrl", "Lamb", "Adafactor", "schedules", "get", "serialize",
+           "deserialize"]
 
 _REGISTRY = {cls.__name__.lower(): cls for cls in
-             (SGD, RMSprop, Adam, AdamW, Adagrad, Adamax, Nadam, Adadelta, Lion, Ftrl)}
+             (SGD, RMSprop, Adam, AdamW, Adagrad, Adamax, Nadam, Adadelta, Lion, Ftrl, Lamb,
+              Adafactor)}
 
 
 def get(identifier) -> Optimizer:

@@ -28,6 +28,8 @@ KERAS_SLOT_GROUPS = {
     "Adadelta": [("accumulated_grad", "accumulated_delta_var")],
     "Lion": [("momentum",)],
     "Ftrl": [("accumulator", "linear")],
+    "Lamb": [("momentum", "velocity")],
+    "Adafactor": [("r", "c", "velocity")],
 }
 # The base class's slots come first, in this order, whatever the optimizer.
 KERAS_BASE_SLOT_GROUPS = [("_average",), ("_accumulated_gradient",)]
