@@ -95,9 +95,10 @@ def test_every_schedule_case_has_a_keras_file():
                            and "ema" not in c)
 
 
+@pytest.mark.parametrize("ext", ["keras", "h5"])
 @pytest.mark.parametrize("case", SAVED)
-def test_keras_file_with_a_schedule_loads_and_goes_on_as_keras(case):
-    model = models.load_model(HERE / f"{case}.keras")
+def test_keras_file_with_a_schedule_loads_and_goes_on_as_keras(case, ext):
+    model = models.load_model(HERE / f"{case}.{ext}")
     opt = model.optimizer
     want = CASES[case]()
     assert type(opt) is type(want)

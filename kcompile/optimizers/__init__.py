@@ -48,9 +48,11 @@ def serialize(opt):
 
 def deserialize(config, custom_objects=None):
     """An optimizer from {"class_name": ..., "config": ...} (its learning-rate schedule too)."""
+    from ..saving.serialization import custom_object_scope
     cls = (custom_objects or {}).get(config["class_name"]) or \
         _REGISTRY.get(str(config["class_name"]).lower())
     if cls is None:
         raise ValueError(f"Unknown optimizer: {config['class_name']!r}. Valid names: "
                          f"{sorted(_REGISTRY)}")
-    return cls.from_config(dict(config.get("config") or {}), custom_objects)
+    with custom_object_scope(custom_objects):      # a user schedule inside is found too
+        return cls.from_config(dict(config.get("config") or {}))
