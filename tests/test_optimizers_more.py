@@ -320,3 +320,39 @@ def test_swap_ema_weights_on_epoch_and_in_fit_validation():
         np.testing.assert_allclose(a, b, rtol=1e-6)
     assert history.history["val_loss"][-1] == pytest.approx(
         plain.evaluate(X, Y, verbose=0), rel=1e-5)
+
+
+# Keras 3's constructor parameters (keras/src/optimizers/*.py), in order, with defaults.
+KERAS_OWN_PARAMETERS = {
+    optimizers.Nadam: [("learning_rate", 0.001), ("beta_1", 0.9), ("beta_2", 0.999),
+                       ("epsilon", 1e-7)],
+    optimizers.Adadelta: [("learning_rate", 0.001), ("rho", 0.95), ("epsilon", 1e-7)],
+    optimizers.Lion: [("learning_rate", 0.001), ("beta_1", 0.9), ("beta_2", 0.99)],
+    optimizers.Ftrl: [("learning_rate", 0.001), ("learning_rate_power", -0.5),
+                      ("initial_accumulator_value", 0.1), ("l1_regularization_strength", 0.0),
+                      ("l2_regularization_strength", 0.0),
+                      ("l2_shrinkage_regularization_strength", 0.0), ("beta", 0.0)],
+    optimizers.Lamb: [("learning_rate", 0.001), ("beta_1", 0.9), ("beta_2", 0.999),
+                      ("epsilon", 1e-7)],
+    optimizers.Adafactor: [("learning_rate", 0.001), ("beta_2_decay", -0.8),
+                           ("epsilon_1", 1e-30), ("epsilon_2", 1e-3), ("clip_threshold", 1.0),
+                           ("relative_step", True)],
+}
+KERAS_COMMON = [("weight_decay", None), ("clipnorm", None), ("clipvalue", None),
+                ("global_clipnorm", None), ("use_ema", False), ("ema_momentum", 0.99),
+                ("ema_overwrite_frequency", None), ("loss_scale_factor", None),
+                ("gradient_accumulation_steps", None), ("name", None)]
+
+
+@pytest.mark.parametrize("cls", list(KERAS_OWN_PARAMETERS), ids=lambda c: c.__name__)
+def test_constructor_parameters_are_keras(cls):
+    import inspect
+    own = [(p.name, p.default) for p in inspect.signature(cls.__init__).parameters.values()
+           if p.name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD]
+    assert own == KERAS_OWN_PARAMETERS[cls]
+    base = {p.name: p.default for p in inspect.signature(
+        optimizers.Optimizer.__init__).parameters.values()}
+    for name, default in KERAS_COMMON:
+        assert base[name] == default, name
+    config = cls(**dict(KERAS_COMMON[:-1])).get_config()
+    assert {k for k, _ in KERAS_OWN_PARAMETERS[cls]} <= set(config)
