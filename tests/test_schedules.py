@@ -247,6 +247,7 @@ def test_learning_rate_of_a_schedule_is_read_not_set():
     assert float(opt.learning_rate) == pytest.approx(0.1)
     opt.iterations.assign(10)
     assert float(opt.learning_rate) == pytest.approx(0.05)
+    assert float(opt.learning_rate.numpy()) == pytest.approx(0.05)   # a tensor, as in Keras
     with pytest.raises(TypeError, match=SETTABLE):
         opt.learning_rate = 0.01
     plain = optimizers.SGD(0.1)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from kcompile.ir import builder as F
+from ..eager import eager
 from ..tracing import Trace
 from ..variables import Variable
 from .schedules import LearningRateSchedule
@@ -111,8 +112,8 @@ class Optimizer:
         """The rate variable; with a schedule, the schedule's value at the current
         iteration (as Keras: `schedule(optimizer.iterations)`)."""
         if self._schedule is not None:
-            return np.asarray(self._schedule(np.asarray(self._iterations.numpy(), np.int32)),
-                              np.float32)
+            step = np.asarray(self._iterations.numpy(), np.int32)
+            return eager(np.asarray(self._schedule(step), np.float32))
         return self._learning_rate
 
     @learning_rate.setter
