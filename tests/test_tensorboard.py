@@ -147,3 +147,14 @@ def test_bad_arguments(tmp_path):
         callbacks.TensorBoard(tmp_path, profile_batch=2)
     with pytest.raises(NotImplementedError, match="embedding"):
         callbacks.TensorBoard(tmp_path, embeddings_freq=1)
+
+
+def test_steps_per_second(tmp_path):
+    make_model().fit(X, Y, batch_size=4, epochs=2, verbose=0,
+                     callbacks=[callbacks.TensorBoard(tmp_path, update_freq=2,
+                                                      write_steps_per_second=True)])
+    train = read(tmp_path / "train")
+    per_epoch = scalars(train, "epoch_steps_per_second")
+    per_batch = scalars(train, "batch_steps_per_second")
+    assert [s for s, _ in per_epoch] == [0, 1] and [s for s, _ in per_batch] == [2, 4, 6, 8, 10]
+    assert all(v > 0 for _, v in per_epoch + per_batch)
