@@ -1,0 +1,121 @@
+"""Each rank's share of the data: disjoint slices of every epoch.
+
+Arrays: an epoch is cut into global batches of `size * batch_size` samples (shuffled
+with a seed every rank shares); rank r takes rows [r*b, (r+1)*b) of each. Every rank
+runs ceil(n / (size*b)) steps; a rank whose share of the last global batch is short
+or empty pads it (the mask keeps the padding out), so 2 ranks of 32 see exactly the
+batches 1 process of 64 would.
+
+Streams (Dataset, generator, iterable, PyDataset): rank r takes the batches whose
+index i has i % size == r (a PyDataset is only asked for those). For training and
+evaluation all ranks must run the same number of steps: with a known number of
+batches an epoch is floor(batches / size) steps (the last batches that do not fill
+every rank are left out); with an unknown one, the ranks agree before each step and
+stop when any has run out. Predict takes every batch (no step is collective).
+"""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from ..data import ArrayBatch, ArraySource, StreamSource
+
+
+class ShardedArrays:
+    """An ArraySource's rows split among ranks, batch by batch."""
+    fixed_size = True
+
+    def __init__(self, source: ArraySource, rank: int, size: int, seed: int):
+        self.source, self.rank, self.size, self.seed = source, rank, size, seed
+        self.batch_size = max(1, min(source.batch_size, -(-source.n // size)))
+        self.num_batches = -(-source.n // (size * self.batch_size))
+        self.y_specs = source.y_specs
+        self._epoch = 0
+
+    def __getattr__(self, name):            # xs, ys, sw, n, shuffle: the source's
+        return getattr(self.source, name)
+
+    def _order(self):
+        n, shuffle = self.source.n, self.source.shuffle
+        rng = np.random.RandomState((self.seed + self._epoch) % 2 ** 32)
+        if shuffle == "batch":
+            step = self.size * self.batch_size
+            chunks = [rng.permutation(np.arange(s, min(s + step, n))) for s in range(0, n, step)]
+            return np.concatenate([chunks[i] for i in rng.permutation(len(chunks))])
+        return rng.permutation(n) if shuffle else np.arange(n)
+
+    def iterator(self):
+        order = self._order()
+        b, step = self.batch_size, self.size * self.batch_size
+        for start in range(0, len(order), step):
+            lo = start + self.rank * b
+            yield ArrayBatch(self.source, order[lo:min(lo + b, start + step)])
+
+    def on_epoch_end(self):
+        self._epoch += 1
+
+
+class ShardedStream:
+    """A StreamSource's batches dealt round-robin to the ranks."""
+    fixed_size = False
+
+    def __init__(self, source: StreamSource, world, seed: int, collective: bool):
+        self.source, self.world, self.seed = source, world, seed
+        self.rank, self.size = world.rank, world.size
+        self.collective = collective
+        total = source.num_batches
+        if total is None:
+            self.num_batches = None
+        elif collective:
+            self.num_batches = total // self.size
+            if self.num_batches == 0:
+                raise ValueError(f"{source.where}: the {type(source.data).__name__} has "
+                                 f"{total} batch(es), fewer than the {self.size} ranks")
+        else:
+            self.num_batches = len(range(self.rank, total, self.size))
+        self._epoch = 0
+
+    def __getattr__(self, name):
+        return getattr(self.source, name)
+
+    def _mine(self):
+        s = self.source
+        if s._indexed:
+            if hasattr(s.data, "on_epoch_begin"):
+                s.data.on_epoch_begin()
+            order = np.arange(s.num_batches)
+            if s.shuffle:
+                order = np.random.RandomState((self.seed + self._epoch) % 2 ** 32) \
+                    .permutation(order)
+            for i in order[self.rank::self.size]:
+                yield s.adapt(s.data[int(i)])
+            return
+        raw = s.data if hasattr(s.data, "__next__") else iter(s.data)
+        for element in itertools.islice(raw, self.rank, None, self.size):
+            yield s.adapt(element)
+
+    def iterator(self):
+        mine = self._mine()
+        if not self.collective or self.num_batches is not None:
+            limit = self.num_batches
+            yield from itertools.islice(mine, limit)
+            return
+        while True:     # an unknown length: every rank stops when one has run out
+            batch = next(mine, None)
+            if self.world.allreduce_min(batch is not None, "the end-of-data check") == 0:
+                return
+            yield batch
+
+    def on_epoch_end(self):
+        self._epoch += 1
+        self.source.on_epoch_end()
+
+
+def shard(source, world, seed: int, collective: bool = True):
+    """This rank's share of `source` (an ArraySource or StreamSource)."""
+    if source is None:
+        return None
+    if isinstance(source, ArraySource):
+        return ShardedArrays(source, world.rank, world.size, seed)
+    return ShardedStream(source, world, seed, collective)

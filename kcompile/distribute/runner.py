@@ -1,0 +1,75 @@
+"""Running one batch on every rank: the data-parallel counterpart of the trainer's
+_Runner.
+
+A training batch is grad_step (this rank's count * gradients and count land in the
+State's slots; Python adds the batch's log values to the slot before them), one
+in-place allreduce of that contiguous range, then apply_update. The logs that come
+back are sums over ranks, turned into the same per-batch values a single process
+reports for the union of the ranks' batches: every rank's History, progress bar and
+callbacks see the global numbers. An evaluation batch reduces its log values only.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..trainer import _Runner
+from .split import LOG_CAPACITY, slots_for
+
+
+class DataParallelRunner(_Runner):
+
+    def __init__(self, model, entry, source, parallel):
+        super().__init__(model, entry, source)
+        self.parallel = parallel
+        self.world = parallel.world
+        self._buffers = None            # (state, fused view, logs view, count view)
+
+    def run(self, batch):
+        if self.size is None or batch.real > self.size:
+            self.size = batch.real
+        exe = self._get(batch.y_specs if self.targets else None)
+        feeds = batch.feeds(self.size, self.targets)
+        if self.entry == "predict":
+            return exe.run("predict", feeds)
+        if self.entry == "eval_step":
+            out = exe.run("eval_step", feeds)
+            return self._reduce_logs(out, None)
+        out = exe.run("grad_step", feeds)
+        out = self._reduce_logs(out, self._fused(exe.state))
+        exe.run("apply_update", {})
+        return out
+
+    def _fused(self, state):
+        if self._buffers is None or self._buffers[0] is not state:
+            slots = slots_for(self.model)
+            self._buffers = (state, slots.fused_buffer(state), state[slots.logs.path],
+                             state[slots.count.path])
+        return self._buffers
+
+    def _reduce_logs(self, out, fused):
+        """out's log values summed over ranks (the per-sample means weighted by each
+        rank's count), with `fused` (the gradient range of the State) in the same
+        allreduce."""
+        keys = sorted(k for k in out if k != "count")
+        means = {kind[1] for kind in self.model._log_kinds.values() if kind[0] == "mean"}
+        count = float(out["count"])
+        values = np.array([float(out[k]) * count if k in means else float(out[k])
+                           for k in keys], np.float32)
+        head = values[:LOG_CAPACITY]
+        if fused is None:
+            buf = np.concatenate([[count], values]).astype(np.float32)
+            self.world.allreduce_sum(buf, "the allreduce of evaluation logs")
+            total, values = float(buf[0]), buf[1:]
+        else:
+            _, buffer, logs, total_view = fused
+            logs[:len(head)] = head
+            self.world.allreduce_sum(buffer, "the gradient allreduce")
+            total = float(total_view)
+            rest = values[LOG_CAPACITY:]
+            if len(rest):
+                self.world.allreduce_sum(rest, "the allreduce of extra logs")
+            values = np.concatenate([logs[:len(head)], rest])
+        reduced = {"count": np.float32(total)}
+        for k, v in zip(keys, values):
+            reduced[k] = np.float32(v / max(total, 1.0) if k in means else v)
+        return reduced
