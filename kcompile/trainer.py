@@ -30,7 +30,7 @@ from . import distribute, losses as losses_mod, metrics as metrics_mod, optimize
 from .callbacks import CallbackList, pythonify_logs
 from .data import (ArraySource, EpochIterator, adapt_inputs, adapt_targets, check_batch_size,
                    check_cardinality, is_batch_stream, make_source, sample_weights,
-                   split_arrays, unpack_x_y_sample_weight, y_specs)
+                   split_arrays, unpack_x_y_sample_weight)
 from .tracing import Trace, tracing
 from .variables import state_over
 from .variable_length import padded_executable

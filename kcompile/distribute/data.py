@@ -19,7 +19,7 @@ import itertools
 
 import numpy as np
 
-from ..data import ArrayBatch, ArraySource, StreamSource
+from ..data import ArrayBatch, ArraySource, StreamBatch, StreamSource
 
 
 class ShardedArrays:
@@ -68,10 +68,7 @@ class ShardedStream:
         if total is None:
             self.num_batches = None
         elif collective:
-            self.num_batches = total // self.size
-            if self.num_batches == 0:
-                raise ValueError(f"{source.where}: the {type(source.data).__name__} has "
-                                 f"{total} batch(es), fewer than the {self.size} ranks")
+            self.num_batches = -(-total // self.size)
         else:
             self.num_batches = len(range(self.rank, total, self.size))
         self._epoch = 0
@@ -96,20 +93,37 @@ class ShardedStream:
             yield s.adapt(element)
 
     def iterator(self):
-        mine = self._mine()
-        if not self.collective or self.num_batches is not None:
-            limit = self.num_batches
-            yield from itertools.islice(mine, limit)
-            return
-        while True:     # an unknown length: every rank stops when one has run out
-            batch = next(mine, None)
-            if self.world.allreduce_min(batch is not None, "the end-of-data check") == 0:
+        mine, last = self._mine(), None
+        for step in itertools.count():
+            if self.num_batches is not None and step >= self.num_batches:
                 return
+            batch = next(mine, None)
+            if self.collective and self.num_batches is None:
+                # An unknown length: go on while any rank has a batch.
+                if self.world.allreduce_min(0.0 if batch is not None else 1.0,
+                                            "the end-of-data check") == 1.0:
+                    return
+            if batch is None:
+                if not self.collective:
+                    return
+                if last is None:
+                    raise ValueError(f"{self.source.where}: rank {self.rank} received no "
+                                     f"batch from the {type(self.source.data).__name__}, "
+                                     f"which has fewer batches than the {self.size} ranks")
+                batch = _empty_like(last)
+            last = batch
             yield batch
 
     def on_epoch_end(self):
         self._epoch += 1
         self.source.on_epoch_end()
+
+
+def _empty_like(batch: StreamBatch) -> StreamBatch:
+    """A batch of no samples (all padding) shaped like `batch`: a rank whose share of
+    the stream ended runs it so that every rank runs the same steps."""
+    return StreamBatch([a[:0] for a in batch.xs], [a[:0] for a in batch.ys],
+                       batch.sw[:0] if batch.sw is not None else None)
 
 
 def shard(source, world, seed: int, collective: bool = True):
