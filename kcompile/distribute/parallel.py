@@ -34,8 +34,9 @@ class DataParallel:
             None (every rank of the `mpiexec` run) or a list of that many entries.
         auto_shard_dataset: split the data of fit/evaluate/predict among ranks (as
             Keras); False when each rank is given its own data already.
-        timeout: seconds a rank waits in a collective before it raises a TimeoutError
-            naming the ranks that never came (None: wait forever).
+        timeout: seconds a rank waits in a collective (the gradient allreduce, ...)
+            before the job is aborted with a TimeoutError message naming the ranks
+            that never came (None: wait forever).
         predict_on: "all" (predict returns the full result on every rank) or "chief"
             (on rank 0; None on the others).
     """
