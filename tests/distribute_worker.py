@@ -3,7 +3,8 @@
 
     python distribute_worker.py MODEL SOURCE BATCH OUT [fail|stuck|die]
 
-MODEL is dense (W1's layers: 784-512-256-10, Adam) or lstm (Embedding-LSTM-Dense);
+MODEL is dense (W1's layers: 784-512-256-10, Adam), lstm (Embedding-LSTM-Dense), bn
+(Dense-BatchNormalization-Dense) or bnsync (the same, DataParallel(sync_batch_norm=True));
 SOURCE is arrays, pydataset or generator. Rank 0 writes OUT (.npz): the weights and
 optimizer state after two epochs, the History, evaluate's loss, predict's output,
 and whether every rank ended with bitwise the same State.
@@ -28,6 +29,11 @@ def build(kind):
                                    layers.Dense(256, activation="relu"),
                                    layers.Dense(10, activation="softmax")])
         loss, metrics = "categorical_crossentropy", ["accuracy"]
+    elif kind.startswith("bn"):
+        model = models.Sequential([layers.Input((784,)), layers.Dense(32),
+                                   layers.BatchNormalization(), layers.Activation("relu"),
+                                   layers.Dense(10, activation="softmax")])
+        loss, metrics = "categorical_crossentropy", ["accuracy"]
     else:
         model = models.Sequential([layers.Input((12,), dtype="int32"), layers.Embedding(50, 8),
                                    layers.LSTM(16), layers.Dense(1, activation="sigmoid")])
@@ -41,7 +47,7 @@ def build(kind):
 
 def data(kind):
     rng = np.random.default_rng(0)
-    if kind == "dense":
+    if kind != "lstm":
         x = rng.standard_normal((N, 784)).astype(np.float32)
         y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, N)]
     else:
@@ -80,7 +86,8 @@ class Fail(callbacks.Callback):
 
 
 def main(kind, source, batch, out, how=None):
-    dp = distribute.DataParallel(timeout=5.0 if how == "stuck" else 600.0)
+    dp = distribute.DataParallel(timeout=5.0 if how == "stuck" else 600.0,
+                                 sync_batch_norm=kind == "bnsync")
     distribute.set_distribution(dp)
     model = build(kind)
     x, y = data(kind)
@@ -101,16 +108,19 @@ def main(kind, source, batch, out, how=None):
         steps = (N // 64 * 64 // per_rank) // dp.num_processes
         hist = model.fit(gen(), epochs=2, steps_per_epoch=steps, verbose=0, callbacks=cbs)
     state = np.array(model._state.buffer)
+    moving = [v.numpy() for v in model.non_trainable_weights]
     if dp.active:
-        every = dp.world.allgather_object(state.tobytes())
-        identical = all(s == every[0] for s in every)
+        every = dp.world.allgather_object((state.tobytes(), moving))
+        identical = all(s == every[0][0] for s, _ in every)
+        moving_mean = [np.mean([m[i] for _, m in every], axis=0) for i in range(len(moving))]
     else:
-        identical = True
+        identical, moving_mean = True, moving
     loss = model.evaluate(x, y, batch_size=batch, verbose=0, return_dict=True)
     pred = model.predict(x, batch_size=batch, verbose=0)
     if distribute.rank() == 0:
         opt = [v.numpy() for v in model.optimizer.variables]
-        np.savez(out, identical=identical, ranks=dp.num_processes, pred=pred,
+        np.savez(out, identical=identical,
+                 **{f"moving{i}": m for i, m in enumerate(moving_mean)}, ranks=dp.num_processes, pred=pred,
                  eval_loss=loss["loss"], eval_acc=loss["accuracy"],
                  loss=np.array(hist.history["loss"]),
                  **{f"w{i}": w for i, w in enumerate(model.get_weights())},

@@ -204,3 +204,17 @@ def test_launch_sets_what_open_mpi_needs(monkeypatch):
         assert env["OMPI_ALLOW_RUN_AS_ROOT"] == env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] == "1"
     cmd, env = launch.mpiexec_command(2, ["train.py"], hosts="a,b")
     assert cmd[1:5] == ["-H", "a,b", "-n", "2"]
+
+
+@needs_mpi
+def test_batch_norm_statistics_per_rank_or_synchronised(tmp_path):
+    per_rank = _train(tmp_path, "bn", "arrays", 2, 32)
+    synced = _train(tmp_path, "bnsync", "arrays", 2, 32)
+    # Keras' default: each rank's moving statistics follow its own batches (the
+    # trainable weights still agree); sync_batch_norm=True: every rank holds the same.
+    assert not bool(per_rank["identical"])
+    assert bool(synced["identical"])
+    for k in ("w0", "w1", "w2", "w3", "w6", "w7"):          # Dense and gamma/beta
+        np.testing.assert_array_equal(per_rank[k], synced[k], err_msg=k)
+    assert np.abs(per_rank["w4"] - synced["w4"]).max() > 1e-5    # rank 0's moving_mean
+    assert np.isfinite(synced["w4"]).all() and np.isfinite(synced["w5"]).all()

@@ -39,10 +39,14 @@ class DataParallel:
             that never came (None: wait forever).
         predict_on: "all" (predict returns the full result on every rank) or "chief"
             (on rank 0; None on the others).
+        sync_batch_norm: False (Keras' default: each rank's BatchNormalization moving
+            statistics follow its own batches) or True: after every step they are
+            averaged over ranks (one more allreduce), so every rank holds the same.
+            The batch statistics a training step normalizes with stay per rank.
     """
 
     def __init__(self, device_mesh=None, devices=None, auto_shard_dataset=True,
-                 timeout=600.0, predict_on="all"):
+                 timeout=600.0, predict_on="all", sync_batch_norm=False):
         if device_mesh is not None:
             raise ValueError("DataParallel: `device_mesh` is not supported; the devices are "
                              "the MPI ranks of the run (pass devices=None)")
@@ -57,6 +61,7 @@ class DataParallel:
                              f"{self.num_processes} MPI rank(s)")
         self.auto_shard_dataset = auto_shard_dataset
         self.predict_on = predict_on
+        self.sync_batch_norm = bool(sync_batch_norm)
         self.batch_dim_name = "batch"
 
     @property
@@ -105,6 +110,21 @@ class DataParallel:
             model._state_generation = None      # made before the distribution was set
         state = model._ensure_state()
         self.world.broadcast(state.buffer, "the broadcast of rank 0's weights")
+
+    def average_batch_norm_statistics(self, model) -> None:
+        """The moving statistics of the model's BatchNormalization layers, averaged
+        over ranks in place (sync_batch_norm=True)."""
+        stats = [v for v in model.non_trainable_weights
+                 if getattr(v, "name", "") in ("moving_mean", "moving_variance")]
+        if not stats:
+            return
+        buf = np.concatenate([v.value.ravel() for v in stats])
+        self.world.allreduce_sum(buf, "the allreduce of BatchNormalization statistics")
+        buf /= self.num_processes
+        at = 0
+        for v in stats:
+            np.copyto(v.value, buf[at:at + v.value.size].reshape(v.value.shape))
+            at += v.value.size
 
     def verbose(self, verbose):
         return verbose if self.is_chief else 0

@@ -7,6 +7,8 @@ in-place allreduce of that contiguous range, then apply_update. The logs that co
 back are sums over ranks, turned into the same per-batch values a single process
 reports for the union of the ranks' batches: every rank's History, progress bar and
 callbacks see the global numbers. An evaluation batch reduces its log values only.
+A rank with an empty share of a step (the end of the data) runs no forward pass and
+adds zeros.
 """
 from __future__ import annotations
 
@@ -23,20 +25,32 @@ class DataParallelRunner(_Runner):
         self.parallel = parallel
         self.world = parallel.world
         self._buffers = None            # (state, fused view, logs view, count view)
+        self._keys = None               # the names of the step's outputs
 
     def run(self, batch):
         if self.size is None or batch.real > self.size:
             self.size = batch.real
         exe = self._get(batch.y_specs if self.targets else None)
-        feeds = batch.feeds(self.size, self.targets)
         if self.entry == "predict":
-            return exe.run("predict", feeds)
-        if self.entry == "eval_step":
-            out = exe.run("eval_step", feeds)
-            return self._reduce_logs(out, None)
-        out = exe.run("grad_step", feeds)
-        out = self._reduce_logs(out, self._fused(exe.state))
+            return exe.run("predict", batch.feeds(self.size, False))
+        # A rank whose share of the step is empty contributes zeros and runs no forward
+        # pass (which would move BatchNormalization's statistics on padding alone).
+        empty = batch.real == 0 and self._keys is not None
+        fused = self._fused(exe.state) if self.entry == "train_step" else None
+        if empty:
+            out = dict.fromkeys(self._keys, 0.0)
+            if fused is not None:
+                fused[1].fill(0.0)
+        else:
+            out = exe.run("grad_step" if fused is not None else "eval_step",
+                          batch.feeds(self.size, True))
+            self._keys = list(out)
+        out = self._reduce_logs(out, fused)
+        if fused is None:
+            return out
         exe.run("apply_update", {})
+        if self.parallel.sync_batch_norm:
+            self.parallel.average_batch_norm_statistics(self.model)
         return out
 
     def _fused(self, state):
