@@ -218,3 +218,14 @@ def test_batch_norm_statistics_per_rank_or_synchronised(tmp_path):
         np.testing.assert_array_equal(per_rank[k], synced[k], err_msg=k)
     assert np.abs(per_rank["w4"] - synced["w4"]).max() > 1e-5    # rank 0's moving_mean
     assert np.isfinite(synced["w4"]).all() and np.isfinite(synced["w5"]).all()
+
+
+def test_keras_distribution_names():
+    import kcompile as keras
+    assert keras.distribution.DataParallel is distribute.DataParallel
+    dp = keras.distribution.DataParallel()
+    keras.distribution.set_distribution(dp)
+    try:
+        assert keras.distribution.distribution() is dp
+    finally:
+        keras.distribution.set_distribution(None)
