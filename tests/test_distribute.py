@@ -229,3 +229,16 @@ def test_keras_distribution_names():
         assert keras.distribution.distribution() is dp
     finally:
         keras.distribution.set_distribution(None)
+
+
+def test_only_rank_0_prints_and_writes_files(tmp_path):
+    from kcompile import callbacks
+    cbs = [callbacks.ModelCheckpoint(str(tmp_path / "m.keras")),
+           callbacks.CSVLogger(str(tmp_path / "log.csv")), callbacks.EarlyStopping(),
+           [callbacks.ReduceLROnPlateau()]]
+    dp = distribute.DataParallel()
+    assert dp.callbacks(cbs) is cbs and dp.verbose(1) == 1
+    dp.rank = 1         # as on another rank
+    kept = dp.callbacks(cbs)
+    assert [type(cb).__name__ for cb in kept] == ["EarlyStopping", "ReduceLROnPlateau"]
+    assert dp.verbose(1) == 0 and dp.verbose("auto") == 0
