@@ -3,7 +3,8 @@
 
     python distribute_worker.py MODEL SOURCE BATCH OUT [fail|stuck|die]
 
-MODEL is dense (W1's layers: 784-512-256-10, Adam), lstm (Embedding-LSTM-Dense), bn
+MODEL is dense (W1's layers: 784-512-256-10, Adam), lstm (Embedding-LSTM-Dense), varlen
+(LSTM on a time axis declared None), bn
 (Dense-BatchNormalization-Dense) or bnsync (the same, DataParallel(sync_batch_norm=True));
 SOURCE is arrays, pydataset or generator. Rank 0 writes OUT (.npz): the weights and
 optimizer state after two epochs, the History, evaluate's loss, predict's output,
@@ -34,6 +35,9 @@ def build(kind):
                                    layers.BatchNormalization(), layers.Activation("relu"),
                                    layers.Dense(10, activation="softmax")])
         loss, metrics = "categorical_crossentropy", ["accuracy"]
+    elif kind == "varlen":      # a variable time axis: one step for every length
+        model = models.Sequential([layers.Input((None, 3)), layers.LSTM(8), layers.Dense(1)])
+        loss, metrics = "mse", ["mae"]
     else:
         model = models.Sequential([layers.Input((12,), dtype="int32"), layers.Embedding(50, 8),
                                    layers.LSTM(16), layers.Dense(1, activation="sigmoid")])
@@ -47,6 +51,9 @@ def build(kind):
 
 def data(kind):
     rng = np.random.default_rng(0)
+    if kind == "varlen":
+        return (rng.standard_normal((N, 7, 3)).astype(np.float32),
+                rng.standard_normal((N, 1)).astype(np.float32))
     if kind != "lstm":
         x = rng.standard_normal((N, 784)).astype(np.float32)
         y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, N)]
@@ -121,7 +128,7 @@ def main(kind, source, batch, out, how=None):
         opt = [v.numpy() for v in model.optimizer.variables]
         np.savez(out, identical=identical,
                  **{f"moving{i}": m for i, m in enumerate(moving_mean)}, ranks=dp.num_processes, pred=pred,
-                 eval_loss=loss["loss"], eval_acc=loss["accuracy"],
+                 eval_loss=loss["loss"], eval_acc=loss.get("accuracy", loss.get("mae")),
                  loss=np.array(hist.history["loss"]),
                  **{f"w{i}": w for i, w in enumerate(model.get_weights())},
                  **{f"opt{i}": v for i, v in enumerate(opt)})

@@ -55,7 +55,8 @@ def _train(tmp_path, model, source, ranks, batch):
 
 @needs_mpi
 @pytest.mark.parametrize("model,source", [("dense", "arrays"), ("lstm", "arrays"),
-                                          ("dense", "pydataset"), ("lstm", "generator")])
+                                          ("dense", "pydataset"), ("lstm", "generator"),
+                                          ("varlen", "arrays")])
 def test_two_ranks_of_32_train_as_one_process_of_64(tmp_path, model, source):
     one = _train(tmp_path, model, source, 1, 64)
     two = _train(tmp_path, model, source, 2, 32)

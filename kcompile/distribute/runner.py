@@ -48,7 +48,9 @@ class DataParallelRunner(_Runner):
         out = self._reduce_logs(out, fused)
         if fused is None:
             return out
-        exe.run("apply_update", {})
+        # The update reads no batch: run it on the compiled program itself (a padded
+        # variable-length executable wraps it with the batch's padding).
+        getattr(exe, "exe", exe).run("apply_update", {})
         if self.parallel.sync_batch_norm:
             self.parallel.average_batch_norm_statistics(self.model)
         return out
