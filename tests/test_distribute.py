@@ -198,9 +198,12 @@ def test_bad_arguments():
 def test_launch_sets_what_open_mpi_needs(monkeypatch):
     monkeypatch.setattr(launch, "find_mpiexec", lambda: "/opt/mpi/bin/mpiexec")
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.delenv("KCOMPILE_NUM_THREADS", raising=False)
+    monkeypatch.delenv("PRTE_MCA_rmaps_default_mapping_policy", raising=False)
     cmd, env = launch.mpiexec_command(4, ["train.py", "--epochs", "3"])
     assert cmd == ["/opt/mpi/bin/mpiexec", "-n", "4", sys.executable, "train.py", "--epochs", "3"]
     assert env["PRTE_MCA_rmaps_default_mapping_policy"] == ":oversubscribe"
+    assert env["KCOMPILE_NUM_THREADS"] == "1"
     if os.geteuid() == 0:
         assert env["OMPI_ALLOW_RUN_AS_ROOT"] == env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] == "1"
     cmd, env = launch.mpiexec_command(2, ["train.py"], hosts="a,b")

