@@ -32,6 +32,8 @@ sys.path[:0] = [HERE, ROOT]
 from workloads import WORKLOADS, data  # noqa: E402
 
 #: networks for the projection: (name, bandwidth bytes/s per link, latency s per message)
+#: timed repetitions of each measurement; the fastest is kept
+REPEATS = 3
 NETWORKS = [("10 Gb/s Ethernet", 1.25e9, 30e-6), ("100 Gb/s InfiniBand", 12.5e9, 2e-6)]
 
 
@@ -64,26 +66,33 @@ def child(name, threads, steps, out):
     model.fit(x[:2 * w["batch"]], y[:2 * w["batch"]], batch_size=per_rank, verbose=0,
               shuffle=False)                                    # compile and warm up
     world = dp.world
-    if world:
-        world.seconds_in_allreduce = 0.0
-        world.comm.Barrier()
-    t0 = time.perf_counter()
-    model.fit(x, y, batch_size=per_rank, epochs=1, verbose=0, shuffle=False)
-    seconds = time.perf_counter() - t0
+    best = None
+    for _ in range(REPEATS):        # the best of a few: the machine may be shared
+        if world:
+            world.seconds_in_allreduce = 0.0
+            world.comm.Barrier()
+        t0 = time.perf_counter()
+        model.fit(x, y, batch_size=per_rank, epochs=1, verbose=0, shuffle=False)
+        seconds = time.perf_counter() - t0
+        if world:
+            seconds = max(world.allgather_object(seconds))
+            share = max(world.allgather_object(world.seconds_in_allreduce / seconds))
+        if best is None or seconds < best[0]:
+            best = (seconds, share if world else 0.0)
+    seconds, share = best
     result = {"workload": name, "ranks": dp.num_processes, "threads": threads,
               "steps_per_s": steps / seconds, "step_s": seconds / steps}
     if world:
-        shares = world.allgather_object(world.seconds_in_allreduce / seconds)
         buf = slots_for(model).fused_buffer(model._state).copy()
-        world.comm.Barrier()
-        reps = 50
-        t1 = time.perf_counter()
-        for _ in range(reps):
-            world.allreduce_sum(buf)
-        per_call = (time.perf_counter() - t1) / reps
-        per_call = max(world.allgather_object(per_call))
-        result.update(allreduce_share=max(shares), buffer_bytes=int(buf.nbytes),
-                      allreduce_s=per_call, compute_s=seconds / steps * (1 - max(shares)),
+        calls = []
+        for _ in range(REPEATS):
+            world.comm.Barrier()
+            t1 = time.perf_counter()
+            for _ in range(20):
+                world.allreduce_sum(buf)
+            calls.append(max(world.allgather_object((time.perf_counter() - t1) / 20)))
+        result.update(allreduce_share=share, buffer_bytes=int(buf.nbytes),
+                      allreduce_s=min(calls), compute_s=seconds / steps * (1 - share),
                       per_rank_batch=per_rank)
     if dp.rank == 0:
         with open(out, "w") as f:
