@@ -130,6 +130,7 @@ def main(kind, source, batch, out, how=None):
                  **{f"moving{i}": m for i, m in enumerate(moving_mean)}, ranks=dp.num_processes, pred=pred,
                  eval_loss=loss["loss"], eval_acc=loss.get("accuracy", loss.get("mae")),
                  loss=np.array(hist.history["loss"]),
+                 metric=np.array(hist.history["mae" if kind == "varlen" else "accuracy"]),
                  **{f"w{i}": w for i, w in enumerate(model.get_weights())},
                  **{f"opt{i}": v for i, v in enumerate(opt)})
 

@@ -71,6 +71,7 @@ def test_two_ranks_of_32_train_as_one_process_of_64(tmp_path, model, source):
     assert np.abs(one["w0"] - start).max() > 1e-4
     # History (averaged over ranks), evaluate (reduced) and predict (gathered, in order).
     np.testing.assert_allclose(two["loss"], one["loss"], rtol=1e-5)
+    np.testing.assert_allclose(two["metric"], one["metric"], rtol=1e-5)
     np.testing.assert_allclose(two["eval_loss"], one["eval_loss"], rtol=1e-5)
     np.testing.assert_allclose(two["eval_acc"], one["eval_acc"], rtol=1e-6)
     assert two["pred"].shape == one["pred"].shape == (200, *one["pred"].shape[1:])
