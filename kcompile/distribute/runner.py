@@ -8,13 +8,15 @@ back are sums over ranks, turned into the same per-batch values a single process
 reports for the union of the ranks' batches: every rank's History, progress bar and
 callbacks see the global numbers. An evaluation batch reduces its log values only.
 A rank with an empty share of a step (the end of the data) runs no forward pass and
-adds zeros.
+adds zeros. Compiled metrics' accumulators are combined over ranks in the same
+allreduce (metric_states.py).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..trainer import _Runner
+from .metric_states import MetricStates
 from .split import LOG_CAPACITY, slots_for
 
 
@@ -26,6 +28,7 @@ class DataParallelRunner(_Runner):
         self.world = parallel.world
         self._buffers = None            # (state, fused view, logs view, count view)
         self._keys = None               # the names of the step's outputs
+        self._metrics = None            # the compiled metrics' accumulators
 
     def run(self, batch):
         if self.size is None or batch.real > self.size:
@@ -37,6 +40,10 @@ class DataParallelRunner(_Runner):
         # pass (which would move BatchNormalization's statistics on padding alone).
         empty = batch.real == 0 and self._keys is not None
         fused = self._fused(exe.state) if self.entry == "train_step" else None
+        if self._metrics is None:       # made when the step was traced
+            self._metrics = MetricStates(self.model, self.world)
+        if self._metrics:
+            self._metrics.mark()
         if empty:
             out = dict.fromkeys(self._keys, 0.0)
             if fused is not None:
@@ -45,7 +52,11 @@ class DataParallelRunner(_Runner):
             out = exe.run("grad_step" if fused is not None else "eval_step",
                           batch.feeds(self.size, True))
             self._keys = list(out)
-        out = self._reduce_logs(out, fused)
+        changes = self._metrics.changes() if self._metrics else np.zeros(0, np.float32)
+        out, summed = self._reduce_logs(out, fused, changes)
+        if self._metrics:
+            self._metrics.combine(summed)
+            out = self._metrics.results(out)
         if fused is None:
             return out
         # The update reads no batch: run it on the compiled program itself (a padded
@@ -62,22 +73,26 @@ class DataParallelRunner(_Runner):
                              state[slots.count.path])
         return self._buffers
 
-    def _reduce_logs(self, out, fused):
+    def _reduce_logs(self, out, fused, extra):
         """out's log values summed over ranks (the per-sample means weighted by each
-        rank's count), with `fused` (the gradient range of the State) in the same
-        allreduce."""
-        keys = sorted(k for k in out if k != "count")
-        means = {kind[1] for kind in self.model._log_kinds.values() if kind[0] == "mean"}
+        rank's count) and `extra` summed, with `fused` (the gradient range of the
+        State) in the same allreduce: (reduced logs, summed extra)."""
+        kinds = self.model._log_kinds.values()
+        # Losses (means over samples) and per-batch metric sums; not a metric's result
+        # from its accumulators (MetricStates combines those).
+        keys = sorted({k for kind, *rest in kinds if kind in ("mean", "sum", "ratio")
+                       for k in rest if isinstance(k, str)})
+        means = {kind[1] for kind in kinds if kind[0] == "mean"}
         count = float(out["count"])
-        values = np.array([float(out[k]) * count if k in means else float(out[k])
-                           for k in keys], np.float32)
-        head = values[:LOG_CAPACITY]
+        values = np.concatenate([[float(out[k]) * count if k in means else float(out[k])
+                                  for k in keys], extra]).astype(np.float32)
         if fused is None:
             buf = np.concatenate([[count], values]).astype(np.float32)
             self.world.allreduce_sum(buf, "the allreduce of evaluation logs")
             total, values = float(buf[0]), buf[1:]
         else:
             _, buffer, logs, total_view = fused
+            head = values[:LOG_CAPACITY]
             logs[:len(head)] = head
             self.world.allreduce_sum(buffer, "the gradient allreduce")
             total = float(total_view)
@@ -85,7 +100,7 @@ class DataParallelRunner(_Runner):
             if len(rest):
                 self.world.allreduce_sum(rest, "the allreduce of extra logs")
             values = np.concatenate([logs[:len(head)], rest])
-        reduced = {"count": np.float32(total)}
+        reduced = dict(out, count=np.float32(total))
         for k, v in zip(keys, values):
             reduced[k] = np.float32(v / max(total, 1.0) if k in means else v)
-        return reduced
+        return reduced, values[len(keys):]

@@ -29,9 +29,9 @@ from kcompile.runtime.pipeline import Traced
 from ..tracing import tracing
 from ..variables import Variable
 
-#: scalar log values carried by the fused allreduce; a step with more sends the rest
-#: in a second, small allreduce
-LOG_CAPACITY = 32
+#: floats of log values and metric-accumulator changes the fused allreduce carries; a
+#: step with more sends the rest in a second allreduce
+LOG_CAPACITY = 256
 _PREFIX = "data_parallel"
 
 
