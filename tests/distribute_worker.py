@@ -3,12 +3,12 @@
 
     python distribute_worker.py MODEL SOURCE BATCH OUT [fail|stuck|die]
 
-MODEL is dense (W1's layers: 784-512-256-10, Adam), lstm (Embedding-LSTM-Dense), varlen
-(LSTM on a time axis declared None), bn
-(Dense-BatchNormalization-Dense) or bnsync (the same, DataParallel(sync_batch_norm=True));
-SOURCE is arrays, pydataset or generator. Rank 0 writes OUT (.npz): the weights and
-optimizer state after two epochs, the History, evaluate's loss, predict's output,
-and whether every rank ended with bitwise the same State.
+MODEL is dense (W1's layers: 784-512-256-10, Adam), lstm (Embedding-LSTM-Dense),
+varlen (LSTM on a time axis declared None), bn (Dense-BatchNormalization-Dense) or
+bnsync (the same, DataParallel(sync_batch_norm=True)); SOURCE is arrays, pydataset or
+generator. Rank 0 writes OUT (.npz): the weights and optimizer state after two epochs
+and one train_on_batch, the History, evaluate's loss, predict's output, and whether
+every rank ended with bitwise the same State.
 """
 import os
 import signal
@@ -114,6 +114,9 @@ def main(kind, source, batch, out, how=None):
                     yield x[i:i + per_rank], y[i:i + per_rank]
         steps = (N // 64 * 64 // per_rank) // dp.num_processes
         hist = model.fit(gen(), epochs=2, steps_per_epoch=steps, verbose=0, callbacks=cbs)
+    # One more step through train_on_batch: each rank passes its own half of 64 rows.
+    rows = slice(dp.rank * batch, (dp.rank + 1) * batch)
+    step_loss = model.train_on_batch(x[rows], y[rows], return_dict=True)["loss"]
     state = np.array(model._state.buffer)
     moving = [v.numpy() for v in model.non_trainable_weights]
     if dp.active:
@@ -129,7 +132,7 @@ def main(kind, source, batch, out, how=None):
         np.savez(out, identical=identical,
                  **{f"moving{i}": m for i, m in enumerate(moving_mean)}, ranks=dp.num_processes, pred=pred,
                  eval_loss=loss["loss"], eval_acc=loss.get("accuracy", loss.get("mae")),
-                 loss=np.array(hist.history["loss"]),
+                 loss=np.array(hist.history["loss"]), step_loss=step_loss,
                  metric=np.array(hist.history["mae" if kind == "varlen" else "accuracy"]),
                  **{f"w{i}": w for i, w in enumerate(model.get_weights())},
                  **{f"opt{i}": v for i, v in enumerate(opt)})
