@@ -29,8 +29,8 @@ from kcompile.runtime.pipeline import Pipeline, Traced
 from . import distribute, losses as losses_mod, metrics as metrics_mod, optimizers as optimizers_mod
 from .callbacks import CallbackList, pythonify_logs
 from .data import (ArraySource, EpochIterator, adapt_inputs, adapt_targets, check_batch_size,
-                   check_cardinality, is_batch_stream, make_source, sample_weights,
-                   split_arrays, unpack_x_y_sample_weight)
+                   check_cardinality, feeds, is_batch_stream, make_source, sample_weights,
+                   split_arrays, unpack_x_y_sample_weight, y_specs)
 from .tracing import Trace, tracing
 from .variables import state_over
 from .variable_length import padded_executable
@@ -519,23 +519,23 @@ class Trainer:
                                epochs=1, steps=iterator.num_batches)
         self.stop_predicting = False
         cbs.on_predict_begin()
-        steps_parts = []
+        outs = None
         for step, batch in iterator.epoch():
             cbs.on_predict_batch_begin(step)
             res = runner.run(batch)
             parts = [res[f"y{i}"][:batch.real] for i in range(len(res))]
-            steps_parts.append(parts)
+            outs = [[p] for p in parts] if outs is None else [o + [p] for o, p in zip(outs, parts)]
             cbs.on_predict_batch_end(step, {"outputs": parts[0] if len(parts) == 1 else parts})
             if self.stop_predicting:
                 break
         cbs.on_predict_end()
-        if dp is not None:
-            steps_parts = dp.gather(steps_parts)
-            if steps_parts is None:     # predict_on="chief", on another rank
+        if dp is not None:      # every rank's batches, in the data's order
+            outs = dp.gather(outs)
+            if dp.predict_on == "chief" and not dp.is_chief:
                 return None
-        if not steps_parts:
+        if outs is None:
             raise ValueError("predict() received no samples")
-        result = [np.concatenate(o) for o in zip(*steps_parts)]
+        result = [np.concatenate(o) for o in outs]
         return result[0] if len(result) == 1 else result
 
     # -- *_on_batch ----------------------------------------------------------------------------
@@ -545,8 +545,12 @@ class Trainer:
         sw = sample_weights(sample_weight, ys, class_weight)
         check_cardinality(xs, ys, sw)
         n = len(xs[0])
-        source = ArraySource(xs, ys, sw, n)
-        out = _runner(self, "train_step", source).run(next(source.iterator()))
+        if distribute.active() is not None:     # this rank's batch, gradients averaged
+            source = ArraySource(xs, ys, sw, n)
+            out = _runner(self, "train_step", source).run(next(source.iterator()))
+        else:
+            exe = self._executable(n, y_specs(ys))
+            out = exe.run("train_step", feeds(xs, ys, sw, np.arange(n), n, n))
         totals = _Totals(self._log_kinds)
         totals.add(out, n)
         return _logs_result(totals.result(), self.metrics_names, return_dict)

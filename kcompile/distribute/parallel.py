@@ -143,16 +143,17 @@ class DataParallel:
         """True on every rank if it is True on any."""
         return self.world.allreduce_min(0.0 if flag else 1.0, "the stop_training check") == 0
 
-    def gather(self, parts):
-        """predict's per-step outputs of every rank, in the data's order: step j of rank
-        r held global batch j*size + r."""
-        every = self.world.allgather_object(parts)
+    def gather(self, outs):
+        """predict's outputs (per output, this rank's per-step arrays; None for no step)
+        from every rank, in the data's order: step j of rank r held global batch
+        j*size + r. None where nothing was predicted, or with predict_on="chief" on
+        the other ranks."""
+        steps = [list(s) for s in zip(*outs)] if outs is not None else []
+        every = self.world.allgather_object(steps)
         if self.predict_on == "chief" and not self.is_chief:
             return None
-        ordered = []
-        for j in range(max(len(p) for p in every)):
-            ordered += [p[j] for p in every if j < len(p)]
-        return ordered
+        ordered = [s[j] for j in range(max(map(len, every))) for s in every if j < len(s)]
+        return [list(o) for o in zip(*ordered)] if ordered else None
 
 
 def _has_slots(model) -> bool:
