@@ -103,7 +103,7 @@ def main(kind, source, batch, out, how=None):
     per_rank = batch if source != "arrays" else None
     if source == "arrays":
         hist = model.fit(x, y, batch_size=batch, epochs=2, shuffle=False, verbose=0,
-                         callbacks=cbs)
+                         callbacks=cbs, validation_data=(x[:48], y[:48]))
     elif source == "pydataset":
         hist = model.fit(Batches(x, y, per_rank), epochs=2, shuffle=False, verbose=0,
                          callbacks=cbs)
@@ -133,6 +133,7 @@ def main(kind, source, batch, out, how=None):
                  **{f"moving{i}": m for i, m in enumerate(moving_mean)}, ranks=dp.num_processes, pred=pred,
                  eval_loss=loss["loss"], eval_acc=loss.get("accuracy", loss.get("mae")),
                  loss=np.array(hist.history["loss"]), step_loss=step_loss,
+                 val_loss=np.array(hist.history.get("val_loss", [])),
                  metric=np.array(hist.history["mae" if kind == "varlen" else "accuracy"]),
                  **{f"w{i}": w for i, w in enumerate(model.get_weights())},
                  **{f"opt{i}": v for i, v in enumerate(opt)})

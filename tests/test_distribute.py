@@ -73,6 +73,8 @@ def test_two_ranks_of_32_train_as_one_process_of_64(tmp_path, model, source):
     np.testing.assert_allclose(two["loss"], one["loss"], rtol=1e-5)
     np.testing.assert_allclose(two["metric"], one["metric"], rtol=1e-5)
     np.testing.assert_allclose(two["step_loss"], one["step_loss"], rtol=1e-5)
+    assert len(one["val_loss"]) == (2 if source == "arrays" else 0)
+    np.testing.assert_allclose(two["val_loss"], one["val_loss"], rtol=1e-5)
     np.testing.assert_allclose(two["eval_loss"], one["eval_loss"], rtol=1e-5)
     np.testing.assert_allclose(two["eval_acc"], one["eval_acc"], rtol=1e-6)
     assert two["pred"].shape == one["pred"].shape == (200, *one["pred"].shape[1:])
