@@ -241,12 +241,18 @@ def test_keras_distribution_names():
 
 def test_only_rank_0_prints_and_writes_files(tmp_path):
     from kcompile import callbacks
+    backup = callbacks.BackupAndRestore(str(tmp_path / "backup"), delete_checkpoint=True)
     cbs = [callbacks.ModelCheckpoint(str(tmp_path / "m.keras")),
            callbacks.CSVLogger(str(tmp_path / "log.csv")), callbacks.EarlyStopping(),
-           [callbacks.ReduceLROnPlateau()]]
+           [callbacks.ReduceLROnPlateau()], backup]
     dp = distribute.DataParallel()
     assert dp.callbacks(cbs) is cbs and dp.verbose(1) == 1
     dp.rank = 1         # as on another rank
     kept = dp.callbacks(cbs)
-    assert [type(cb).__name__ for cb in kept] == ["EarlyStopping", "ReduceLROnPlateau"]
+    assert [type(cb).__name__ for cb in kept] == ["EarlyStopping", "ReduceLROnPlateau",
+                                                  "BackupAndRestore"]
+    reader = kept[-1]
+    assert reader is not backup and not reader.delete_checkpoint and backup.delete_checkpoint
+    reader._save_model()        # restores like rank 0, never writes
+    assert not (tmp_path / "backup").exists()
     assert dp.verbose(1) == 0 and dp.verbose("auto") == 0

@@ -18,6 +18,7 @@ DataParallel over more than one rank is set; one process runs as before):
 from __future__ import annotations
 
 import contextlib
+import copy
 
 import numpy as np
 
@@ -131,13 +132,16 @@ class DataParallel:
 
     def callbacks(self, callbacks):
         """The callbacks this rank runs: all on rank 0; elsewhere those that write no
-        files (checkpoints, CSV logs, TensorBoard events are rank 0's)."""
+        files (checkpoints, CSV logs, TensorBoard events are rank 0's), and
+        BackupAndRestore restoring only."""
         if self.is_chief or callbacks is None:
             return callbacks
-        from ..callbacks import CallbackList, _flatten
+        from ..callbacks import CallbackList
+        from ..callbacks.core import _flatten
         if isinstance(callbacks, CallbackList):
             return callbacks
-        return [cb for cb in _flatten(callbacks) if not _writes_files(cb)]
+        return [_restore_only(cb) if _kind(cb, "BackupAndRestore") else cb
+                for cb in _flatten(callbacks) if not _writes_files(cb)]
 
     def agree(self, flag: bool) -> bool:
         """True on every rank if it is True on any."""
@@ -165,5 +169,18 @@ def _has_slots(model) -> bool:
 _FILE_WRITERS = ("ModelCheckpoint", "CSVLogger", "TensorBoard")
 
 
+def _kind(cb, *names) -> bool:
+    return any(k.__name__ in names for k in type(cb).__mro__)
+
+
 def _writes_files(cb) -> bool:
-    return any(k.__name__ in _FILE_WRITERS for k in type(cb).__mro__)
+    return _kind(cb, *_FILE_WRITERS)
+
+
+def _restore_only(cb):
+    """A BackupAndRestore that restores like rank 0's (every rank resumes at the same
+    epoch, from the same weights) but leaves writing and deleting backups to rank 0."""
+    reader = copy.copy(cb)
+    reader._save_model = lambda: None
+    reader.delete_checkpoint = False
+    return reader
