@@ -195,6 +195,8 @@ def test_bad_arguments():
         distribute.DataParallel(devices=["cpu:0", "cpu:1"])
     with pytest.raises(ValueError, match="predict_on"):
         distribute.DataParallel(predict_on="rank1")
+    with pytest.raises(ValueError, match="`timeout` must be a positive number"):
+        distribute.DataParallel(timeout=0)
     with pytest.raises(ValueError, match="number of ranks must be positive"):
         launch.mpiexec_command(0, ["x.py"])
 
@@ -256,3 +258,10 @@ def test_only_rank_0_prints_and_writes_files(tmp_path):
     reader._save_model()        # restores like rank 0, never writes
     assert not (tmp_path / "backup").exists()
     assert dp.verbose(1) == 0 and dp.verbose("auto") == 0
+
+
+def test_under_mpiexec_without_mpi4py_the_error_names_the_extra(monkeypatch):
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "2")
+    monkeypatch.setitem(sys.modules, "mpi4py", None)
+    with pytest.raises(ImportError, match=r'pip install "kcompile\[mpi\]"'):
+        distribute.DataParallel()

@@ -51,6 +51,10 @@ class DataParallel:
         if device_mesh is not None:
             raise ValueError("DataParallel: `device_mesh` is not supported; the devices are "
                              "the MPI ranks of the run (pass devices=None)")
+        if timeout is not None and (isinstance(timeout, bool) or
+                                    not isinstance(timeout, (int, float)) or not timeout > 0):
+            raise ValueError(f"DataParallel: `timeout` must be a positive number of seconds "
+                             f"or None, received {timeout!r}")
         if predict_on not in ("all", "chief"):
             raise ValueError(f"DataParallel: `predict_on` must be 'all' or 'chief', received "
                              f"{predict_on!r}")
