@@ -33,7 +33,7 @@ from workloads import WORKLOADS, data  # noqa: E402
 
 #: networks for the projection: (name, bandwidth bytes/s per link, latency s per message)
 #: timed repetitions of each measurement; the fastest is kept
-REPEATS = 3
+REPEATS = 5
 NETWORKS = [("10 Gb/s Ethernet", 1.25e9, 30e-6), ("100 Gb/s InfiniBand", 12.5e9, 2e-6)]
 
 
