@@ -6,6 +6,7 @@ from .convolutional import (Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, Co
                             Convolution1DTranspose, Convolution2D, Convolution2DTranspose,
                             DepthwiseConv2D, SeparableConv2D, SeparableConvolution2D)
 from .embedding import Embedding
+from .lambda_layer import Lambda
 from .masking import Masking
 from .merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract, add,
                       average, concatenate, maximum, minimum, multiply, subtract)
@@ -37,7 +38,7 @@ __all__ = ["Layer", "Dense", "Activation", "InputLayer", "Input", "Embedding", "
            "UpSampling1D", "UpSampling2D", "ZeroPadding1D", "ZeroPadding2D", "Cropping1D",
            "Cropping2D", "Conv1D", "Conv2D", "Conv1DTranspose", "Conv2DTranspose",
            "DepthwiseConv2D", "SeparableConv2D", "Convolution1D", "Convolution2D",
-           "Convolution1DTranspose", "Convolution2DTranspose", "SeparableConvolution2D"]
+           "Convolution1DTranspose", "Convolution2DTranspose", "SeparableConvolution2D", "Lambda"]
 
 
 def serialize(layer):
@@ -48,5 +49,7 @@ def serialize(layer):
 
 def deserialize(config, custom_objects=None):
     """keras.layers.deserialize: the layer a `serialize` dict describes."""
+    from ..saving.safe_mode import default_scope
     from ..saving.serialization import deserialize_layer
-    return deserialize_layer(config, custom_objects)
+    with default_scope(True):        # as Keras: Python lambdas need unsafe deserialization
+        return deserialize_layer(config, custom_objects)
