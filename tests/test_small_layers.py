@@ -101,6 +101,18 @@ CASES = [
      [(2, 4, 5)], lambda x: x * np.sqrt(VAR4)[:, None] + MEAN4[:, None]),
     ("Normalization-axis-none", lambda: layers.Normalization(axis=None, mean=2.0, variance=4.0),
      [(2, 4, 5)], lambda x: (x - 2.0) / 2.0),
+    ("ZeroPadding3D-pairs", lambda: layers.ZeroPadding3D(((1, 0), (0, 2), (1, 1))),
+     [(2, 3, 2, 4, 2)], lambda x: np.pad(x, [(0, 0), (1, 0), (0, 2), (1, 1), (0, 0)])),
+    ("ZeroPadding3D-first", lambda: layers.ZeroPadding3D(1, "channels_first"),
+     [(2, 2, 3, 2, 4)], lambda x: np.pad(x, [(0, 0), (0, 0), (1, 1), (1, 1), (1, 1)])),
+    ("Cropping3D-pairs", lambda: layers.Cropping3D(((1, 0), (0, 2), (1, 1))),
+     [(2, 3, 4, 5, 2)], lambda x: x[:, 1:, :-2, 1:-1]),
+    ("Cropping3D-first", lambda: layers.Cropping3D((1, 0, 1), "channels_first"),
+     [(2, 2, 4, 3, 5)], lambda x: x[:, :, 1:-1, :, 1:-1]),
+    ("UpSampling3D", lambda: layers.UpSampling3D((2, 1, 3)), [(2, 2, 3, 2, 2)],
+     lambda x: np.repeat(np.repeat(x, 2, axis=1), 3, axis=3)),
+    ("UpSampling3D-first", lambda: layers.UpSampling3D(2, "channels_first"), [(2, 2, 2, 1, 2)],
+     lambda x: np.repeat(np.repeat(np.repeat(x, 2, axis=2), 2, axis=3), 2, axis=4)),
 ]
 IDS = [c[0] for c in CASES]
 BY_ID = {c[0]: c for c in CASES}
@@ -520,5 +532,11 @@ def test_bad_arguments_raise_keras_errors():
         layers.SpatialDropout1D(0.5)(np.zeros((2, 3), np.float32), training=True)
     with pytest.raises(ValueError, match="broadcastable"):
         layers.Softmax()(np.zeros((2, 3), np.float32), mask=np.ones((2, 4), np.int32))
+    with pytest.raises(ValueError, match="tuple of 3 tuples"):
+        layers.ZeroPadding3D((1, 2))
+    with pytest.raises(ValueError, match="smaller than the corresponding"):
+        layers.Cropping3D(2)(np.zeros((1, 4, 4, 3, 1), np.float32))
+    with pytest.raises(ValueError, match="size"):
+        layers.UpSampling3D((2, 2))
     with pytest.raises(ValueError, match="shared_axes"):
         layers.PReLU(shared_axes=[0]).build((None, 3))

@@ -22,8 +22,9 @@ from .regularization import Dropout
 from .pooling import (AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D,
                       GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D,
                       MaxPooling1D, MaxPooling2D)
-from .reshaping import (Cropping1D, Cropping2D, Flatten, Permute, RepeatVector, Reshape,
-                        UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D)
+from .reshaping import (Cropping1D, Cropping2D, Cropping3D, Flatten, Permute, RepeatVector,
+                        Reshape, UpSampling1D, UpSampling2D, UpSampling3D, ZeroPadding1D,
+                        ZeroPadding2D, ZeroPadding3D)
 from .wrappers import Bidirectional, TimeDistributed
 
 # Keras' short names for the pooling layers.
@@ -48,7 +49,8 @@ __all__ = ["Layer", "Dense", "Activation", "InputLayer", "Input", "Embedding", "
            "ELU", "PReLU", "Softmax", "ActivityRegularization", "Dot", "dot", "Identity",
            "AlphaDropout", "GaussianDropout", "GaussianNoise", "SpatialDropout1D",
            "SpatialDropout2D", "SpatialDropout3D", "CategoryEncoding", "Discretization",
-           "Normalization", "Rescaling", "Permute"]
+           "Normalization", "Rescaling", "Permute", "Cropping3D", "UpSampling3D",
+           "ZeroPadding3D"]
 
 
 def serialize(layer):
