@@ -54,6 +54,24 @@ def l2n(x, axis):
     return x / np.maximum(np.sqrt((x * x).sum(axis=axis, keepdims=True)), EPS)
 
 
+def resize_ref(x, out_h, out_w, method="bilinear", axes=(1, 2)):
+    """Half-pixel resizing, a loop per output pixel: bilinear samples input position
+    (i + 0.5) * n / out - 0.5 (clamped), nearest takes floor((i + 0.5) * n / out)."""
+    for axis, out in zip(axes, (out_h, out_w)):
+        n = x.shape[axis]
+        rows = []
+        for i in range(out):
+            if method == "nearest":
+                rows.append(np.take(x, min(int((i + 0.5) * n / out), n - 1), axis))
+                continue
+            p = min(max((i + 0.5) * n / out - 0.5, 0.0), n - 1.0)
+            lo = int(np.floor(p))
+            hi = min(lo + 1, n - 1)
+            rows.append(np.take(x, lo, axis) * (1 - (p - lo)) + np.take(x, hi, axis) * (p - lo))
+        x = np.stack(rows, axis)
+    return x
+
+
 MEAN5 = np.array([0.1, 0.2, 0.3, 0.4, 0.5])
 VAR5 = np.array([1.0, 2.0, 0.5, 4.0, 1.5])
 MEAN4 = np.array([1.0, -1.0, 0.0, 2.0])
@@ -111,6 +129,20 @@ CASES = [
      [(2, 2, 4, 3, 5)], lambda x: x[:, :, 1:-1, :, 1:-1]),
     ("UpSampling3D", lambda: layers.UpSampling3D((2, 1, 3)), [(2, 2, 3, 2, 2)],
      lambda x: np.repeat(np.repeat(x, 2, axis=1), 3, axis=3)),
+    ("Resizing-bilinear-down", lambda: layers.Resizing(3, 4), [(2, 5, 7, 2)],
+     lambda x: resize_ref(x, 3, 4)),
+    ("Resizing-bilinear-up", lambda: layers.Resizing(7, 9), [(2, 3, 4, 2)],
+     lambda x: resize_ref(x, 7, 9)),
+    ("Resizing-nearest", lambda: layers.Resizing(4, 3, "nearest"), [(2, 6, 5, 2)],
+     lambda x: resize_ref(x, 4, 3, "nearest")),
+    ("Resizing-crop-aspect", lambda: layers.Resizing(4, 4, crop_to_aspect_ratio=True),
+     [(2, 6, 9, 2)], lambda x: resize_ref(x[:, :, 1:7], 4, 4)),
+    ("Resizing-first", lambda: layers.Resizing(3, 5, data_format="channels_first"),
+     [(2, 2, 4, 4)], lambda x: resize_ref(x, 3, 5, axes=(2, 3))),
+    ("CenterCrop", lambda: layers.CenterCrop(3, 4), [(2, 6, 7, 2)], lambda x: x[:, 1:4, 1:5]),
+    ("CenterCrop-smaller", lambda: layers.CenterCrop(6, 4), [(2, 4, 5, 2)],
+     lambda x: resize_ref(x[:, :, 1:3], 6, 4)),        # the 4x2 crop of aspect 6:4
+    ("RandomFlip-inference", lambda: layers.RandomFlip(), [(2, 3, 4, 2)], lambda x: x),
     ("UpSampling3D-first", lambda: layers.UpSampling3D(2, "channels_first"), [(2, 2, 2, 1, 2)],
      lambda x: np.repeat(np.repeat(np.repeat(x, 2, axis=2), 2, axis=3), 2, axis=4)),
 ]
@@ -348,6 +380,20 @@ def test_noise_layers_in_fit_change_every_step():
         assert len(set(losses)) == 3, (type(noise).__name__, losses)
         clean = float(model.evaluate(x, y, verbose=0))
         assert clean == pytest.approx(float(model.evaluate(x, y, verbose=0)))
+
+
+@pytest.mark.parametrize("mode,flip", [("horizontal", lambda x: x[:, ::-1]),
+                                       ("vertical", lambda x: x[::-1]),
+                                       ("horizontal_and_vertical", lambda x: x[::-1, ::-1])])
+def test_random_flip_flips_whole_images_half_the_time(mode, flip):
+    x = np.random.default_rng(1).normal(size=(64, 3, 4, 2)).astype(np.float32)
+    y = np.asarray(layers.RandomFlip(mode, seed=2)(x, training=True))
+    flipped = [np.array_equal(y[i], flip(x[i])) for i in range(64)]
+    kept = [np.array_equal(y[i], x[i]) for i in range(64)]
+    assert all(a != b for a, b in zip(flipped, kept))
+    assert 16 < sum(flipped) < 48
+    with pytest.raises(ValueError, match="unknown mode"):
+        layers.RandomFlip("diagonal")
 
 
 # ------------------------------------------------------------ ActivityRegularization

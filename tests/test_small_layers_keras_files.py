@@ -18,7 +18,7 @@ from kcompile.ir.passes import autodiff
 from kcompile.tracing import Trace, tracing
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "small")
-FILES = [("weightless", "keras"), ("volumes", "keras"), ("with_weights", "keras"), ("with_weights", "h5"),
+FILES = [("weightless", "keras"), ("volumes", "keras"), ("images", "keras"), ("with_weights", "keras"), ("with_weights", "h5"),
          ("encodings", "keras"), ("encodings", "h5")]
 
 
@@ -46,7 +46,7 @@ def test_keras_file_predicts_keras_outputs(name, ext):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=2e-6, err_msg=f"output {i}")
 
 
-@pytest.mark.parametrize("name", ["weightless", "volumes"])
+@pytest.mark.parametrize("name", ["weightless", "volumes", "images"])
 def test_keras_file_input_gradient_matches_keras(name):
     data = _data(name)
     model = models.load_model(os.path.join(HERE, f"{name}.keras"))
@@ -84,7 +84,7 @@ def _plain(value):
 
 def test_config_keys_are_keras_keys():
     seen = set()
-    for name in ("weightless", "with_weights", "encodings", "volumes"):
+    for name in ("weightless", "with_weights", "encodings", "volumes", "images"):
         with zipfile.ZipFile(os.path.join(HERE, f"{name}.keras")) as z:
             config = json.loads(z.read("config.json"))
         for entry in config["config"]["layers"]:
@@ -103,4 +103,4 @@ def test_config_keys_are_keras_keys():
                     "GaussianDropout", "SpatialDropout1D", "AlphaDropout",
                     "ActivityRegularization", "Rescaling", "Normalization", "PReLU",
                     "CategoryEncoding", "Discretization", "ZeroPadding3D", "Cropping3D",
-                    "UpSampling3D"}
+                    "UpSampling3D", "Resizing", "CenterCrop", "RandomFlip"}

@@ -16,7 +16,8 @@ from .merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Sub
 from .noise import (AlphaDropout, GaussianDropout, GaussianNoise, SpatialDropout1D,
                     SpatialDropout2D, SpatialDropout3D)
 from .normalization import BatchNormalization
-from .preprocessing import CategoryEncoding, Discretization, Normalization, Rescaling
+from .preprocessing import (CategoryEncoding, CenterCrop, Discretization, Normalization,
+                            RandomFlip, Rescaling, Resizing)
 from .recurrent import GRU, LSTM, SimpleRNN
 from .regularization import Dropout
 from .pooling import (AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D,
@@ -50,7 +51,7 @@ __all__ = ["Layer", "Dense", "Activation", "InputLayer", "Input", "Embedding", "
            "AlphaDropout", "GaussianDropout", "GaussianNoise", "SpatialDropout1D",
            "SpatialDropout2D", "SpatialDropout3D", "CategoryEncoding", "Discretization",
            "Normalization", "Rescaling", "Permute", "Cropping3D", "UpSampling3D",
-           "ZeroPadding3D"]
+           "ZeroPadding3D", "CenterCrop", "RandomFlip", "Resizing"]
 
 
 def serialize(layer):

@@ -1,8 +1,13 @@
 """Preprocessing layers that run inside the compiled model: feature normalization
-(adapted to data), rescaling, binning and categorical encoding."""
+(adapted to data), rescaling, binning, categorical encoding, image resizing,
+cropping and flipping."""
 from .category_encoding import CategoryEncoding
+from .center_crop import CenterCrop
 from .discretization import Discretization
 from .normalization import Normalization
+from .random_flip import RandomFlip
 from .rescaling import Rescaling
+from .resizing import Resizing
 
-__all__ = ["CategoryEncoding", "Discretization", "Normalization", "Rescaling"]
+__all__ = ["CategoryEncoding", "CenterCrop", "Discretization", "Normalization", "RandomFlip",
+           "Rescaling", "Resizing"]
