@@ -544,6 +544,22 @@ def test_model_with_every_layer_saves_and_loads(tmp_path, ext):
                                                           model.layers[2:]]
 
 
+@pytest.mark.parametrize("ext", ["keras", "h5"])
+def test_image_and_volume_layers_save_and_load(tmp_path, ext):
+    model = models.Sequential([
+        layers.Input((6, 7, 2)), layers.RandomFlip("horizontal", seed=1),
+        layers.Resizing(5, 5, crop_to_aspect_ratio=True), layers.CenterCrop(4, 3),
+        layers.Reshape((4, 3, 2, 1)), layers.ZeroPadding3D(((1, 0), (0, 1), (1, 1))),
+        layers.Cropping3D(((0, 1), (1, 0), (1, 0))), layers.UpSampling3D((1, 2, 1)),
+        layers.Flatten(), layers.Discretization([-0.5, 0.5], output_mode="int")])
+    x = np.random.default_rng(3).normal(size=(2, 6, 7, 2)).astype(np.float32)
+    path = str(tmp_path / f"m.{ext}")
+    model.save(path)
+    loaded = models.load_model(path)
+    assert [l.get_config() for l in loaded.layers] == [l.get_config() for l in model.layers]
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
 def test_encoding_model_saves_and_loads(tmp_path):
     ids = layers.Input((3,), dtype="int32")
     out = layers.CategoryEncoding(6, "count")(ids)
