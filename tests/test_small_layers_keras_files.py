@@ -95,6 +95,9 @@ def test_config_keys_are_keras_keys():
             ours = json.loads(json.dumps(cls.from_config(keras_cfg).get_config()))
             keras_keys = set(keras_cfg) - {"dtype"}
             assert keras_keys <= set(ours), (entry["class_name"], keras_keys - set(ours))
+            # Nothing Keras' constructor would reject (ELU's alpha it takes, not writes).
+            extra = set(ours) - set(keras_cfg) - ({"alpha"} if cls is layers.ELU else set())
+            assert not extra, (entry["class_name"], extra)
             for key in keras_keys - {"name", "trainable"}:
                 assert _plain(ours[key]) == _plain(keras_cfg[key]), \
                     (entry["class_name"], key, ours[key], keras_cfg[key])

@@ -141,8 +141,9 @@ class _SpatialDropout(Dropout):
         return super().call(inputs, training=training)
 
     def get_config(self):
-        return {"name": self.name, "trainable": self.trainable, "dtype": self.dtype,
-                "rate": self.rate, "seed": self.seed, "data_format": self.data_format}
+        # Keras' keys exactly: its SpatialDropout constructors take no `trainable`.
+        return {"rate": self.rate, "seed": self.seed, "name": self.name, "dtype": self.dtype,
+                "data_format": self.data_format}
 
 
 class SpatialDropout1D(_SpatialDropout):

@@ -59,4 +59,4 @@ class CategoryEncoding(Layer):
 
     def get_config(self):
         return {**super().get_config(), "num_tokens": self.num_tokens,
-                "output_mode": self.output_mode, "sparse": self.sparse}
+                "output_mode": self.output_mode}

@@ -76,6 +76,8 @@ class Discretization(Layer):
         return super().compute_output_shape(input_shape)
 
     def get_config(self):
-        return {**super().get_config(), "bin_boundaries": self.bin_boundaries,
+        config = super().get_config()
+        config.pop("trainable", None)         # Keras' Discretization takes no `trainable`
+        return {**config, "bin_boundaries": self.bin_boundaries,
                 "num_bins": self.num_bins, "epsilon": self.epsilon,
                 "output_mode": self.output_mode, "sparse": self.sparse}
