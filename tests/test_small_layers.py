@@ -143,6 +143,8 @@ CASES = [
     ("CenterCrop-smaller", lambda: layers.CenterCrop(6, 4), [(2, 4, 5, 2)],
      lambda x: resize_ref(x[:, :, 1:3], 6, 4)),        # the 4x2 crop of aspect 6:4
     ("RandomFlip-inference", lambda: layers.RandomFlip(), [(2, 3, 4, 2)], lambda x: x),
+    ("RandomRotation-inference", lambda: layers.RandomRotation(0.2), [(2, 3, 4, 2)],
+     lambda x: x),
     ("UpSampling3D-first", lambda: layers.UpSampling3D(2, "channels_first"), [(2, 2, 2, 1, 2)],
      lambda x: np.repeat(np.repeat(np.repeat(x, 2, axis=2), 2, axis=3), 2, axis=4)),
 ]
@@ -548,6 +550,7 @@ def test_model_with_every_layer_saves_and_loads(tmp_path, ext):
 def test_image_and_volume_layers_save_and_load(tmp_path, ext):
     model = models.Sequential([
         layers.Input((6, 7, 2)), layers.RandomFlip("horizontal", seed=1),
+        layers.RandomRotation((-0.1, 0.2), fill_mode="wrap", seed=3),
         layers.Resizing(5, 5, crop_to_aspect_ratio=True), layers.CenterCrop(4, 3),
         layers.Reshape((4, 3, 2, 1)), layers.ZeroPadding3D(((1, 0), (0, 1), (1, 1))),
         layers.Cropping3D(((0, 1), (1, 0), (1, 0))), layers.UpSampling3D((1, 2, 1)),
@@ -600,5 +603,11 @@ def test_bad_arguments_raise_keras_errors():
         layers.Cropping3D(2)(np.zeros((1, 4, 4, 3, 1), np.float32))
     with pytest.raises(ValueError, match="size"):
         layers.UpSampling3D((2, 2))
+    with pytest.raises(ValueError, match="`factor` argument should be a number"):
+        layers.RandomRotation(1.5)
+    with pytest.raises(NotImplementedError, match="Unknown `fill_mode`"):
+        layers.RandomRotation(0.1, fill_mode="mirror")
+    with pytest.raises(ValueError, match="kcompile implements interpolation"):
+        layers.Resizing(3, 3, "bicubic")
     with pytest.raises(ValueError, match="shared_axes"):
         layers.PReLU(shared_axes=[0]).build((None, 3))

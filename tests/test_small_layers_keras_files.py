@@ -106,4 +106,53 @@ def test_config_keys_are_keras_keys():
                     "GaussianDropout", "SpatialDropout1D", "AlphaDropout",
                     "ActivityRegularization", "Rescaling", "Normalization", "PReLU",
                     "CategoryEncoding", "Discretization", "ZeroPadding3D", "Cropping3D",
-                    "UpSampling3D", "Resizing", "CenterCrop", "RandomFlip"}
+                    "UpSampling3D", "Resizing", "CenterCrop", "RandomFlip", "RandomRotation"}
+
+
+ROTATIONS = [dict(factor=(0.1, 0.1)),
+             dict(factor=(-0.3, -0.3), fill_mode="constant", fill_value=0.5),
+             dict(factor=(0.2, 0.2), fill_mode="nearest"),
+             dict(factor=(0.45, 0.45), fill_mode="wrap"),
+             dict(factor=(0.07, 0.07), interpolation="nearest"),
+             dict(factor=(0.6, 0.6), fill_mode="reflect"),
+             dict(factor=(0.15, 0.15), data_format="channels_first")]
+
+
+def _rotation_graph(kwargs, shape):
+    """RandomRotation traced in training: y, loss = <y, r>, grad/x; its seed state."""
+    trace = Trace()
+    layer = layers.RandomRotation(**kwargs)
+    with tracing(trace):
+        x = trace.input("x", shape)
+        r = trace.input("r", shape)
+        y = layer(x, training=True)
+        trace.graph.outputs["y"] = y.id
+        trace.graph.outputs["loss"] = F.sum(y * r).id
+    return autodiff(trace.graph, wrt_role="input"), trace
+
+
+@pytest.mark.parametrize("i", range(len(ROTATIONS)))
+def test_random_rotation_in_training_matches_keras(i):
+    """A fixed angle (factor (a, a)): Keras' rotation, fill mode and interpolation, on the
+    reference interpreter and compiled, and Keras' input gradient."""
+    from kcompile.runtime.executable import NativeExecutable, ReferenceExecutable
+    from kcompile.runtime.state import State
+    from kcompile.ir.graph import TensorType
+    data = _data("rotations")
+    x = data["x"]
+    g, trace = _rotation_graph(ROTATIONS[i], x.shape)
+    feeds = {"x": x, "r": data[f"r{i}"]}
+    layout = [(v.path, TensorType(v.shape, str(v.dtype))) for v in trace.variables]
+    outs = {}
+    for name, exe_cls in (("reference", ReferenceExecutable), ("native", NativeExecutable)):
+        state = State(layout)
+        for v in trace.variables:
+            state.assign(v.path, v.numpy())
+        outs[name] = exe_cls({"e": g}, state).run("e", feeds)
+    for name, got in outs.items():
+        np.testing.assert_allclose(got["y"], data[f"y{i}"], rtol=1e-5, atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(got["grad/x"], data[f"grad{i}"], rtol=1e-4, atol=1e-4,
+                                   err_msg=name)
+    eager = np.asarray(layers.RandomRotation(**ROTATIONS[i])(x, training=True))
+    np.testing.assert_allclose(eager, data[f"y{i}"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(layers.RandomRotation(**ROTATIONS[i])(x)), x)

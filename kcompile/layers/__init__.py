@@ -17,7 +17,7 @@ from .noise import (AlphaDropout, GaussianDropout, GaussianNoise, SpatialDropout
                     SpatialDropout2D, SpatialDropout3D)
 from .normalization import BatchNormalization
 from .preprocessing import (CategoryEncoding, CenterCrop, Discretization, Normalization,
-                            RandomFlip, Rescaling, Resizing)
+                            RandomFlip, RandomRotation, Rescaling, Resizing)
 from .recurrent import GRU, LSTM, SimpleRNN
 from .regularization import Dropout
 from .pooling import (AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D,
@@ -51,7 +51,8 @@ __all__ = ["Layer", "Dense", "Activation", "InputLayer", "Input", "Embedding", "
            "AlphaDropout", "GaussianDropout", "GaussianNoise", "SpatialDropout1D",
            "SpatialDropout2D", "SpatialDropout3D", "CategoryEncoding", "Discretization",
            "Normalization", "Rescaling", "Permute", "Cropping3D", "UpSampling3D",
-           "ZeroPadding3D", "CenterCrop", "RandomFlip", "Resizing"]
+           "ZeroPadding3D", "CenterCrop", "RandomFlip", "Resizing",
+           "RandomRotation"]
 
 
 def serialize(layer):

@@ -6,8 +6,9 @@ from .center_crop import CenterCrop
 from .discretization import Discretization
 from .normalization import Normalization
 from .random_flip import RandomFlip
+from .random_rotation import RandomRotation
 from .rescaling import Rescaling
 from .resizing import Resizing
 
 __all__ = ["CategoryEncoding", "CenterCrop", "Discretization", "Normalization", "RandomFlip",
-           "Rescaling", "Resizing"]
+           "RandomRotation", "Rescaling", "Resizing"]
