@@ -145,6 +145,9 @@ CASES = [
     ("RandomFlip-inference", lambda: layers.RandomFlip(), [(2, 3, 4, 2)], lambda x: x),
     ("RandomRotation-inference", lambda: layers.RandomRotation(0.2), [(2, 3, 4, 2)],
      lambda x: x),
+    ("RandomTranslation-inference", lambda: layers.RandomTranslation(0.2, 0.1), [(2, 3, 4, 2)],
+     lambda x: x),
+    ("RandomZoom-inference", lambda: layers.RandomZoom(0.2), [(2, 3, 4, 2)], lambda x: x),
     ("UpSampling3D-first", lambda: layers.UpSampling3D(2, "channels_first"), [(2, 2, 2, 1, 2)],
      lambda x: np.repeat(np.repeat(np.repeat(x, 2, axis=2), 2, axis=3), 2, axis=4)),
 ]
@@ -551,6 +554,7 @@ def test_image_and_volume_layers_save_and_load(tmp_path, ext):
     model = models.Sequential([
         layers.Input((6, 7, 2)), layers.RandomFlip("horizontal", seed=1),
         layers.RandomRotation((-0.1, 0.2), fill_mode="wrap", seed=3),
+        layers.RandomTranslation(0.1, [-0.2, 0.1], seed=4), layers.RandomZoom(0.1, seed=5),
         layers.Resizing(5, 5, crop_to_aspect_ratio=True), layers.CenterCrop(4, 3),
         layers.Reshape((4, 3, 2, 1)), layers.ZeroPadding3D(((1, 0), (0, 1), (1, 1))),
         layers.Cropping3D(((0, 1), (1, 0), (1, 0))), layers.UpSampling3D((1, 2, 1)),
@@ -607,6 +611,10 @@ def test_bad_arguments_raise_keras_errors():
         layers.RandomRotation(1.5)
     with pytest.raises(NotImplementedError, match="Unknown `fill_mode`"):
         layers.RandomRotation(0.1, fill_mode="mirror")
+    with pytest.raises(ValueError, match=r"in the range \(-1.0, 1.0\]"):
+        layers.RandomZoom(-1.0)
+    with pytest.raises(ValueError, match=r"in the range \[-1.0, 1.0\]"):
+        layers.RandomTranslation(0.1, 1.5)
     with pytest.raises(ValueError, match="kcompile implements interpolation"):
         layers.Resizing(3, 3, "bicubic")
     with pytest.raises(ValueError, match="shared_axes"):

@@ -106,22 +106,33 @@ def test_config_keys_are_keras_keys():
                     "GaussianDropout", "SpatialDropout1D", "AlphaDropout",
                     "ActivityRegularization", "Rescaling", "Normalization", "PReLU",
                     "CategoryEncoding", "Discretization", "ZeroPadding3D", "Cropping3D",
-                    "UpSampling3D", "Resizing", "CenterCrop", "RandomFlip", "RandomRotation"}
+                    "UpSampling3D", "Resizing", "CenterCrop", "RandomFlip", "RandomRotation",
+                    "RandomTranslation", "RandomZoom"}
 
 
-ROTATIONS = [dict(factor=(0.1, 0.1)),
-             dict(factor=(-0.3, -0.3), fill_mode="constant", fill_value=0.5),
-             dict(factor=(0.2, 0.2), fill_mode="nearest"),
-             dict(factor=(0.45, 0.45), fill_mode="wrap"),
-             dict(factor=(0.07, 0.07), interpolation="nearest"),
-             dict(factor=(0.6, 0.6), fill_mode="reflect"),
-             dict(factor=(0.15, 0.15), data_format="channels_first")]
+AFFINE = [("RandomRotation", dict(factor=(0.1, 0.1))),
+          ("RandomRotation", dict(factor=(-0.3, -0.3), fill_mode="constant", fill_value=0.5)),
+          ("RandomRotation", dict(factor=(0.2, 0.2), fill_mode="nearest")),
+          ("RandomRotation", dict(factor=(0.45, 0.45), fill_mode="wrap")),
+          ("RandomRotation", dict(factor=(0.07, 0.07), interpolation="nearest")),
+          ("RandomRotation", dict(factor=(0.6, 0.6), fill_mode="reflect")),
+          ("RandomRotation", dict(factor=(0.15, 0.15), data_format="channels_first")),
+          ("RandomTranslation", dict(height_factor=(0.3, 0.3), width_factor=(-0.25, -0.25))),
+          ("RandomTranslation", dict(height_factor=(-0.1, -0.1), width_factor=(0.45, 0.45),
+                                     fill_mode="constant", fill_value=-1.0)),
+          ("RandomTranslation", dict(height_factor=(0.5, 0.5), width_factor=(0.1, 0.1),
+                                     fill_mode="wrap", interpolation="nearest")),
+          ("RandomZoom", dict(height_factor=(0.3, 0.3))),
+          ("RandomZoom", dict(height_factor=(-0.4, -0.4), width_factor=(0.2, 0.2),
+                              fill_mode="nearest")),
+          ("RandomZoom", dict(height_factor=(0.5, 0.5), width_factor=(-0.3, -0.3),
+                              fill_mode="constant", interpolation="nearest"))]
 
 
-def _rotation_graph(kwargs, shape):
-    """RandomRotation traced in training: y, loss = <y, r>, grad/x; its seed state."""
+def _affine_graph(make, shape):
+    """A random affine layer traced in training: y, loss = <y, r>, grad/x; its seed state."""
     trace = Trace()
-    layer = layers.RandomRotation(**kwargs)
+    layer = make()
     with tracing(trace):
         x = trace.input("x", shape)
         r = trace.input("r", shape)
@@ -131,16 +142,21 @@ def _rotation_graph(kwargs, shape):
     return autodiff(trace.graph, wrt_role="input"), trace
 
 
-@pytest.mark.parametrize("i", range(len(ROTATIONS)))
-def test_random_rotation_in_training_matches_keras(i):
-    """A fixed angle (factor (a, a)): Keras' rotation, fill mode and interpolation, on the
-    reference interpreter and compiled, and Keras' input gradient."""
+@pytest.mark.parametrize("i", range(len(AFFINE)), ids=[f"{c}-{i}" for i, (c, _) in
+                                                      enumerate(AFFINE)])
+def test_random_affine_layers_in_training_match_keras(i):
+    """One fixed draw (factors (a, a)): Keras' transform, fill mode and interpolation, on
+    the reference interpreter and compiled, and Keras' input gradient."""
     from kcompile.runtime.executable import NativeExecutable, ReferenceExecutable
     from kcompile.runtime.state import State
     from kcompile.ir.graph import TensorType
-    data = _data("rotations")
+    data = _data("affine")
     x = data["x"]
-    g, trace = _rotation_graph(ROTATIONS[i], x.shape)
+    cls, kwargs = AFFINE[i]
+
+    def make():
+        return getattr(layers, cls)(**kwargs)
+    g, trace = _affine_graph(make, x.shape)
     feeds = {"x": x, "r": data[f"r{i}"]}
     layout = [(v.path, TensorType(v.shape, str(v.dtype))) for v in trace.variables]
     outs = {}
@@ -153,6 +169,6 @@ def test_random_rotation_in_training_matches_keras(i):
         np.testing.assert_allclose(got["y"], data[f"y{i}"], rtol=1e-5, atol=1e-5, err_msg=name)
         np.testing.assert_allclose(got["grad/x"], data[f"grad{i}"], rtol=1e-4, atol=1e-4,
                                    err_msg=name)
-    eager = np.asarray(layers.RandomRotation(**ROTATIONS[i])(x, training=True))
-    np.testing.assert_allclose(eager, data[f"y{i}"], rtol=1e-5, atol=1e-5)
-    np.testing.assert_array_equal(np.asarray(layers.RandomRotation(**ROTATIONS[i])(x)), x)
+    np.testing.assert_allclose(np.asarray(make()(x, training=True)), data[f"y{i}"],
+                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(make()(x)), x)

@@ -7,8 +7,10 @@ from .discretization import Discretization
 from .normalization import Normalization
 from .random_flip import RandomFlip
 from .random_rotation import RandomRotation
+from .random_translation import RandomTranslation
+from .random_zoom import RandomZoom
 from .rescaling import Rescaling
 from .resizing import Resizing
 
 __all__ = ["CategoryEncoding", "CenterCrop", "Discretization", "Normalization", "RandomFlip",
-           "RandomRotation", "Rescaling", "Resizing"]
+           "RandomRotation", "RandomTranslation", "RandomZoom", "Rescaling", "Resizing"]
