@@ -148,6 +148,10 @@ CASES = [
     ("RandomTranslation-inference", lambda: layers.RandomTranslation(0.2, 0.1), [(2, 3, 4, 2)],
      lambda x: x),
     ("RandomZoom-inference", lambda: layers.RandomZoom(0.2), [(2, 3, 4, 2)], lambda x: x),
+    ("RandomContrast-inference", lambda: layers.RandomContrast(0.2), [(2, 3, 4, 2)],
+     lambda x: x),
+    ("RandomBrightness-inference", lambda: layers.RandomBrightness(0.2), [(2, 3, 4, 2)],
+     lambda x: x),
     ("UpSampling3D-first", lambda: layers.UpSampling3D(2, "channels_first"), [(2, 2, 2, 1, 2)],
      lambda x: np.repeat(np.repeat(np.repeat(x, 2, axis=2), 2, axis=3), 2, axis=4)),
 ]
@@ -401,6 +405,25 @@ def test_random_flip_flips_whole_images_half_the_time(mode, flip):
         layers.RandomFlip("diagonal")
 
 
+@pytest.mark.parametrize("fmt", ["channels_last", "channels_first"])
+def test_random_contrast_scales_each_image_about_its_channel_means(fmt):
+    """y = clip((x - mean_hw) * c + mean_hw, 0, 255) with one c per image in Keras'
+    range for factor (0.2, 0.4): [0.8, 1.4]."""
+    rng = np.random.default_rng(6)
+    x = rng.uniform(60, 190, size=(16, 4, 5, 3)).astype(np.float32)
+    axes = (1, 2)
+    if fmt == "channels_first":
+        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        axes = (2, 3)
+    y = np.asarray(layers.RandomContrast((0.2, 0.4), seed=3, data_format=fmt)(x, training=True))
+    mean = x.mean(axis=axes, keepdims=True)
+    c = ((y - mean) * (x - mean)).sum(axis=(1, 2, 3)) / ((x - mean) ** 2).sum(axis=(1, 2, 3))
+    assert (c >= 0.8 - 1e-5).all() and (c <= 1.4 + 1e-5).all() and c.std() > 0.05
+    want = np.clip((x - mean) * c[:, None, None, None] + mean, 0, 255)
+    np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-3)
+    assert layers.RandomContrast(0.5).factor == (0, 0.5)       # Keras: (0, f) for a number
+
+
 # ------------------------------------------------------------ ActivityRegularization
 def test_activity_regularization_adds_keras_loss_term():
     rng = np.random.default_rng(5)
@@ -555,6 +578,7 @@ def test_image_and_volume_layers_save_and_load(tmp_path, ext):
         layers.Input((6, 7, 2)), layers.RandomFlip("horizontal", seed=1),
         layers.RandomRotation((-0.1, 0.2), fill_mode="wrap", seed=3),
         layers.RandomTranslation(0.1, [-0.2, 0.1], seed=4), layers.RandomZoom(0.1, seed=5),
+        layers.RandomContrast(0.1), layers.RandomBrightness(0.1, (-5, 5)),
         layers.Resizing(5, 5, crop_to_aspect_ratio=True), layers.CenterCrop(4, 3),
         layers.Reshape((4, 3, 2, 1)), layers.ZeroPadding3D(((1, 0), (0, 1), (1, 1))),
         layers.Cropping3D(((0, 1), (1, 0), (1, 0))), layers.UpSampling3D((1, 2, 1)),
@@ -563,7 +587,9 @@ def test_image_and_volume_layers_save_and_load(tmp_path, ext):
     path = str(tmp_path / f"m.{ext}")
     model.save(path)
     loaded = models.load_model(path)
-    assert [l.get_config() for l in loaded.layers] == [l.get_config() for l in model.layers]
+    def configs(m):
+        return json.loads(json.dumps([l.get_config() for l in m.layers]))
+    assert configs(loaded) == configs(model)
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
 
 

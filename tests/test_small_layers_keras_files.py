@@ -107,10 +107,11 @@ def test_config_keys_are_keras_keys():
                     "ActivityRegularization", "Rescaling", "Normalization", "PReLU",
                     "CategoryEncoding", "Discretization", "ZeroPadding3D", "Cropping3D",
                     "UpSampling3D", "Resizing", "CenterCrop", "RandomFlip", "RandomRotation",
-                    "RandomTranslation", "RandomZoom"}
+                    "RandomTranslation", "RandomZoom", "RandomContrast",
+                    "RandomBrightness"}
 
 
-AFFINE = [("RandomRotation", dict(factor=(0.1, 0.1))),
+FIXED_DRAWS = [("RandomRotation", dict(factor=(0.1, 0.1))),
           ("RandomRotation", dict(factor=(-0.3, -0.3), fill_mode="constant", fill_value=0.5)),
           ("RandomRotation", dict(factor=(0.2, 0.2), fill_mode="nearest")),
           ("RandomRotation", dict(factor=(0.45, 0.45), fill_mode="wrap")),
@@ -126,11 +127,13 @@ AFFINE = [("RandomRotation", dict(factor=(0.1, 0.1))),
           ("RandomZoom", dict(height_factor=(-0.4, -0.4), width_factor=(0.2, 0.2),
                               fill_mode="nearest")),
           ("RandomZoom", dict(height_factor=(0.5, 0.5), width_factor=(-0.3, -0.3),
-                              fill_mode="constant", interpolation="nearest"))]
+                              fill_mode="constant", interpolation="nearest")),
+          ("RandomBrightness", dict(factor=(0.2, 0.2), value_range=(-2, 2))),
+          ("RandomBrightness", dict(factor=(-0.1, -0.1), value_range=[1.5, -1.0]))]
 
 
 def _affine_graph(make, shape):
-    """A random affine layer traced in training: y, loss = <y, r>, grad/x; its seed state."""
+    """A random image layer traced in training: y, loss = <y, r>, grad/x; its seed state."""
     trace = Trace()
     layer = make()
     with tracing(trace):
@@ -142,17 +145,17 @@ def _affine_graph(make, shape):
     return autodiff(trace.graph, wrt_role="input"), trace
 
 
-@pytest.mark.parametrize("i", range(len(AFFINE)), ids=[f"{c}-{i}" for i, (c, _) in
-                                                      enumerate(AFFINE)])
-def test_random_affine_layers_in_training_match_keras(i):
+@pytest.mark.parametrize("i", range(len(FIXED_DRAWS)), ids=[f"{c}-{i}" for i, (c, _) in
+                                                      enumerate(FIXED_DRAWS)])
+def test_random_image_layers_in_training_match_keras(i):
     """One fixed draw (factors (a, a)): Keras' transform, fill mode and interpolation, on
     the reference interpreter and compiled, and Keras' input gradient."""
     from kcompile.runtime.executable import NativeExecutable, ReferenceExecutable
     from kcompile.runtime.state import State
     from kcompile.ir.graph import TensorType
-    data = _data("affine")
+    data = _data("fixed_draws")
     x = data["x"]
-    cls, kwargs = AFFINE[i]
+    cls, kwargs = FIXED_DRAWS[i]
 
     def make():
         return getattr(layers, cls)(**kwargs)

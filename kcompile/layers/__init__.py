@@ -17,7 +17,8 @@ from .noise import (AlphaDropout, GaussianDropout, GaussianNoise, SpatialDropout
                     SpatialDropout2D, SpatialDropout3D)
 from .normalization import BatchNormalization
 from .preprocessing import (CategoryEncoding, CenterCrop, Discretization, Normalization,
-                            RandomFlip, RandomRotation, RandomTranslation, RandomZoom,
+                            RandomBrightness, RandomContrast, RandomFlip, RandomRotation,
+                            RandomTranslation, RandomZoom,
                             Rescaling, Resizing)
 from .recurrent import GRU, LSTM, SimpleRNN
 from .regularization import Dropout
@@ -53,7 +54,8 @@ __all__ = ["Layer", "Dense", "Activation", "InputLayer", "Input", "Embedding", "
            "SpatialDropout2D", "SpatialDropout3D", "CategoryEncoding", "Discretization",
            "Normalization", "Rescaling", "Permute", "Cropping3D", "UpSampling3D",
            "ZeroPadding3D", "CenterCrop", "RandomFlip", "Resizing",
-           "RandomRotation", "RandomTranslation", "RandomZoom"]
+           "RandomRotation", "RandomTranslation", "RandomZoom",
+           "RandomBrightness", "RandomContrast"]
 
 
 def serialize(layer):
