@@ -61,21 +61,3 @@ class RandomAffine(_SeededNoise):
         return {**super().get_config(), "fill_mode": self.fill_mode,
                 "interpolation": self.interpolation, "seed": self.seed,
                 "fill_value": self.fill_value, "data_format": self.data_format}
-
-
-def factor_range(factor, name, error, low_open=False):
-    """Keras' reading of a translation / zoom factor: x -> (-|x|, |x|), (a, b) -> sorted,
-    each within [-1, 1] ((-1, 1] with low_open)."""
-    def check(v):
-        if v > 1.0 or v < -1.0 or (low_open and v == -1.0):
-            raise ValueError(f"{error}Received: input_number={v}")
-    if isinstance(factor, (tuple, list)):
-        if len(factor) != 2:
-            raise ValueError(f"{error}Received: {name}={factor}")
-        check(factor[0])
-        check(factor[1])
-        return tuple(sorted(factor))
-    if isinstance(factor, (int, float)) and not isinstance(factor, bool):
-        check(factor)
-        return (-abs(factor), abs(factor))
-    raise ValueError(f"{error}Received: {name}={factor}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from kcompile.ir import builder as F
 from ...utils.argument_validation import standardize_data_format
 from ..noise import _SeededNoise
-from .random_rotation import image_factor
+from .image_factors import image_factor
 
 
 def _value_range(value_range):

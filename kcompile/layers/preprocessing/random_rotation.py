@@ -5,22 +5,8 @@ from __future__ import annotations
 import math
 
 from kcompile.ir import builder as F
+from .image_factors import image_factor
 from .random_affine import RandomAffine
-
-
-def image_factor(factor, bounds=(-1, 1)):
-    """Keras' reading of a `factor` argument: x -> (-|x|, |x|), (a, b) -> sorted."""
-    msg = (f"The `factor` argument should be a number (or a list of two numbers) in the "
-           f"range [{bounds[0]}, {bounds[1]}]. Received: factor={factor}")
-    if isinstance(factor, (tuple, list)):
-        if len(factor) != 2 or factor[0] > bounds[1] or factor[1] < bounds[0]:
-            raise ValueError(msg)
-        return tuple(sorted(factor))
-    if isinstance(factor, (int, float)) and not isinstance(factor, bool):
-        if not bounds[0] <= factor <= bounds[1]:
-            raise ValueError(msg)
-        return (max(-abs(factor), bounds[0]), abs(factor))
-    raise ValueError(msg)
 
 
 class RandomRotation(RandomAffine):

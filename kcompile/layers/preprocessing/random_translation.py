@@ -2,7 +2,8 @@
 width_factor * width columns (uniform draws); the identity in inference."""
 from __future__ import annotations
 
-from .random_affine import RandomAffine, factor_range
+from .image_factors import factor_range
+from .random_affine import RandomAffine
 
 _ERROR = ("The `factor` argument should be a number (or a list of two numbers) in the range "
           "[-1.0, 1.0]. ")

@@ -3,7 +3,8 @@
 positive factor zooms out and a negative one in, as Keras; the identity in inference."""
 from __future__ import annotations
 
-from .random_affine import RandomAffine, factor_range
+from .image_factors import factor_range
+from .random_affine import RandomAffine
 
 _ERROR = ("The `height_factor` and `width_factor` arguments should be a number (or a list "
           "of two numbers) in the range (-1.0, 1.0]. ")
