@@ -310,9 +310,10 @@ def _foreign_names():
     """(name, object) the config-visible kcompile modules hold that are not kcompile's
     own classes or functions (imported modules, numpy, names imported from elsewhere)."""
     out = []
-    for mod in ("layers", "regularizers", "initializers", "constraints", "optimizers",
-                "losses", "metrics", "activations"):
-        module = getattr(kcompile, mod)
+    import functools
+    from kcompile.saving.objects import _MODULES
+    for mod in _MODULES:
+        module = functools.reduce(getattr, mod.split("."), kcompile)
         for name, obj in vars(module).items():
             owner = getattr(obj, "__module__", None) or ""
             if not name.startswith("__") and (not owner.startswith("kcompile")

@@ -11,8 +11,8 @@ from .serialization import (_is_builtin, _lookup_custom, custom_object_scope,
 
 # The kcompile modules whose classes and functions a config may name, and the Keras
 # module each is saved under.
-_MODULES = ("layers", "regularizers", "initializers", "constraints", "optimizers", "losses",
-            "metrics", "activations")
+_MODULES = ("layers", "regularizers", "initializers", "constraints", "optimizers.schedules",
+            "optimizers", "losses", "metrics", "activations")
 
 
 def _module_of(obj) -> str | None:
@@ -67,11 +67,12 @@ def _kcompile_own(obj, want_class) -> bool:
 
 def _find(name, want_class):
     """kcompile's own class or function called `name` in the modules a config may name."""
+    import functools
     import kcompile
     if not isinstance(name, str) or not name or name.startswith("_"):
         return None
     for mod in _MODULES:
-        module = getattr(kcompile, mod)
+        module = functools.reduce(getattr, mod.split("."), kcompile)
         found = getattr(module, name, None)
         if found is None or not _kcompile_own(found, want_class):
             found = None
