@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from kcompile.runtime.executable import NativeExecutable, check_input_bounds
+from . import distribute
 from .data import row_mask
 from .variables import placements
 
@@ -93,8 +94,8 @@ class PreparedCall:
 def lookup(model, kind, key):
     """The prepared call for (kind, signature), if there is one still current."""
     calls = model.__dict__.get("_batch_calls")
-    if calls is None or key is None:
-        return None
+    if calls is None or key is None or distribute.active() is not None:
+        return None         # (across processes a step also averages the gradients)
     call = calls.get((kind, key))
     if call is None or not call.current(model):
         return None
@@ -103,7 +104,7 @@ def lookup(model, kind, key):
 
 def remember(model, kind, key, exe, entry, arrays, names):
     """Prepare (kind, signature) for the next call, after a full-path call."""
-    if key is None:
+    if key is None or distribute.active() is not None:
         return
     call = PreparedCall.make(model, exe, entry, arrays, names)
     calls = model.__dict__.setdefault("_batch_calls", {})
