@@ -262,8 +262,10 @@ def y_specs(ys):
 class ArrayBatch:
     """Rows `idx` of in-memory arrays; fed to a compiled step by one fancy index each."""
 
-    def __init__(self, source, idx, real):
-        self.source, self.idx, self.real = source, idx, real
+    def __init__(self, source, idx, real=None):
+        # idx: row indices, or a slice of rows (then `real` gives its length)
+        self.source, self.idx = source, idx
+        self.real = len(idx) if real is None else real
 
     @property
     def y_specs(self):
