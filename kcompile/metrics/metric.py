@@ -24,7 +24,10 @@ from ..variables import Variable
 
 
 def to_snake_case(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+    """Keras' default metric name of a class: "AUC" -> "auc", "F1Score" -> "f1_score"."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 class Metric:
