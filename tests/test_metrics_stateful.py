@@ -133,6 +133,9 @@ COMPILED = [
     (lambda: metrics.R2Score(), "r2_score"),
     (lambda: metrics.RootMeanSquaredError(), "root_mean_squared_error"),
     (lambda: metrics.CosineSimilarity(), "cosine_similarity"),
+    (lambda: metrics.SensitivityAtSpecificity(0.5, num_thresholds=30),
+     "sensitivity_at_specificity"),
+    (lambda: metrics.MeanMetricWrapper(metrics.mean_squared_error, name="mse_fn"), "mse_fn"),
 ]
 
 
@@ -242,6 +245,8 @@ def test_bad_arguments_raise_keras_errors():
         metrics.F1Score(average="mean")
     with pytest.raises(ValueError, match="class_aggregation"):
         metrics.R2Score(class_aggregation="sum")
+    with pytest.raises(ValueError, match=r"Argument `recall` must be in the range \[0, 1\]"):
+        metrics.PrecisionAtRecall(1.5)
     with pytest.raises(ValueError, match="Unknown metric"):
         metrics.get("no_such_metric")
 

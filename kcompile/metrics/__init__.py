@@ -21,12 +21,19 @@ from .loss_metrics import (BinaryCrossentropy, CategoricalCrossentropy, Categori
 from .confusion import (FalseNegatives, FalsePositives, Precision, Recall, TrueNegatives,
                         TruePositives)
 from .auc import AUC
+from .at_constraint import (PrecisionAtRecall, RecallAtPrecision, SensitivityAtSpecificity,
+                            SpecificityAtSensitivity)
 from .f_score import F1Score, FBetaScore
 from .iou import BinaryIoU, IoU, MeanIoU, OneHotIoU, OneHotMeanIoU
 from .r2 import R2Score
 from .correlation import (ConcordanceCorrelation, PearsonCorrelation, concordance_correlation,
                           pearson_correlation)
 from .. import losses as _losses
+from ..losses import (hinge, huber, kl_divergence, log_cosh, mean_absolute_error,  # noqa: F401
+                      mean_absolute_percentage_error, mean_squared_error,
+                      mean_squared_logarithmic_error, poisson, squared_hinge, categorical_hinge,
+                      binary_crossentropy, categorical_crossentropy,
+                      sparse_categorical_crossentropy)
 
 _FUNCTIONS = {
     "binary_accuracy": binary_accuracy, "categorical_accuracy": categorical_accuracy,
@@ -56,7 +63,8 @@ _CLASSES = {c.__name__: c for c in [
     MeanSquaredLogarithmicError, CosineSimilarity, LogCoshError, R2Score, KLDivergence,
     Poisson, BinaryCrossentropy, CategoricalCrossentropy, SparseCategoricalCrossentropy, Hinge,
     SquaredHinge, CategoricalHinge, TruePositives, FalsePositives, TrueNegatives,
-    FalseNegatives, Precision, Recall, AUC, F1Score, FBetaScore, IoU, BinaryIoU, MeanIoU,
+    FalseNegatives, Precision, Recall, AUC, PrecisionAtRecall, RecallAtPrecision,
+    SensitivityAtSpecificity, SpecificityAtSensitivity, F1Score, FBetaScore, IoU, BinaryIoU, MeanIoU,
     OneHotIoU, OneHotMeanIoU, PearsonCorrelation, ConcordanceCorrelation]}
 
 
