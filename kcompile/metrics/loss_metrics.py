@@ -2,11 +2,13 @@
 mean of a loss function over the samples seen, and RootMeanSquaredError."""
 from __future__ import annotations
 
+import numpy as np
+
 from kcompile.ir import builder as F
 from .. import losses
 from .accuracy import _wrapper
 from .reduction import Mean, _mean_increments
-from .metric import as_tensor
+from .metric import as_tensor, is_symbolic
 
 
 def cosine_similarity(y_true, y_pred, axis=-1):
@@ -70,7 +72,12 @@ class RootMeanSquaredError(Mean):
                         self.stateless(_squared_error_increments, *args))
 
     def result(self):
-        return self.stateless(lambda t, c: F.sqrt(_safe_ratio(t, c)), self.total, self.count)
+        return np.sqrt(Mean.result(self)) if not is_symbolic(self.total) else \
+            self.stateless(_sqrt_ratio, self.total, self.count)
+
+
+def _sqrt_ratio(total, count):
+    return F.sqrt(_safe_ratio(total, count))
 
 
 def _safe_ratio(a, b):

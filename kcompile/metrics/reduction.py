@@ -4,8 +4,10 @@ reduction metrics). A MeanMetricWrapper holds a function giving one value per sa
 last reset."""
 from __future__ import annotations
 
+import numpy as np
+
 from kcompile.ir import builder as F
-from .metric import Metric, as_tensor
+from .metric import Metric, as_tensor, is_symbolic
 
 
 def _expand_or_squeeze(values, weight):
@@ -25,8 +27,9 @@ def samplewise(values, sample_weight, mean=True):
     if sample_weight is not None:
         w = _expand_or_squeeze(values, F.cast(sample_weight, "float32"))
         if w.ndim > values.ndim:
-            raise ValueError(f"sample_weight of shape {w.shape} has more axes than the "
-                             f"metric values of shape {values.shape}")
+            # per-entry weights (an output's mask over time steps) for a metric giving one
+            # value per sample: the sample counts if any of its entries does
+            w = F.max(w, axis=tuple(range(values.ndim, w.ndim)))
         if values.ndim > w.ndim:
             values = reduce(values, axis=tuple(range(w.ndim, values.ndim)))
         w = F.broadcast_to(w, values.shape)
@@ -83,8 +86,15 @@ class Mean(Metric):
                                       else [])
         self.accumulate([self.total, self.count], self.stateless(_mean_increments, *args))
 
+    # The trainer reads this result after the step: one float32 division here keeps the
+    # step free of a scalar kernel after the batch's sums.
+    _eager_result = True
+
     def result(self):
-        return self.stateless(_divide_no_nan, self.total, self.count)
+        if is_symbolic(self.total):
+            return self.stateless(_divide_no_nan, self.total, self.count)
+        total, count = np.float32(self.total.value), np.float32(self.count.value)
+        return np.float32(0.0) if count == 0 else total / count
 
 
 def _divide_no_nan(a, b):
