@@ -9,7 +9,8 @@ from .embedding import Embedding
 from .masking import Masking
 from .merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract, add,
                       average, concatenate, maximum, minimum, multiply, subtract)
-from .normalization import BatchNormalization
+from .normalization import (BatchNormalization, GroupNormalization, LayerNormalization,
+                            UnitNormalization)
 from .recurrent import GRU, LSTM, SimpleRNN
 from .regularization import Dropout
 from .pooling import (AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D,
@@ -37,7 +38,8 @@ __all__ = ["Layer", "Dense", "Activation", "InputLayer", "Input", "Embedding", "
            "UpSampling1D", "UpSampling2D", "ZeroPadding1D", "ZeroPadding2D", "Cropping1D",
            "Cropping2D", "Conv1D", "Conv2D", "Conv1DTranspose", "Conv2DTranspose",
            "DepthwiseConv2D", "SeparableConv2D", "Convolution1D", "Convolution2D",
-           "Convolution1DTranspose", "Convolution2DTranspose", "SeparableConvolution2D"]
+           "Convolution1DTranspose", "Convolution2DTranspose", "SeparableConvolution2D",
+           "LayerNormalization", "GroupNormalization", "UnitNormalization"]
 
 
 def serialize(layer):
