@@ -145,7 +145,9 @@ def run_graph(inputs, outputs, input_values, training):
             continue
         if not t.inputs and id(t) not in env:
             raise ValueError(f"Graph disconnected: {t} is needed but is not one of the model's inputs")
-        key = (id(t.layer), id(t.inputs))
+        # One call per (layer, inputs, keyword arguments): a layer called twice on the
+        # same tensor with other arguments (a causal mask, a second mask) is two calls.
+        key = (id(t.layer), id(t.inputs), id(t.kwargs) if t.kwargs else None)
         if key not in calls:
             args = structure_map(lambda i: env[id(i)], t.inputs)
             kwargs = structure_map(lambda i: env[id(i)] if isinstance(i, KerasTensor) else i,

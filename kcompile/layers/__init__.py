@@ -5,6 +5,8 @@ from .core import Dense, Activation, InputLayer, Input
 from .convolutional import (Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, Convolution1D,
                             Convolution1DTranspose, Convolution2D, Convolution2DTranspose,
                             DepthwiseConv2D, SeparableConv2D, SeparableConvolution2D)
+from .attention import MultiHeadAttention
+from .einsum_dense import EinsumDense
 from .embedding import Embedding
 from .masking import Masking
 from .merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract, add,
@@ -39,7 +41,8 @@ __all__ = ["Layer", "Dense", "Activation", "InputLayer", "Input", "Embedding", "
            "Cropping2D", "Conv1D", "Conv2D", "Conv1DTranspose", "Conv2DTranspose",
            "DepthwiseConv2D", "SeparableConv2D", "Convolution1D", "Convolution2D",
            "Convolution1DTranspose", "Convolution2DTranspose", "SeparableConvolution2D",
-           "LayerNormalization", "GroupNormalization", "UnitNormalization"]
+           "LayerNormalization", "GroupNormalization", "UnitNormalization", "EinsumDense",
+           "MultiHeadAttention"]
 
 
 def serialize(layer):

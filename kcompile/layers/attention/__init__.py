@@ -1,0 +1,4 @@
+"""The attention layers: MultiHeadAttention, Attention, AdditiveAttention."""
+from .multi_head_attention import MultiHeadAttention
+
+__all__ = ["MultiHeadAttention"]
