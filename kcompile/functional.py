@@ -136,6 +136,13 @@ def topological_tensors(outputs) -> list[KerasTensor]:
     return order
 
 
+def call_key(t):
+    """The layer call that made KerasTensor `t`: one per (layer, inputs, keyword
+    arguments), so a layer called twice on one tensor with other arguments (another
+    mask, a causal mask) is two calls."""
+    return (id(t.layer), id(t.inputs), id(t.kwargs) if t.kwargs else None)
+
+
 def run_graph(inputs, outputs, input_values, training):
     """Replay the layer calls from `inputs` to `outputs` on traced values."""
     env = {id(t): v for t, v in zip(flatten(inputs), input_values)}
@@ -145,9 +152,7 @@ def run_graph(inputs, outputs, input_values, training):
             continue
         if not t.inputs and id(t) not in env:
             raise ValueError(f"Graph disconnected: {t} is needed but is not one of the model's inputs")
-        # One call per (layer, inputs, keyword arguments): a layer called twice on the
-        # same tensor with other arguments (a causal mask, a second mask) is two calls.
-        key = (id(t.layer), id(t.inputs), id(t.kwargs) if t.kwargs else None)
+        key = call_key(t)
         if key not in calls:
             args = structure_map(lambda i: env[id(i)], t.inputs)
             kwargs = structure_map(lambda i: env[id(i)] if isinstance(i, KerasTensor) else i,

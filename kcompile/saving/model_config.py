@@ -56,7 +56,8 @@ def sequential_from_config(cls, config, custom_objects=None):
 
 
 def _node_key(t):
-    return (id(t.layer), id(t.inputs))
+    from ..functional import call_key
+    return call_key(t)
 
 
 def _is_input_tensor(t):
