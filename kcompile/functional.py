@@ -38,6 +38,23 @@ class KerasTensor:
     def __repr__(self):
         return f"<KerasTensor shape={self.shape}, dtype={self.dtype}, name={self.layer.name}>"
 
+    # `x + y` between KerasTensors (a residual connection) records a merging layer.
+    def __add__(self, other): return _merge("Add", "+", self, other)
+    def __radd__(self, other): return _merge("Add", "+", other, self)
+    def __sub__(self, other): return _merge("Subtract", "-", self, other)
+    def __rsub__(self, other): return _merge("Subtract", "-", other, self)
+    def __mul__(self, other): return _merge("Multiply", "*", self, other)
+    def __rmul__(self, other): return _merge("Multiply", "*", other, self)
+
+
+def _merge(cls_name, symbol, a, b):
+    from . import layers
+    if not (isinstance(a, KerasTensor) and isinstance(b, KerasTensor)):
+        raise TypeError(f"unsupported operand for {symbol} with a KerasTensor: "
+                        f"{type(a).__name__} and {type(b).__name__} (both operands must be "
+                        f"KerasTensors; use a Lambda or Rescaling layer for constants)")
+    return getattr(layers, cls_name)()([a, b])
+
 
 def flatten(x):
     if isinstance(x, KerasTensor):
