@@ -17,6 +17,12 @@ def layer_norm(x, gamma, beta, axes, eps, rms_scaling=False):
     return (x - mean) / np.sqrt(var + eps) * g + b
 
 
+def rms_norm(x, scale, axes, eps):
+    axes = tuple(sorted(a % x.ndim for a in axes))
+    shape = [x.shape[a] if a in axes else 1 for a in range(x.ndim)]
+    return x / np.sqrt((x ** 2).mean(axis=axes, keepdims=True) + eps) * scale.reshape(shape)
+
+
 def group_norm(x, groups, gamma, beta, eps):
     """Channels last."""
     c = x.shape[-1]

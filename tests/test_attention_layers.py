@@ -1,5 +1,5 @@
-"""LayerNormalization, GroupNormalization, UnitNormalization, EinsumDense,
-MultiHeadAttention, Attention and AdditiveAttention:
+"""LayerNormalization, RMSNormalization, GroupNormalization, UnitNormalization,
+EinsumDense, MultiHeadAttention, Attention and AdditiveAttention:
 
 (1) each layer's outputs equal a numpy reference written from Keras' formulas
     (tests/attention_reference.py), compiled (1 and 2 threads), on the reference
@@ -163,6 +163,10 @@ CASES = {
     "layer_norm_rms": _norm_case(
         lambda: layers.LayerNormalization(rms_scaling=True), (4, 7),
         lambda x, l: R.layer_norm(x, _w(l, "gamma"), None, [-1], 1e-3, rms_scaling=True)),
+    "rms_norm": _norm_case(lambda: layers.RMSNormalization(), (4, 7),
+                           lambda x, l: R.rms_norm(x, _w(l, "scale"), [-1], 1e-6)),
+    "rms_norm_axes": _norm_case(lambda: layers.RMSNormalization(axis=[1, 2], epsilon=1e-3),
+                                (4, 7), lambda x, l: R.rms_norm(x, _w(l, "scale"), [1, 2], 1e-3)),
     "group_norm": _norm_case(lambda: layers.GroupNormalization(groups=3), (4, 6),
                              lambda x, l: R.group_norm(x, 3, _w(l, "gamma"), _w(l, "beta"), 1e-3)),
     "group_norm_2d": _norm_case(lambda: layers.GroupNormalization(groups=2, scale=False), (3, 2, 4),
@@ -259,7 +263,7 @@ def _unit_norm_after_dense(rng):
 
 
 CASES["unit_norm_after_dense"] = _unit_norm_after_dense
-FD_CASES = ["layer_norm", "layer_norm_axes", "layer_norm_rms", "group_norm",
+FD_CASES = ["layer_norm", "layer_norm_axes", "layer_norm_rms", "rms_norm_axes", "group_norm",
             "unit_norm_after_dense",
             "einsum_heads", "mha_cross_key", "mha_causal_mask", "attention_concat",
             "additive", "masked_mha"]
@@ -330,6 +334,7 @@ CONFIGS = [
                             "gamma_initializer": "zeros"}),
     ("LayerNormalization", {"rms_scaling": True}),
     ("GroupNormalization", {"groups": 2, "epsilon": 1e-4, "scale": False}),
+    ("RMSNormalization", {"axis": [1, 2], "epsilon": 1e-4}),
     ("UnitNormalization", {"axis": [1, 2]}),
     ("EinsumDense", {"equation": "abc,cde->abde", "output_shape": (None, 2, 3),
                      "bias_axes": "de", "activation": "relu"}),
@@ -363,6 +368,7 @@ def _model_with_every_layer():
     h = layers.LayerNormalization()(q)
     h = layers.GroupNormalization(groups=3)(h)
     h = layers.UnitNormalization()(h)
+    h = layers.RMSNormalization()(h)
     a, s = layers.MultiHeadAttention(2, 3, dropout=0.1)(h, v, use_causal_mask=False,
                                                         return_attention_scores=True)
     b = layers.Attention(use_scale=True)([a, v])

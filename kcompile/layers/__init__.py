@@ -12,7 +12,7 @@ from .masking import Masking
 from .merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract, add,
                       average, concatenate, maximum, minimum, multiply, subtract)
 from .normalization import (BatchNormalization, GroupNormalization, LayerNormalization,
-                            UnitNormalization)
+                            RMSNormalization, UnitNormalization)
 from .recurrent import GRU, LSTM, SimpleRNN
 from .regularization import Dropout
 from .pooling import (AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D,
@@ -42,7 +42,8 @@ __all__ = ["Layer", "Dense", "Activation", "InputLayer", "Input", "Embedding", "
            "DepthwiseConv2D", "SeparableConv2D", "Convolution1D", "Convolution2D",
            "Convolution1DTranspose", "Convolution2DTranspose", "SeparableConvolution2D",
            "LayerNormalization", "GroupNormalization", "UnitNormalization", "EinsumDense",
-           "MultiHeadAttention", "Attention", "AdditiveAttention"]
+           "MultiHeadAttention", "Attention", "AdditiveAttention",
+           "RMSNormalization"]
 
 
 def serialize(layer):
