@@ -74,6 +74,29 @@ def multi_head_attention(q, v, k, weights, heads, key_dim, mask=None, causal=Fal
     return (y + take() if use_bias else y), scores
 
 
+def grouped_query_attention(q, v, k, weights, q_heads, kv_heads, head_dim, mask=None,
+                            causal=False):
+    """Keras' GroupQueryAttention: query head n uses key/value head n // (q_heads //
+    kv_heads). weights: query kernel (D, Nq, H), bias, key (D, Nkv, H), bias, value...,
+    output kernel (Nq, H, D), bias."""
+    qk, qb, kk, kb, vk, vb, ok, ob = weights
+    qp = np.einsum("btd,dnh->btnh", q, qk) + qb
+    kp = np.einsum("bsd,dnh->bsnh", k, kk) + kb
+    vp = np.einsum("bsd,dnh->bsnh", v, vk) + vb
+    T, S = q.shape[1], v.shape[1]
+    m = np.ones((q.shape[0], T, S), bool) if mask is None else mask.astype(bool)
+    if causal:
+        m = m & np.tril(np.ones((T, S), bool))[None]
+    group = q_heads // kv_heads
+    out = np.zeros((q.shape[0], T, q_heads, head_dim))
+    scores = np.zeros((q.shape[0], q_heads, T, S))
+    for n in range(q_heads):
+        s = qp[:, :, n] @ kp[:, :, n // group].transpose(0, 2, 1) / np.sqrt(head_dim)
+        scores[:, n] = softmax(s, m)
+        out[:, :, n] = scores[:, n] @ vp[:, :, n // group]
+    return np.einsum("btnh,nhd->btd", out, ok) + ob, scores
+
+
 def dot_attention(q, v, k, scale=None, concat_weight=None, v_mask=None, q_mask=None,
                   causal=False):
     if concat_weight is None:

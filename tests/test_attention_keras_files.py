@@ -12,7 +12,7 @@ import pytest
 from kcompile import models
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "attention")
-NAMES = ["normalization", "einsum_dense", "mha_self", "mha_cross", "mha_masks", "mha_axes",
+NAMES = ["normalization", "einsum_dense", "mha_self", "mha_cross", "mha_masks", "mha_axes", "gqa",
          "mha_masked", "attention", "attention_masked"]
 FILES = [(n, e) for n in NAMES for e in ("keras", "h5")]
 

@@ -1,5 +1,5 @@
 """LayerNormalization, RMSNormalization, GroupNormalization, UnitNormalization,
-EinsumDense, MultiHeadAttention, Attention and AdditiveAttention:
+EinsumDense, MultiHeadAttention, GroupQueryAttention, Attention and AdditiveAttention:
 
 (1) each layer's outputs equal a numpy reference written from Keras' formulas
     (tests/attention_reference.py), compiled (1 and 2 threads), on the reference
@@ -99,6 +99,34 @@ def _mha_case(heads=2, key_dim=3, tq=5, ts=5, dq=6, dv=6, dk=None, mask=False,
     return case
 
 
+def _gqa_case(q_heads, kv_heads, head_dim, mask=False, causal=False, dk=None):
+    def case(rng):
+        q, v = keras.Input((4, 6)), keras.Input((5, 6))
+        ins = [q, v]
+        kw = {"use_causal_mask": causal, "return_attention_scores": True}
+        if dk:
+            ins.append(keras.Input((5, dk)))
+            kw["key"] = ins[-1]
+        if mask:
+            ins.append(keras.Input((4, 5)))
+            kw["attention_mask"] = ins[-1]
+        out = layers.GroupQueryAttention(head_dim, q_heads, kv_heads)(q, v, **kw)
+        model = keras.Model(ins, list(out))
+        model.set_weights(_seeded(model, rng))
+        xs = [rng.normal(size=(3, *t.shape[1:])).astype(np.float32) for t in ins]
+        m = None
+        if mask:
+            m = rng.random((3, 4, 5)) < 0.6
+            m[..., 0] = True
+            xs[-1] = m.astype(np.float32)
+        f = [a.astype(np.float64) for a in xs]
+        want = R.grouped_query_attention(f[0], f[1], f[2] if dk else f[1],
+                                         [w.astype(np.float64) for w in model.get_weights()],
+                                         q_heads, kv_heads, head_dim, m, causal)
+        return model, xs, list(want)
+    return case
+
+
 def _attention_case(cls, kw, three=False, causal=False):
     def case(rng):
         q, v, k = keras.Input((4, 5)), keras.Input((6, 5)), keras.Input((6, 5))
@@ -185,6 +213,8 @@ CASES = {
     "mha_mask": _mha_case(mask=True, use_bias=False),
     "mha_causal": _mha_case(causal=True, scores=True),
     "mha_causal_mask": _mha_case(causal=True, mask=True),
+    "gqa": _gqa_case(4, 2, 3),
+    "gqa_key_mask_causal": _gqa_case(3, 1, 2, mask=True, causal=True, dk=7),
     "attention_dot": _attention_case("Attention", {}),
     "attention_scaled_causal": _attention_case("Attention", {"use_scale": True}, True, True),
     "attention_concat": _attention_case("Attention", {"score_mode": "concat", "use_scale": True},
@@ -265,7 +295,8 @@ def _unit_norm_after_dense(rng):
 CASES["unit_norm_after_dense"] = _unit_norm_after_dense
 FD_CASES = ["layer_norm", "layer_norm_axes", "layer_norm_rms", "rms_norm_axes", "group_norm",
             "unit_norm_after_dense",
-            "einsum_heads", "mha_cross_key", "mha_causal_mask", "attention_concat",
+            "einsum_heads", "mha_cross_key", "mha_causal_mask", "gqa_key_mask_causal",
+            "attention_concat",
             "additive", "masked_mha"]
 
 
@@ -341,6 +372,8 @@ CONFIGS = [
     ("MultiHeadAttention", {"num_heads": 3, "key_dim": 2, "value_dim": 4, "dropout": 0.1,
                             "use_bias": False, "output_shape": (5,), "attention_axes": (1,),
                             "seed": 7}),
+    ("GroupQueryAttention", {"head_dim": 2, "num_query_heads": 4, "num_key_value_heads": 2,
+                             "dropout": 0.1, "use_bias": False, "seed": 3}),
     ("Attention", {"use_scale": True, "score_mode": "concat", "dropout": 0.2, "seed": 1}),
     ("AdditiveAttention", {"use_scale": False}),
 ]
@@ -371,6 +404,7 @@ def _model_with_every_layer():
     h = layers.RMSNormalization()(h)
     a, s = layers.MultiHeadAttention(2, 3, dropout=0.1)(h, v, use_causal_mask=False,
                                                         return_attention_scores=True)
+    a = layers.GroupQueryAttention(3, 4, 2)(a, a)
     b = layers.Attention(use_scale=True)([a, v])
     c = layers.AdditiveAttention()([b, v, v])
     d = layers.EinsumDense("abc,cd->abd", (None, 4), bias_axes="d")(c + a)
@@ -404,6 +438,7 @@ BAD = [
     (lambda: layers.MultiHeadAttention(2, 2, sliding_window=0), ValueError, "sliding_window"),
     (lambda: layers.MultiHeadAttention(2, 2, dropout=2), ValueError, "dropout=2"),
     (lambda: layers.Attention(score_mode="add"), ValueError, "score_mode=add"),
+    (lambda: layers.GroupQueryAttention(2, 3, 2), ValueError, "must be divisible by"),
     (lambda: layers.GroupNormalization(groups=0), ValueError, "groups=0"),
     (lambda: layers.LayerNormalization(axis="x"), TypeError, "'x'"),
     (lambda: layers.UnitNormalization(axis=1.5), TypeError, "axis=1.5"),

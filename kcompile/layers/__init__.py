@@ -5,7 +5,8 @@ from .core import Dense, Activation, InputLayer, Input
 from .convolutional import (Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, Convolution1D,
                             Convolution1DTranspose, Convolution2D, Convolution2DTranspose,
                             DepthwiseConv2D, SeparableConv2D, SeparableConvolution2D)
-from .attention import AdditiveAttention, Attention, MultiHeadAttention
+from .attention import (AdditiveAttention, Attention, GroupedQueryAttention,
+                        GroupQueryAttention, MultiHeadAttention)
 from .einsum_dense import EinsumDense
 from .embedding import Embedding
 from .masking import Masking
@@ -43,7 +44,7 @@ __all__ = ["Layer", "Dense", "Activation", "InputLayer", "Input", "Embedding", "
            "Convolution1DTranspose", "Convolution2DTranspose", "SeparableConvolution2D",
            "LayerNormalization", "GroupNormalization", "UnitNormalization", "EinsumDense",
            "MultiHeadAttention", "Attention", "AdditiveAttention",
-           "RMSNormalization"]
+           "RMSNormalization", "GroupQueryAttention"]
 
 
 def serialize(layer):

@@ -56,3 +56,26 @@ def masked_softmax(scores, mask, axes, zero_masked):
     if mask is not None and zero_masked:
         weights = F.select(mask, weights, 0.0)
     return weights
+
+
+def combined_mask(query, value, query_mask=None, value_mask=None, key_mask=None,
+                  attention_mask=None, use_causal_mask=False, sliding_window=None):
+    """The (B, T, S) mask of an attention layer, as Keras combines it: the query's mask
+    (B, T, 1), the value's and key's (B, 1, S), the causal (1, T, S) and sliding-window
+    bands, and `attention_mask`, and-ed (None when there is none)."""
+    mask = None
+    if query_mask is not None:
+        mask = F.expand_dims(as_mask(query_mask), -1)
+    for m in (value_mask, key_mask):
+        if m is not None:
+            mask = both(mask, F.expand_dims(as_mask(m), -2))
+    if use_causal_mask:
+        mask = both(mask, causal_mask(query.g, query.shape[1], value.shape[1]))
+    if sliding_window is not None:
+        rows = np.arange(query.shape[1])[:, None]
+        cols = np.arange(value.shape[1])[None, :]
+        band = (np.abs(rows - cols) < sliding_window)[None].astype(np.float32)
+        mask = both(mask, F.lift(query.g, band))
+    if attention_mask is not None:
+        mask = both(as_mask(attention_mask), mask)
+    return mask

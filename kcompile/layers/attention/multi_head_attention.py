@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from kcompile.ir import builder as F
-from ... import constraints, initializers, regularizers
 from ...ops import numpy as knp
 from ...tracing import current
-from ..einsum_dense import EinsumDense
 from ..layer import Layer
 from ..regularization import Dropout
 from .equations import attention_equations, partial_shape, projection_equation
-from .masks import as_mask, both, causal_mask, masked_softmax
+from .projections import EinsumProjections
+from .masks import combined_mask, masked_softmax
 
 
 def _positive_int(value, name, allow_none=False):
@@ -27,7 +24,7 @@ def _positive_int(value, name, allow_none=False):
                          f"positive integer{extra}. Received: {name}={value}")
 
 
-class MultiHeadAttention(Layer):
+class MultiHeadAttention(EinsumProjections, Layer):
     """softmax(Q K^T / sqrt(key_dim)) V per head, Q, K, V projections of query, key
     (value when not given) and value, the heads' results projected back to the query's
     last dimension (or `output_shape`). Masks: the Keras masks of query, value and key,
@@ -55,7 +52,7 @@ class MultiHeadAttention(Layer):
                              "Please set dropout to 0.0 to use flash attention.")
         self._num_heads, self._key_dim = num_heads, key_dim
         self._value_dim = value_dim or key_dim
-        self._dropout, self._use_bias, self._use_gate = float(dropout), use_bias, use_gate
+        self._dropout, self._use_gate = float(dropout), use_gate
         if output_shape:
             if isinstance(output_shape, int):
                 output_shape = (output_shape,)
@@ -78,13 +75,9 @@ class MultiHeadAttention(Layer):
             raise ValueError(f"`sliding_window` must be `None` or a positive integer. "
                              f"Received: sliding_window={sliding_window}")
         self._sliding_window = sliding_window
-        self._kernel_initializer = initializers.get(kernel_initializer)
-        self._bias_initializer = initializers.get(bias_initializer)
-        self._kernel_regularizer = regularizers.get(kernel_regularizer)
-        self._bias_regularizer = regularizers.get(bias_regularizer)
-        self._activity_regularizer = regularizers.get(activity_regularizer)
-        self._kernel_constraint = constraints.get(kernel_constraint)
-        self._bias_constraint = constraints.get(bias_constraint)
+        self._set_projection_options(use_bias, kernel_initializer, bias_initializer,
+                                     kernel_regularizer, bias_regularizer,
+                                     activity_regularizer, kernel_constraint, bias_constraint)
         self.seed = seed
         self._inverse_sqrt_key_dim = 1.0 / math.sqrt(float(key_dim))
         # The sublayers, made by build() in Keras' order (its weight order).
@@ -115,31 +108,10 @@ class MultiHeadAttention(Layer):
         elif not shapes:
             super().build_from_config(config)
 
-    def _sublayer(self, equation, bias_axes, shape, name, activation=None):
-        return EinsumDense(equation, output_shape=shape, activation=activation,
-                           bias_axes=bias_axes if self._use_bias else None, name=name,
-                           kernel_initializer=initializers.get(
-                               initializers.serialize(self._kernel_initializer)),
-                           bias_initializer=initializers.get(
-                               initializers.serialize(self._bias_initializer)),
-                           kernel_regularizer=self._kernel_regularizer,
-                           bias_regularizer=self._bias_regularizer,
-                           activity_regularizer=self._activity_regularizer,
-                           kernel_constraint=self._kernel_constraint,
-                           bias_constraint=self._bias_constraint)
-
     def _projection(self, shape, width, name, activation=None):
         eq, bias, rank = projection_equation(len(shape) - 1, 1, 2)
-        layer = self._sublayer(eq, bias, partial_shape(rank - 1, [self._num_heads, width]),
-                               name, activation)
-        self._build_sublayer(layer, shape)
-        return layer
-
-    def _build_sublayer(self, layer, shape):
-        layer._maybe_build(shape)
-        # As Keras names them: built inside this layer, "<this layer>/query/kernel".
-        for w in layer._weights:
-            w.path = f"{self.name}/{w.path}"
+        return self._built_sublayer(eq, bias, partial_shape(rank - 1, [self._num_heads, width]),
+                                    name, shape, activation)
 
     def _build_projections(self, query_shape, value_shape, key_shape):
         key_shape = value_shape if key_shape is None else key_shape
@@ -160,10 +132,9 @@ class MultiHeadAttention(Layer):
         self._norm_axes = tuple(range(scores_rank - len(self._attention_axes), scores_rank))
         out_shape = list(self._output_shape) if self._output_shape else [query_shape[-1]]
         eq, bias, out_rank = projection_equation(len(query_shape) - 1, 2, len(out_shape))
-        self.output_dense = self._sublayer(eq, bias, partial_shape(out_rank - 1, out_shape),
-                                           "attention_output")
-        self._build_sublayer(self.output_dense,
-                             (*query_shape[:-1], self._num_heads, self._value_dim))
+        self.output_dense = self._built_sublayer(
+            eq, bias, partial_shape(out_rank - 1, out_shape), "attention_output",
+            (*query_shape[:-1], self._num_heads, self._value_dim))
 
     # -- calling ------------------------------------------------------------
     def call(self, query, value, key=None, query_mask=None, value_mask=None, key_mask=None,
@@ -181,8 +152,8 @@ class MultiHeadAttention(Layer):
                                     (None, *key.shape[1:]))
         explicit = any(m is not None for m in (query_mask, value_mask, key_mask,
                                                attention_mask)) or self._sliding_window
-        mask = self._attention_mask(query, value, query_mask, value_mask, key_mask,
-                                    attention_mask, use_causal_mask)
+        mask = combined_mask(query, value, query_mask, value_mask, key_mask, attention_mask,
+                             use_causal_mask, self._sliding_window)
         gate = self._gate_dense(query) if self._use_gate else None
         q = self.query_dense(query)
         k = self.key_dense(key)
@@ -199,25 +170,6 @@ class MultiHeadAttention(Layer):
         if return_attention_scores:
             return output, scores
         return output
-
-    def _attention_mask(self, query, value, query_mask, value_mask, key_mask,
-                        attention_mask, use_causal_mask):
-        mask = None
-        if query_mask is not None:
-            mask = F.expand_dims(as_mask(query_mask), -1)          # (B, T, 1)
-        for m in (value_mask, key_mask):
-            if m is not None:
-                mask = both(mask, F.expand_dims(as_mask(m), -2))   # (B, 1, S)
-        if use_causal_mask:
-            mask = both(mask, causal_mask(query.g, query.shape[1], value.shape[1]))
-        if self._sliding_window is not None:
-            rows = F.lift(query.g, np.arange(query.shape[1])[:, None])
-            cols = F.lift(query.g, np.arange(value.shape[1])[None, :])
-            band = F.less(F.abs(rows - cols), float(self._sliding_window))
-            mask = both(mask, F.expand_dims(band, 0))
-        if attention_mask is not None:
-            mask = both(as_mask(attention_mask), mask)
-        return mask
 
     def _compute_attention(self, query, key, value, mask=None, training=None,
                            zero_masked=True):
@@ -247,14 +199,6 @@ class MultiHeadAttention(Layer):
     def get_config(self):
         return {**super().get_config(), "num_heads": self._num_heads, "key_dim": self._key_dim,
                 "value_dim": self._value_dim, "dropout": self._dropout,
-                "use_bias": self._use_bias, "use_gate": self._use_gate,
-                "output_shape": self._output_shape, "attention_axes": self._attention_axes,
-                "sliding_window": self._sliding_window,
-                "kernel_initializer": initializers.serialize(self._kernel_initializer),
-                "bias_initializer": initializers.serialize(self._bias_initializer),
-                "kernel_regularizer": regularizers.serialize(self._kernel_regularizer),
-                "bias_regularizer": regularizers.serialize(self._bias_regularizer),
-                "activity_regularizer": regularizers.serialize(self._activity_regularizer),
-                "kernel_constraint": constraints.serialize(self._kernel_constraint),
-                "bias_constraint": constraints.serialize(self._bias_constraint),
-                "seed": self.seed}
+                "use_gate": self._use_gate, "output_shape": self._output_shape,
+                "attention_axes": self._attention_axes, "sliding_window": self._sliding_window,
+                **self._projection_options_config(), "seed": self.seed}
