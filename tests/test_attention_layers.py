@@ -70,7 +70,7 @@ def _einsum_case(equation, output_shape, bias_axes, shape):
 
 
 def _mha_case(heads=2, key_dim=3, tq=5, ts=5, dq=6, dv=6, dk=None, mask=False,
-              causal=False, scores=False, use_bias=True):
+              causal=False, scores=False, use_bias=True, window=None):
     def case(rng):
         q, v = keras.Input((tq, dq)), keras.Input((ts, dv))
         ins = [q, v]
@@ -81,7 +81,8 @@ def _mha_case(heads=2, key_dim=3, tq=5, ts=5, dq=6, dv=6, dk=None, mask=False,
         if mask:
             ins.append(keras.Input((tq, ts)))
             kw["attention_mask"] = ins[-1]
-        mha = layers.MultiHeadAttention(heads, key_dim, use_bias=use_bias)
+        mha = layers.MultiHeadAttention(heads, key_dim, use_bias=use_bias,
+                                        sliding_window=window)
         out = mha(q, v, **kw)
         model = keras.Model(ins, list(out) if scores else out)
         model.set_weights(_seeded(model, rng))
@@ -92,6 +93,9 @@ def _mha_case(heads=2, key_dim=3, tq=5, ts=5, dq=6, dv=6, dk=None, mask=False,
             m[..., 0] = True
             xs[-1] = m.astype(np.float32)
         f64 = [a.astype(np.float64) for a in xs]
+        if window:          # Keras' band: |i - j| < window
+            band = np.abs(np.arange(tq)[:, None] - np.arange(ts)[None]) < window
+            m = band[None] if m is None else m & band[None]
         y, s = R.multi_head_attention(f64[0], f64[1], f64[2] if dk else f64[1],
                                       [w.astype(np.float64) for w in model.get_weights()],
                                       heads, key_dim, m, causal, use_bias)
@@ -181,7 +185,8 @@ def _masked_attention_case(cls):
 
 CASES = {
     "layer_norm": _norm_case(lambda: layers.LayerNormalization(), (4, 7),
-                             lambda x, l: R.layer_norm(x, _w(l, "gamma"), _w(l, "beta"), [-1], 1e-3)),
+                             lambda x, l: R.layer_norm(x, _w(l, "gamma"), _w(l, "beta"), [-1],
+                                                       1e-3)),
     "layer_norm_axes": _norm_case(
         lambda: layers.LayerNormalization(axis=[1, 2], epsilon=1e-5, center=False), (4, 7),
         lambda x, l: R.layer_norm(x, _w(l, "gamma"), None, [1, 2], 1e-5)),
@@ -200,7 +205,8 @@ CASES = {
     "group_norm_2d": _norm_case(lambda: layers.GroupNormalization(groups=2, scale=False), (3, 2, 4),
                                 lambda x, l: R.group_norm(x, 2, None, _w(l, "beta"), 1e-3)),
     "instance_norm": _norm_case(lambda: layers.GroupNormalization(groups=-1), (5, 3),
-                                lambda x, l: R.group_norm(x, 3, _w(l, "gamma"), _w(l, "beta"), 1e-3)),
+                                lambda x, l: R.group_norm(x, 3, _w(l, "gamma"), _w(l, "beta"),
+                                                          1e-3)),
     "unit_norm": _norm_case(lambda: layers.UnitNormalization(), (4, 7),
                             lambda x, l: R.unit_norm(x, [-1])),
     "unit_norm_axes": _norm_case(lambda: layers.UnitNormalization(axis=[1, 2]), (4, 7),
@@ -213,6 +219,7 @@ CASES = {
     "mha_mask": _mha_case(mask=True, use_bias=False),
     "mha_causal": _mha_case(causal=True, scores=True),
     "mha_causal_mask": _mha_case(causal=True, mask=True),
+    "mha_sliding_window": _mha_case(causal=True, scores=True, window=2),
     "gqa": _gqa_case(4, 2, 3),
     "gqa_key_mask_causal": _gqa_case(3, 1, 2, mask=True, causal=True, dk=7),
     "attention_dot": _attention_case("Attention", {}),
@@ -248,7 +255,8 @@ def test_layer_matches_numpy_reference(name):
 
 def test_layers_called_eagerly_on_arrays():
     rng = _rng("eager")
-    q, v = rng.normal(size=(2, 3, 4)).astype(np.float32), rng.normal(size=(2, 5, 4)).astype(np.float32)
+    q = rng.normal(size=(2, 3, 4)).astype(np.float32)
+    v = rng.normal(size=(2, 5, 4)).astype(np.float32)
     mask = np.ones((2, 3, 5), np.float32)
     mask[:, :, 3:] = 0
     mha = layers.MultiHeadAttention(num_heads=2, key_dim=3)

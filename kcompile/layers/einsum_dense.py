@@ -46,7 +46,8 @@ def _analyze(input_spec, weight_spec, output_spec, bias_axes, input_shape, outpu
         in_pos = {c: i for i, c in enumerate(input_spec)}
         out_pos = {c: i for i, c in enumerate(output_spec)}
     for c in input_spec:
-        if c in out_pos and out[out_pos[c]] is not None and out[out_pos[c]] != input_shape[in_pos[c]]:
+        given = out[out_pos[c]] if c in out_pos else None
+        if given is not None and given != input_shape[in_pos[c]]:
             raise ValueError(f"Input shape and output shape do not match at shared dimension "
                              f"'{c}'. Input shape is {input_shape[in_pos[c]]}, and output "
                              f"shape is {out[out_pos[c]]}.")

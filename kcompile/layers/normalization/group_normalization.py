@@ -16,7 +16,8 @@ class GroupNormalization(Layer):
                  beta_initializer="zeros", gamma_initializer="ones", beta_regularizer=None,
                  gamma_regularizer=None, beta_constraint=None, gamma_constraint=None,
                  **kwargs):
-        if not isinstance(groups, int) or isinstance(groups, bool) or (groups <= 0 and groups != -1):
+        if not isinstance(groups, int) or isinstance(groups, bool) or \
+                (groups <= 0 and groups != -1):
             raise ValueError(f"Received an invalid value for argument `groups`, expected a "
                              f"positive integer (or `-1` for instance normalization). "
                              f"Received: groups={groups}")
