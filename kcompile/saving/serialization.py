@@ -261,6 +261,9 @@ def serialize_layer(layer, for_model=True) -> dict:
     if getattr(layer, "built", False) and getattr(layer, "input_shape", None) is not None \
             and not isinstance(layer.input_shape, list):
         entry["build_config"] = {"input_shape": list(layer.input_shape)}
+    shapes = getattr(layer, "build_shapes", None)     # a layer built from several shapes
+    if shapes:
+        entry["build_config"] = {"shapes_dict": {k: list(v) for k, v in shapes.items()}}
     return entry
 
 

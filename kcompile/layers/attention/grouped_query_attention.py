@@ -76,6 +76,7 @@ class GroupedQueryAttention(EinsumProjections, Layer):
             super().build_from_config(config)
 
     def _build_projections(self, query_shape, value_shape, key_shape):
+        self._record_build_shapes(query_shape, value_shape, key_shape)
         self.feature_dim = query_shape[-1]
         q_heads, kv_heads, h = self.num_query_heads, self.num_key_value_heads, self.head_dim
         self._query_dense = self._built_sublayer("bqm,muh->bquh", "uh", (None, q_heads, h),

@@ -114,6 +114,7 @@ class MultiHeadAttention(EinsumProjections, Layer):
                                     name, shape, activation)
 
     def _build_projections(self, query_shape, value_shape, key_shape):
+        self._record_build_shapes(query_shape, value_shape, key_shape)
         key_shape = value_shape if key_shape is None else key_shape
         if tuple(value_shape[1:-1]) != tuple(key_shape[1:-1]):
             raise ValueError(f"All dimensions of `value` and `key`, except the last one, must "

@@ -44,6 +44,14 @@ class EinsumProjections:
                            kernel_constraint=self._kernel_constraint,
                            bias_constraint=self._bias_constraint)
 
+    def _record_build_shapes(self, query_shape, value_shape, key_shape):
+        """Keras' build_config of the layer: the shapes its build() takes (a key shape
+        only when a key is given)."""
+        self.build_shapes = {"query_shape": tuple(query_shape),
+                             "value_shape": tuple(value_shape)}
+        if key_shape is not None and tuple(key_shape) != tuple(value_shape):
+            self.build_shapes["key_shape"] = tuple(key_shape)
+
     def _built_sublayer(self, equation, bias_axes, shape, name, input_shape,
                         activation=None):
         layer = self._sublayer(equation, bias_axes, shape, name, activation)
