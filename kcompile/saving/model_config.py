@@ -245,6 +245,9 @@ def functional_from_config(cls, config, custom_objects=None):
             raise ValueError(f"Layer {name!r} is called without positional arguments in the "
                              f"model config")
         kwargs.pop("mask", None)
+        # Keras writes a call's default `training=False` into the node; as Keras
+        # replays it, the model's own call decides training.
+        kwargs.pop("training", None)
         # Arguments after the inputs (MultiHeadAttention's value) go on by position.
         outputs[key] = created[name](args[0], *args[1:], **kwargs)
         return outputs[key]
