@@ -77,6 +77,7 @@ class Trainer:
                                      or nthreads < 1):
             raise ValueError(f"`nthreads` must be a positive integer or None, received {nthreads!r}")
         self._nthreads = nthreads
+        self._metric_objects = {}       # (kind, output, position) -> Metric, made when traced
         self.compiled = True
         self._invalidate()
         self._state = None
@@ -84,6 +85,20 @@ class Trainer:
     @property
     def metrics_names(self):
         return list(getattr(self, "_log_kinds", {"loss": None}))
+
+    @property
+    def metrics(self):
+        """The compiled metrics (Metric objects), once a step was traced."""
+        return list(getattr(self, "_metric_objects", {}).values())
+
+    @property
+    def metrics_variables(self):
+        return [v for m in self.metrics for v in m.variables]
+
+    def reset_metrics(self):
+        """Every compiled metric back to its initial state (Keras: at each epoch's start)."""
+        for m in self.metrics:
+            m.reset_state()
 
     def _require_compiled(self, what):
         from .subclassed import check_overrides
@@ -117,6 +132,16 @@ class Trainer:
         if self.optimizer is not None:
             self.optimizer.build(self.trainable_weights)
             variables += self.optimizer.variables
+        # The compiled metrics' variables: state the train and eval steps update.
+        taken = {v.path for v in variables}
+        for v in self.metrics_variables:
+            if any(v is w for w in variables):
+                continue
+            base, k = v.path, 1
+            while v.path in taken:        # two metrics of one name (one per output)
+                v.path, k = f"{base}_{k}", k + 1
+            taken.add(v.path)
+            variables.append(v)
         if distribute.active() is not None:     # the gradient slots ranks allreduce
             variables += distribute.active().state_variables(self)
         names = [v.path for v in variables]
@@ -161,16 +186,37 @@ class Trainer:
                     return other, self._pipelines[other]
         if key not in self._pipelines:
             # train_step first: the kernels it shares with the other entries carry its names
-            traced = {}
-            if y_specs is not None:
-                traced["train_step"] = self._trace_train(batch_size, y_specs)
-                traced["eval_step"] = Traced(self._trace_loss(batch_size, y_specs, training=False))
-            traced["predict"] = Traced(self._trace_predict(batch_size))
+            traced = self._trace_entries(batch_size, y_specs)
+            if any(v.path not in state.types for v in self.metrics_variables):
+                # The first trace made the metrics (and their variables): trace again
+                # over a State that holds them.
+                state = self._make_state()
+                self._state_generation = None
+                traced = self._trace_entries(batch_size, y_specs)
             if distribute.active() is not None:     # train_step split at the gradient
                 traced = distribute.active().split(self, traced)
             self._pipelines[key] = Pipeline(traced, state, getattr(self, "_nthreads", None),
                                             self._backend)
         return key, self._pipelines[key]
+
+    def _metric_object(self, key, spec, y_true_shape, y_pred_shape):
+        """The Metric for a compile() entry, made once (its variables are model state)."""
+        objects = self._metric_objects
+        if key not in objects:
+            m = metrics_mod.get(spec, y_true_shape, y_pred_shape)
+            if any(m is o for o in objects.values()):
+                # one instance given for several outputs: each output has its own state
+                m = type(m).from_config(m.get_config())
+            objects[key] = m
+        return objects[key]
+
+    def _trace_entries(self, batch_size, y_specs):
+        traced = {}
+        if y_specs is not None:
+            traced["train_step"] = self._trace_train(batch_size, y_specs)
+            traced["eval_step"] = Traced(self._trace_loss(batch_size, y_specs, training=False))
+        traced["predict"] = Traced(self._trace_predict(batch_size))
+        return traced
 
     def _executable(self, batch_size, y_specs=None):
         if getattr(self, "_length_binding", None) is None:
@@ -281,28 +327,18 @@ class Trainer:
                         kinds[f"{prefix}loss"] = ("mean", f"loss/{prefix}loss")
                     term = batch_loss * float(weights[i] if weights[i] is not None else 1.0)
                     total = term if total is None else total + term
-                for spec in _as_list(metric_specs[i]):
-                    m = metrics_mod.get(spec, (None, *shape), y_pred.shape)
-                    name = prefix + m.name
-                    raw = m.raw_values(y_true, y_pred)
-                    if out_mask is not None and raw.shape[:out_mask.ndim] == out_mask.shape:
-                        w = _expand_to(out_mask, raw) * _expand_to(mask, raw)
-                        g.outputs[f"metric/{name}"] = F.sum(raw * w).id
-                        g.outputs[f"weight/{name}"] = F.sum(w).id
-                        kinds[name] = ("ratio", f"metric/{name}", f"weight/{name}")
-                        continue
-                    g.outputs[f"metric/{name}"] = F.sum(m.values(y_true, y_pred) * mask).id
-                    kinds[name] = ("sum", f"metric/{name}")
-                for spec in _as_list(weighted_specs[i]):
-                    # Keras' weighted_metrics: means weighted by sample_weight.
-                    m = metrics_mod.get(spec, (None, *shape), y_pred.shape)
-                    name = prefix + m.name
-                    if name in kinds:
-                        name = prefix + "weighted_" + m.name
-                    w = weight * mask
-                    g.outputs[f"metric/{name}"] = F.sum(m.values(y_true, y_pred) * w).id
-                    g.outputs[f"weight/{name}"] = F.sum(w).id
-                    kinds[name] = ("ratio", f"metric/{name}", f"weight/{name}")
+                row_weight = mask if out_mask is None else _expand_to(mask, out_mask) * out_mask
+                for kind, specs in (("metrics", metric_specs[i]), ("weighted", weighted_specs[i])):
+                    for j, spec in enumerate(_as_list(specs)):
+                        m = self._metric_object((kind, i, j), spec, (None, *shape), y_pred.shape)
+                        name = prefix + m.name
+                        if kind == "weighted" and name in kinds:
+                            name = prefix + "weighted_" + m.name
+                        # Keras' weighted_metrics use sample_weight; every metric skips
+                        # the padding rows (and entries the output's mask drops).
+                        sw = row_weight * _expand_to(weight, row_weight) if kind == "weighted" \
+                            else row_weight
+                        kinds.update(_trace_metric(trace, m, name, y_true, y_pred, sw))
             if total is None and not trace.losses:
                 raise ValueError("The model must be compiled with a loss (or add losses in "
                                  "call() with `self.add_loss()`) before it is trained or "
@@ -311,6 +347,7 @@ class Trainer:
             reg += trace.losses          # activity regularizers and add_loss terms
             for r in reg:
                 total = r if total is None else total + r
+            _add_updates(trace)             # the metrics' state updates
             g.outputs["loss"] = total.id
             g.outputs["count"] = count.id
             self._log_kinds = kinds
@@ -405,6 +442,7 @@ class Trainer:
         initial_epoch = self._initial_epoch or initial_epoch
         training_logs = {}
         for epoch in range(initial_epoch, epochs):
+            self.reset_metrics()            # as Keras: each epoch's metrics start afresh
             cbs.on_epoch_begin(epoch)
             logs = {}
             totals = None
@@ -454,6 +492,7 @@ class Trainer:
         runner = _runner(self, "eval_step", iterator.source)
         if iterator.source.fixed_size and isinstance(runner, _Runner):
             runner.prepare(iterator.source)
+        self.reset_metrics()
         cbs.on_test_begin()
         totals, logs = None, {}
         self.stop_evaluating = False
@@ -569,12 +608,14 @@ class Trainer:
             key = batch_calls.signature((x, y))
             call = batch_calls.lookup(self, "train", key)
             if call is not None:
+                self.reset_metrics()        # the logs are this batch's
                 return self._batch_logs(call.run((x, y)), len(x), return_dict)
         self._require_compiled("train_on_batch")
         xs, ys = adapt_inputs(x, self, "train_on_batch"), adapt_targets(y, self, "train_on_batch")
         sw = sample_weights(sample_weight, ys, class_weight)
         check_cardinality(xs, ys, sw)
         n = len(xs[0])
+        self.reset_metrics()                # the logs are this batch's
         if distribute.active() is not None:     # this rank's batch, gradients averaged
             source = ArraySource(xs, ys, sw, n)
             out = _runner(self, "train_step", source).run(next(source.iterator()))
@@ -590,6 +631,7 @@ class Trainer:
             key = batch_calls.signature((x, y))
             call = batch_calls.lookup(self, "test", key)
             if call is not None:
+                self.reset_metrics()
                 return self._batch_logs(call.run((x, y)), len(x), return_dict)
         self._require_compiled("test_on_batch")
         xs, ys = adapt_inputs(x, self, "test_on_batch"), adapt_targets(y, self, "test_on_batch")
@@ -679,23 +721,67 @@ class _Totals:
     sums over samples, weighted metrics as sums over their sample weights."""
 
     def __init__(self, kinds: dict):
-        self.kinds = kinds     # name -> ("mean", out) | ("sum", out) | ("ratio", out, weight out)
-        self.sums = dict.fromkeys(kinds, 0.0)
-        self.weights = dict.fromkeys(kinds, 0.0)
+        # name -> ("mean", out): a loss, averaged here over the batches;
+        # ("state", out): a metric's result, computed in the step from its variables;
+        # ("eager", metric, key): a metric's result computed here from its variables
+        self.kinds = kinds
+        self.means = [k for k, kind in kinds.items() if kind[0] == "mean"]
+        self.sums = dict.fromkeys(self.means, 0.0)
+        self.last = {}
         self.count = 0.0
 
     def add(self, out, real):
         c = float(out["count"])
         self.count += c
-        for name, (kind, key, *den) in self.kinds.items():
-            self.sums[name] += float(out[key]) * c if kind == "mean" else float(out[key])
-            if kind == "ratio":
-                self.weights[name] += float(out[den[0]])
+        for name in self.means:
+            self.sums[name] += float(out[self.kinds[name][1]]) * c
+        self.last = out
 
     def result(self):
         c = max(self.count, 1.0)
-        return {k: (self.sums[k] / self.weights[k] if self.weights[k] else 0.0)
-                if self.kinds[k][0] == "ratio" else v / c for k, v in self.sums.items()}
+        logs = {}
+        for name, (kind, *rest) in self.kinds.items():
+            if kind == "mean":
+                logs[name] = self.sums[name] / c
+            elif kind == "state":
+                logs[name] = _log_value(self.last[rest[0]]) if rest[0] in self.last else 0.0
+            else:
+                metric, key = rest
+                value = metric.result()
+                logs[name] = _log_value(value[key] if key is not None else value)
+        return logs
+
+
+def _log_value(value):
+    """A scalar result as a float; a vector (per threshold, per class) as an array."""
+    arr = np.array(value, dtype=np.float32)
+    return float(arr) if arr.ndim == 0 else arr
+
+
+def _trace_metric(trace, metric, name, y_true, y_pred, sample_weight) -> dict:
+    """Trace `metric.update_state` into the step and its result as outputs; the log
+    kinds of its entries. A result that is no graph value (read from a variable's
+    `.value`, or branching on values) is computed after the step instead."""
+    from kcompile.ir.builder import Sym
+    trace.call_depth += 1           # as in a layer's call: constant assigns are updates too
+    try:
+        metric.update_state(y_true, y_pred, sample_weight=sample_weight)
+    finally:
+        trace.call_depth -= 1
+    if getattr(metric, "_eager_result", False):
+        return {name: ("eager", metric, None)}
+    result = metric.result()
+    results = result if isinstance(result, dict) else {name: result}
+    kinds = {}
+    for key, value in results.items():
+        if hasattr(value, "__sym__") and not isinstance(value, Sym):
+            value = value.__sym__(trace.graph)         # a variable: its value after the step
+        if not isinstance(value, Sym):
+            kinds[key] = ("eager", metric, key if isinstance(result, dict) else None)
+            continue
+        trace.graph.outputs[f"metric/{key}"] = value.id
+        kinds[key] = ("state", f"metric/{key}")
+    return kinds
 
 
 def _add_updates(trace):
