@@ -32,6 +32,8 @@ PROBE_BARRIERS = 100
 ROUNDS = 5
 SPIN_STEPS = 20_000         # dependent multiply-adds: about 30 us on one core
 
+_LOADED: list = []
+
 _STEP = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p)
 
 
@@ -114,6 +116,9 @@ def measured(nthreads: int) -> tuple[float, float, float]:
     one on work split evenly) for steps on `nthreads` threads."""
     symbols = ["kc_probe", "kc_once", "kc_spin", "kc_spin_alone", *sync.SYMBOLS]
     code = load_object(_probe_object(nthreads), symbols, name="kcompile-thread-probe")
+    # Kept loaded for the life of the process: never unmapped under a worker that
+    # is slow to leave it on a loaded machine (the pool waits 5 s at most).
+    _LOADED.append(code)
     memory = aligned_bytes(64 * (nthreads + 1))
     sync_block = aligned_bytes(64 * max(nthreads, 2))
     pool = WorkerPool(code, nthreads, memory.ctypes.data, memory.ctypes.data)
