@@ -11,6 +11,8 @@ from .merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Sub
                       average, concatenate, maximum, minimum, multiply, subtract)
 from .normalization import BatchNormalization
 from .recurrent import GRU, LSTM, SimpleRNN
+from .rnn import RNN
+from .rnn_cells import GRUCell, LSTMCell, SimpleRNNCell, StackedRNNCells
 from .regularization import Dropout
 from .pooling import (AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D,
                       GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D,
@@ -38,6 +40,7 @@ __all__ = ["Layer", "Dense", "Activation", "InputLayer", "Input", "Embedding", "
            "Cropping2D", "Conv1D", "Conv2D", "Conv1DTranspose", "Conv2DTranspose",
            "DepthwiseConv2D", "SeparableConv2D", "Convolution1D", "Convolution2D",
            "Convolution1DTranspose", "Convolution2DTranspose", "SeparableConvolution2D"]
+__all__ += ["RNN", "LSTMCell", "GRUCell", "SimpleRNNCell", "StackedRNNCells"]
 
 
 def serialize(layer):

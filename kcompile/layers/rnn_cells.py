@@ -1,0 +1,389 @@
+"""Keras' recurrent cells: SimpleRNNCell, LSTMCell, GRUCell, StackedRNNCells.
+
+A cell computes one time step, `call(inputs, states) -> (output, new_states)`, with
+Keras' weights (kernel (input_dim, gates*units), recurrent_kernel, bias; gate orders
+i, f, c, o and z, r, h) and configs. `RNN(cell)` loops it; the LSTM, GRU and SimpleRNN
+layers own one and run the same gate arithmetic (`lstm_gates`, `gru_gates`) after one
+input projection of all the time steps.
+
+Dropout is Keras 3's: masks drawn once per sequence (not per step) by the RNN layer
+before its loop. With only `dropout`, one input mask serves all gates; with
+`recurrent_dropout` (Keras' implementation 1) every gate has its own input mask and
+its own mask of the previous output.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from kcompile.ir import builder as F
+from .. import activations, constraints, initializers, regularizers
+from .layer import Layer
+
+
+def _part(z, j, units):
+    """Gate j's block of columns of z (batch, gates*units)."""
+    return F.slice_axis(z, z.ndim - 1, j * units, (j + 1) * units)
+
+
+def _mask(masks, j):
+    """Gate j's mask of a stack of masks (count, batch, dim)."""
+    return F.reshape(F.slice_axis(masks, 0, j, j + 1), masks.shape[1:])
+
+
+def recurrent_products(h, U, units, gates, rec_masks):
+    """h @ U as `gates` blocks; with recurrent dropout each block sees its own mask."""
+    if rec_masks is None:
+        z = h @ U
+        return [_part(z, j, units) for j in range(gates)]
+    return [(h * _mask(rec_masks, j)) @ _part(U, j, units) for j in range(gates)]
+
+
+def lstm_gates(x_parts, r_parts, c, activation, recurrent_activation):
+    """Keras' LSTM step from the input and recurrent pre-activations of gates i, f, c, o."""
+    i, f, g, o = (a + b for a, b in zip(x_parts, r_parts))
+    c_new = recurrent_activation(f) * c + recurrent_activation(i) * activation(g)
+    return recurrent_activation(o) * activation(c_new), c_new
+
+
+def gru_gates(x_parts, h, U, rec_bias, units, activation, recurrent_activation, reset_after,
+              rec_masks):
+    """Keras' GRU step from the input pre-activations of gates z, r, h (input bias in)."""
+    xz, xr, xh = x_parts
+    hz = h if rec_masks is None else h * _mask(rec_masks, 0)
+    hr = h if rec_masks is None else h * _mask(rec_masks, 1)
+    hh_in = h if rec_masks is None else h * _mask(rec_masks, 2)
+    if reset_after:
+        if rec_masks is None:
+            inner = h @ U
+            rz, rr, rh = (_part(inner, j, units) for j in range(3))
+        else:
+            rz, rr, rh = ((hz, hr, hh_in)[j] @ _part(U, j, units) for j in range(3))
+        if rec_bias is not None:
+            rz, rr, rh = (r + _part(rec_bias, j, units) for j, r in enumerate((rz, rr, rh)))
+        z = recurrent_activation(xz + rz)
+        r = recurrent_activation(xr + rr)
+        cand = activation(xh + r * rh)
+    else:
+        z = recurrent_activation(xz + hz @ _part(U, 0, units))
+        r = recurrent_activation(xr + hr @ _part(U, 1, units))
+        cand = activation(xh + (r * hh_in) @ _part(U, 2, units))
+    return z * h + (1.0 - z) * cand
+
+
+class ForgetBiasInit(initializers.Initializer):
+    """Keras' unit_forget_bias: the forget gate's bias starts at one."""
+
+    def __init__(self, base, units):
+        self.base, self.units = base, units
+
+    def __call__(self, shape, dtype="float32"):
+        u = self.units
+        b = np.asarray(self.base((4 * u,), dtype), dtype).copy()
+        b[u:2 * u] = 1.0
+        return b
+
+
+class DropoutRNNCell:
+    """Keras' dropout mixin of cells: `dropout`, `recurrent_dropout` and a
+    `seed_generator`; the masks of a sequence are drawn by `_draw_dropout_masks`
+    before the loop and read in `call` as `_dropout_mask` / `_recurrent_dropout_mask`
+    (a stack of `dropout_mask_count` masks, or one)."""
+
+    _dropout_mask = None
+    _recurrent_dropout_mask = None
+
+    def _mask_count(self):
+        return getattr(self, "dropout_mask_count", None)
+
+    def _draw_dropout_masks(self, batch, feature_shape):
+        from .. import random
+        out = []
+        n = self._mask_count()
+        lead = (n,) if n else ()
+        for attr, rate, dims in (("_dropout_mask", self.dropout, feature_shape),
+                                 ("_recurrent_dropout_mask", self.recurrent_dropout,
+                                  (self._recurrent_mask_dim(),))):
+            if 0.0 < rate < 1.0:
+                from ..tracing import current
+                ones = F.broadcast_to(F.lift(current().graph, 1.0), (*lead, batch, *dims))
+                out.append((self, attr, random.dropout(ones, rate, seed=self.seed_generator)))
+        return out
+
+    def _recurrent_mask_dim(self):
+        s = self.state_size
+        return int(s if isinstance(s, (int, np.integer)) else s[0])
+
+    def get_dropout_mask(self, step_input):
+        return self._dropout_mask
+
+    def get_recurrent_dropout_mask(self, step_input):
+        return self._recurrent_dropout_mask
+
+    def reset_dropout_mask(self):
+        self._dropout_mask = None
+
+    def reset_recurrent_dropout_mask(self):
+        self._recurrent_dropout_mask = None
+
+
+class _GatedCell(DropoutRNNCell, Layer):
+    """The weights, options and config the three built-in cells share."""
+    gates = 1
+
+    def __init__(self, units, activation="tanh", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", kernel_regularizer=None, recurrent_regularizer=None,
+                 bias_regularizer=None, kernel_constraint=None, recurrent_constraint=None,
+                 bias_constraint=None, dropout=0.0, recurrent_dropout=0.0, seed=None,
+                 **kwargs):
+        from ..random import SeedGenerator
+        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
+            raise ValueError(f"Received an invalid value for argument `units`, expected a "
+                             f"positive integer, got {units!r}.")
+        super().__init__(**kwargs)
+        self.units = int(units)
+        self.activation = activations.get(activation)
+        self.use_bias = use_bias
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.recurrent_initializer = initializers.get(recurrent_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.recurrent_constraint = constraints.get(recurrent_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
+        self.dropout = min(1.0, max(0.0, float(dropout)))
+        self.recurrent_dropout = min(1.0, max(0.0, float(recurrent_dropout)))
+        self.seed = seed
+        self.seed_generator = SeedGenerator(seed)
+        self.output_size = self.units
+
+    def _bias_shape(self):
+        return (self.gates * self.units,)
+
+    def _bias_init(self):
+        return self.bias_initializer
+
+    def build(self, input_shape):
+        n = self.gates * self.units
+        self.kernel = self.add_weight((input_shape[-1], n), self.kernel_initializer, name="kernel",
+                                      regularizer=self.kernel_regularizer,
+                                      constraint=self.kernel_constraint)
+        self.recurrent_kernel = self.add_weight((self.units, n), self.recurrent_initializer,
+                                                name="recurrent_kernel",
+                                                regularizer=self.recurrent_regularizer,
+                                                constraint=self.recurrent_constraint)
+        self.bias = self.add_weight(self._bias_shape(), self._bias_init(), name="bias",
+                                    regularizer=self.bias_regularizer,
+                                    constraint=self.bias_constraint) if self.use_bias else None
+        self.built = True
+
+    def _dropped_inputs(self, inputs, training):
+        """The input projection parts of the gates, input dropout applied."""
+        W = self.kernel.__sym__(None)
+        dm = self._dropout_mask if training else None
+        if dm is not None and self._mask_count():
+            return [(inputs * _mask(dm, j)) @ _part(W, j, self.units) for j in range(self.gates)]
+        if dm is not None:
+            inputs = inputs * dm
+        xw = inputs @ W
+        return [_part(xw, j, self.units) for j in range(self.gates)]
+
+    def _rec_masks(self, training):
+        return self._recurrent_dropout_mask if training else None
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units,
+                "activation": activations.serialize(self.activation), "use_bias": self.use_bias,
+                "kernel_initializer": initializers.serialize(self.kernel_initializer),
+                "recurrent_initializer": initializers.serialize(self.recurrent_initializer),
+                "bias_initializer": initializers.serialize(self.bias_initializer),
+                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+                "recurrent_regularizer": regularizers.serialize(self.recurrent_regularizer),
+                "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+                "kernel_constraint": constraints.serialize(self.kernel_constraint),
+                "recurrent_constraint": constraints.serialize(self.recurrent_constraint),
+                "bias_constraint": constraints.serialize(self.bias_constraint),
+                "dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout,
+                "seed": self.seed}
+
+
+class SimpleRNNCell(_GatedCell):
+    """output = activation(x W + b + h U)."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(units, **kwargs)
+        self.state_size = self.units
+
+    def call(self, inputs, states, training=False):
+        prev = states[0] if isinstance(states, (list, tuple)) else states
+        (h,) = self._dropped_inputs(inputs, training)
+        if self.bias is not None:
+            h = h + self.bias
+        rm = self._rec_masks(training)
+        if rm is not None:
+            prev = prev * rm
+        out = h + prev @ self.recurrent_kernel
+        if self.activation is not None:
+            out = self.activation(out)
+        return out, ([out] if isinstance(states, (list, tuple)) else out)
+
+
+class LSTMCell(_GatedCell):
+    gates = 4
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",
+                 unit_forget_bias=True, implementation=2, **kwargs):
+        super().__init__(units, activation=activation, **kwargs)
+        self.recurrent_activation = activations.get(recurrent_activation)
+        self.unit_forget_bias = unit_forget_bias
+        # As Keras: recurrent dropout needs the per-gate computation, and that one draws
+        # a mask per gate.
+        self.implementation = 1 if self.recurrent_dropout != 0.0 else implementation
+        if self.implementation == 1:
+            self.dropout_mask_count = 4
+        self.state_size = [self.units, self.units]
+
+    def _bias_init(self):
+        if self.unit_forget_bias:
+            return ForgetBiasInit(self.bias_initializer, self.units)
+        return self.bias_initializer
+
+    def call(self, inputs, states, training=False):
+        h, c = states[0], states[1]
+        xs = self._dropped_inputs(inputs, training)
+        if self.bias is not None:
+            b = self.bias.__sym__(None)
+            xs = [x + _part(b, j, self.units) for j, x in enumerate(xs)]
+        rs = recurrent_products(h, self.recurrent_kernel.__sym__(None), self.units, 4,
+                                self._rec_masks(training))
+        h_new, c_new = lstm_gates(xs, rs, c, self.activation, self.recurrent_activation)
+        return h_new, [h_new, c_new]
+
+    def get_config(self):
+        return {**super().get_config(),
+                "recurrent_activation": activations.serialize(self.recurrent_activation),
+                "unit_forget_bias": self.unit_forget_bias}
+
+
+class GRUCell(_GatedCell):
+    gates = 3
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",
+                 reset_after=True, implementation=2, **kwargs):
+        super().__init__(units, activation=activation, **kwargs)
+        self.recurrent_activation = activations.get(recurrent_activation)
+        self.reset_after = reset_after
+        self.implementation = 1 if self.recurrent_dropout != 0.0 else implementation
+        if self.implementation == 1:
+            self.dropout_mask_count = 3
+        self.state_size = self.units
+
+    def _bias_shape(self):
+        # reset_after keeps separate input and recurrent biases, as Keras: (2, 3*units)
+        return (2, 3 * self.units) if self.reset_after else (3 * self.units,)
+
+    def input_bias(self):
+        """The bias added to the input projection (None without bias)."""
+        if self.bias is None:
+            return None
+        b = self.bias.__sym__(None)
+        return F.reshape(F.slice_axis(b, 0, 0, 1), (3 * self.units,)) if self.reset_after else b
+
+    def recurrent_bias(self):
+        if self.bias is None or not self.reset_after:
+            return None
+        return F.reshape(F.slice_axis(self.bias.__sym__(None), 0, 1, 2), (3 * self.units,))
+
+    def call(self, inputs, states, training=False):
+        nested = isinstance(states, (list, tuple))
+        h = states[0] if nested else states
+        xs = self._dropped_inputs(inputs, training)
+        ib = self.input_bias()
+        if ib is not None:
+            xs = [x + _part(ib, j, self.units) for j, x in enumerate(xs)]
+        h_new = gru_gates(xs, h, self.recurrent_kernel.__sym__(None), self.recurrent_bias(),
+                          self.units, self.activation, self.recurrent_activation,
+                          self.reset_after, self._rec_masks(training))
+        return h_new, ([h_new] if nested else h_new)
+
+    def get_config(self):
+        return {**super().get_config(),
+                "recurrent_activation": activations.serialize(self.recurrent_activation),
+                "reset_after": self.reset_after}
+
+
+class StackedRNNCells(Layer):
+    """Cells run one after the other in each time step: a cell's output is the next
+    cell's input; the states are each cell's, in order."""
+
+    def __init__(self, cells, **kwargs):
+        super().__init__(**kwargs)
+        for cell in cells:
+            if "call" not in dir(cell):
+                raise ValueError(f"All cells must have a `call` method. Received cell without "
+                                 f"a `call` method: {cell}")
+            if "state_size" not in dir(cell):
+                raise ValueError(f"All cells must have a `state_size` attribute. Received "
+                                 f"cell without a `state_size`: {cell}")
+        self.cells = list(cells)
+
+    @property
+    def state_size(self):
+        return [c.state_size for c in self.cells]
+
+    @property
+    def output_size(self):
+        last = self.cells[-1]
+        if getattr(last, "output_size", None) is not None:
+            return last.output_size
+        s = last.state_size
+        return s[0] if isinstance(s, (list, tuple)) else s
+
+    def build(self, input_shape):
+        for cell in self.cells:
+            if isinstance(cell, Layer):
+                cell._maybe_build(tuple(input_shape))
+            dim = getattr(cell, "output_size", None)
+            if dim is None:
+                s = cell.state_size
+                dim = s[0] if isinstance(s, (list, tuple)) else s
+            input_shape = (input_shape[0], dim)
+        self.built = True
+
+    def call(self, inputs, states, training=False):
+        new_states = []
+        for cell, s in zip(self.cells, states):
+            was_list = isinstance(s, (list, tuple))
+            s = list(s) if was_list else [s]
+            import inspect
+            kw = {"training": training} if "training" in inspect.signature(cell.call).parameters \
+                else {}
+            inputs, s = cell(inputs, s, **kw)
+            if isinstance(s, (list, tuple)) and len(s) == 1 and not was_list:
+                s = s[0]
+            new_states.append(s)
+        return inputs, new_states
+
+    def get_config(self):
+        from ..saving.serialization import serialize_layer
+        return {**super().get_config(),
+                "cells": [serialize_layer(c, for_model=False) for c in self.cells]}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        from ..saving.serialization import deserialize_layer, layer_kwargs
+        config = dict(config)
+        cells = [deserialize_layer(c, custom_objects) if isinstance(c, dict) else c
+                 for c in config.pop("cells")]
+        return cls(cells, **layer_kwargs(cls, config))
+
+    def _keras_saved_children(self):
+        used, out = {}, []
+        from ..saving.serialization import keras_snake_case
+        for c in self.cells:
+            base = keras_snake_case(type(c).__name__)
+            used[base] = used.get(base, -1) + 1
+            out.append((f"cells/{base}" + (f"_{used[base]}" if used[base] else ""), c))
+        return out
