@@ -63,11 +63,16 @@ class Recurrent(Layer):
         raise NotImplementedError
 
     # -- states ---------------------------------------------------------------------------
-    def _build_states(self, input_shape):
+    def _build_states(self, input_shape, when_called=False):
+        """A stateful layer's state variables, for the batch size of `input_shape`. A
+        Sequential model builds its layers for a None batch: then the first compiled
+        call's batch size is the states' (Keras would need it known at build)."""
         if not self.stateful or self.states is not None:
             return
         batch = input_shape[0]
         if batch is None:
+            if not when_called:
+                return
             raise ValueError(f"When using `stateful=True` in a RNN, the batch size must be "
                              f"static. Found dynamic batch size: sequence.shape="
                              f"{tuple(input_shape)}")
@@ -97,7 +102,7 @@ class Recurrent(Layer):
         B = x.shape[0]
         sizes = self._state_sizes
         if initial_state is None:
-            if self.stateful:
+            if self.stateful and self.states is not None and not current().shape_only:
                 if self.states[0].shape[0] != B:
                     raise ValueError(f"If an RNN is stateful, the batch size of the input "
                                      f"sequences must be the same as the batch size of the "
@@ -146,9 +151,9 @@ class Recurrent(Layer):
     def call(self, sequences, initial_state=None, mask=None, training=None):
         x = sequences
         self._check_rank(x.shape)
-        if self.stateful and self.states is None:
-            self._build_states(x.shape)
         trace = current()
+        if self.stateful and self.states is None and not trace.shape_only:
+            self._build_states(x.shape, when_called=True)
         if mask is None:
             mask = trace.masks.get(x.id)
         T = x.shape[1]
@@ -184,7 +189,7 @@ class Recurrent(Layer):
                 trace.masks[out.id] = mask
         else:
             out = F.reshape(F.slice_axis(ys, 0, T - 1, T), ys.shape[1:])
-        if self.stateful:
+        if self.stateful and self.states is not None and not trace.shape_only:
             for var, value in zip(self.states, finals):
                 self.add_update(var, value)
         if self.return_state:
