@@ -371,8 +371,8 @@ def _nested_sizes(state_size):
 
 
 def _pack_states(flat, nested):
-    if nested is None:
-        return flat[0] if len(flat) == 1 else list(flat)
+    if nested is None:         # as Keras: a cell always receives a list of states
+        return list(flat)
     out, i = [], 0
     for s in nested:
         n = len(_flat_sizes(s))
