@@ -22,10 +22,12 @@ from kcompile import layers, models, optimizers
 
 try:
     from tests.model_checks import check_gradients_fd
-    from tests.test_rnn_cells import N_STATES, cell_weights, np_loop, np_step
+    from tests.test_rnn_cells import (MinimalRNNCell, N_STATES, cell_weights, np_loop,
+                                      np_minimal, np_step)
 except ImportError:     # run as `pytest tests/...` without the project root on sys.path
     from model_checks import check_gradients_fd
-    from test_rnn_cells import N_STATES, cell_weights, np_loop, np_step
+    from test_rnn_cells import (MinimalRNNCell, N_STATES, cell_weights, np_loop, np_minimal,
+                                np_step)
 
 B, T, D, U = 3, 5, 4, 3
 ATOL, RTOL = 2e-5, 1e-4
@@ -335,3 +337,46 @@ def test_dropout_gradients_match_finite_differences():
     rng = np.random.default_rng(20)
     model.set_weights([rng.normal(0, 0.4, w.shape) for w in model.get_weights()])
     check_gradients_fd(model, [x_data(21, n=2)], training=True)
+
+
+def test_bidirectional_of_a_user_cell_rnn_copies_the_cell(tmp_path):
+    inp = layers.Input((T, D))
+    bi = layers.Bidirectional(layers.RNN(MinimalRNNCell(2), return_sequences=True))
+    model = compiled(models.Model(inp, bi(inp)))
+    assert type(bi.backward_layer.cell) is MinimalRNNCell
+    assert bi.forward_layer.cell is not bi.backward_layer.cell
+    rng = np.random.default_rng(22)
+    K1, R1, K2, R2 = (rng.normal(0, 0.4, w.shape).astype(np.float32) for w in bi.weights)
+    bi.set_weights([K1, R1, K2, R2])
+    x = x_data(23)
+    fwd = np_minimal(x.astype(np.float64), K1, R1)[0]
+    bwd = np_minimal(x[:, ::-1].astype(np.float64), K2, R2)[0][:, ::-1]
+    np.testing.assert_allclose(model.predict(x, verbose=0), np.concatenate([fwd, bwd], -1),
+                               atol=ATOL, rtol=RTOL)
+    model.save(tmp_path / "m.keras")
+    loaded = compiled(models.load_model(tmp_path / "m.keras"))
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0),
+                               atol=1e-6)
+
+
+class Twice(layers.Wrapper):
+    """A user wrapper: the wrapped layer applied twice."""
+
+    def call(self, inputs):
+        return self.layer(self.layer(inputs))
+
+
+def test_wrapper_subclass_holds_the_layer_and_its_config(tmp_path):
+    inner = layers.Dense(D, use_bias=False)
+    inp = layers.Input((D,))
+    model = compiled(models.Model(inp, Twice(inner)(inp)))
+    W = np.random.default_rng(24).normal(size=(D, D)).astype(np.float32)
+    inner.set_weights([W])
+    x = np.random.default_rng(25).normal(size=(2, D)).astype(np.float32)
+    np.testing.assert_allclose(model.predict(x, verbose=0), x @ W @ W, rtol=1e-5, atol=1e-5)
+    assert model.layers[1].weights == inner.weights
+    model.save(tmp_path / "w.keras")
+    loaded = compiled(models.load_model(tmp_path / "w.keras", custom_objects={"Twice": Twice}))
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), x @ W @ W, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="supplied to Wrapper"):
+        Twice("dense")

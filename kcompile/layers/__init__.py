@@ -19,7 +19,7 @@ from .pooling import (AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D
                       MaxPooling1D, MaxPooling2D)
 from .reshaping import (Cropping1D, Cropping2D, Flatten, RepeatVector, Reshape, UpSampling1D,
                         UpSampling2D, ZeroPadding1D, ZeroPadding2D)
-from .wrappers import Bidirectional, TimeDistributed
+from .wrappers import Bidirectional, TimeDistributed, Wrapper
 
 # Keras' short names for the pooling layers.
 MaxPool1D, MaxPool2D = MaxPooling1D, MaxPooling2D
@@ -40,7 +40,7 @@ __all__ = ["Layer", "Dense", "Activation", "InputLayer", "Input", "Embedding", "
            "Cropping2D", "Conv1D", "Conv2D", "Conv1DTranspose", "Conv2DTranspose",
            "DepthwiseConv2D", "SeparableConv2D", "Convolution1D", "Convolution2D",
            "Convolution1DTranspose", "Convolution2DTranspose", "SeparableConvolution2D"]
-__all__ += ["RNN", "LSTMCell", "GRUCell", "SimpleRNNCell", "StackedRNNCells"]
+__all__ += ["RNN", "LSTMCell", "GRUCell", "SimpleRNNCell", "StackedRNNCells", "Wrapper"]
 
 
 def serialize(layer):

@@ -13,7 +13,37 @@ def _inner_from_config(entry, custom_objects=None):
     return deserialize_layer(entry, custom_objects) if isinstance(entry, dict) else entry
 
 
-class TimeDistributed(Layer):
+class Wrapper(Layer):
+    """Keras' base of the layers that wrap another one (`self.layer`): its config holds
+    the wrapped layer's, and its weights are the wrapped layer's."""
+
+    def __init__(self, layer, **kwargs):
+        if not isinstance(layer, Layer):
+            raise ValueError(f"Layer {layer} supplied to Wrapper isn't a supported layer type. "
+                             f"Please ensure wrapped layer is a valid Keras layer.")
+        super().__init__(**kwargs)
+        self.layer = layer
+
+    def build(self, input_shape=None):
+        self.layer._maybe_build(input_shape)
+        self.built = True
+
+    def get_config(self):
+        from ..saving.serialization import serialize_layer
+        return {**super().get_config(), "layer": serialize_layer(self.layer, for_model=False)}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        from ..saving.serialization import layer_kwargs
+        config = dict(config)
+        layer = _inner_from_config(config.pop("layer"), custom_objects)
+        return cls(layer, **layer_kwargs(cls, config))
+
+    def _keras_saved_children(self):
+        return [("layer", self.layer)]
+
+
+class TimeDistributed(Wrapper):
     """`layer` applied to each slice `inputs[:, t]`: the batch and time axes are one
     axis while the layer runs, so a Dense is one matrix product over all steps. A
     mask (batch, time) reaches a layer whose call takes one as (batch*time,)."""
@@ -21,11 +51,10 @@ class TimeDistributed(Layer):
     supports_masking = True
 
     def __init__(self, layer, **kwargs):
-        super().__init__(**kwargs)
         if not isinstance(layer, Layer):
             raise ValueError(f"Please initialize `TimeDistributed` layer with a "
                              f"`keras.layers.Layer` instance. Received: {layer}")
-        self.layer = layer
+        super().__init__(layer, **kwargs)
 
     def build(self, input_shape):
         if not isinstance(input_shape, (tuple, list)) or len(input_shape) < 3:
@@ -49,20 +78,6 @@ class TimeDistributed(Layer):
         flat = F.reshape(inputs, (B * T, *inputs.shape[2:]))
         y = self.layer(flat, training=training, **kw)
         return F.reshape(y, (B, T, *y.shape[1:]))
-
-    def get_config(self):
-        from ..saving.serialization import serialize_layer
-        return {**super().get_config(), "layer": serialize_layer(self.layer, for_model=False)}
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        from ..saving.serialization import layer_kwargs
-        config = dict(config)
-        layer = _inner_from_config(config.pop("layer"), custom_objects)
-        return cls(layer, **layer_kwargs(cls, config))
-
-    def _keras_saved_children(self):
-        return [("layer", self.layer)]
 
 
 MERGE_MODES = ("sum", "mul", "ave", "concat", None)
