@@ -341,7 +341,8 @@ def test_bad_cells_and_states_raise_keras_errors():
 
 
 # ------------------------------------------------------- files Keras 3 wrote
-FIXTURES = ["cells", "bidirectional", "bidirectional_masked", "dropout_options", "stateful"]
+FIXTURES = ["cells", "bidirectional", "bidirectional_masked", "dropout_options", "stateful",
+            "conv_lstm"]
 
 
 @pytest.mark.parametrize("fmt", ["keras", "h5"])
@@ -358,7 +359,8 @@ def test_keras_files_load_and_predict_as_keras(name, fmt):
     data = np.load(os.path.join(here, f"{name}.npz"))
     i = 0
     while f"x{i}" in data:
-        got = model.predict(data[f"x{i}"], verbose=0)
+        x = [data[f"x{i}"], data[f"s{i}"]] if f"s{i}" in data else data[f"x{i}"]
+        got = model.predict(x, verbose=0)
         got = got if isinstance(got, list) else [got]
         n = len([k for k in data if k.startswith(f"y{i}_")])
         assert len(got) == n

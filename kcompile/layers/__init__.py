@@ -12,6 +12,7 @@ from .merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Sub
 from .normalization import BatchNormalization
 from .recurrent import GRU, LSTM, SimpleRNN
 from .rnn import RNN
+from .conv_lstm import ConvLSTM1D, ConvLSTM2D
 from .rnn_cells import GRUCell, LSTMCell, SimpleRNNCell, StackedRNNCells
 from .regularization import Dropout
 from .pooling import (AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D,
@@ -40,7 +41,8 @@ __all__ = ["Layer", "Dense", "Activation", "InputLayer", "Input", "Embedding", "
            "Cropping2D", "Conv1D", "Conv2D", "Conv1DTranspose", "Conv2DTranspose",
            "DepthwiseConv2D", "SeparableConv2D", "Convolution1D", "Convolution2D",
            "Convolution1DTranspose", "Convolution2DTranspose", "SeparableConvolution2D"]
-__all__ += ["RNN", "LSTMCell", "GRUCell", "SimpleRNNCell", "StackedRNNCells", "Wrapper"]
+__all__ += ["RNN", "LSTMCell", "GRUCell", "SimpleRNNCell", "StackedRNNCells", "Wrapper",
+            "ConvLSTM1D", "ConvLSTM2D"]
 
 
 def serialize(layer):

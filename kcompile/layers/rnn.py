@@ -53,6 +53,15 @@ class Recurrent(Layer):
     def _output_size(self) -> int:
         raise NotImplementedError
 
+    @property
+    def _state_shapes(self) -> list[tuple]:
+        """Each state's shape without the batch axis (a ConvLSTM's are images)."""
+        return [(n,) for n in self._state_sizes]
+
+    @property
+    def _output_shape(self) -> tuple:
+        return (self._output_size,)
+
     def _prev_output_index(self) -> int:
         """Which state holds the previous step's output (a masked step repeats it)."""
         return 0
@@ -76,9 +85,9 @@ class Recurrent(Layer):
             raise ValueError(f"When using `stateful=True` in a RNN, the batch size must be "
                              f"static. Found dynamic batch size: sequence.shape="
                              f"{tuple(input_shape)}")
-        self.states = [self._add_state_variable(f"rnn_state_{i}", (int(batch), int(n)),
+        self.states = [self._add_state_variable(f"rnn_state_{i}", (int(batch), *shape),
                                                 "float32")
-                       for i, n in enumerate(self._state_sizes)]
+                       for i, shape in enumerate(self._state_shapes)]
 
     def reset_states(self, states=None):
         """Zero the states of a stateful layer (or set them to `states`, as Keras 2 did)."""
@@ -100,7 +109,7 @@ class Recurrent(Layer):
 
     def _initial_state(self, initial_state, x):
         B = x.shape[0]
-        sizes = self._state_sizes
+        shapes = self._state_shapes
         if initial_state is None:
             if self.stateful and self.states is not None and not current().shape_only:
                 if self.states[0].shape[0] != B:
@@ -110,20 +119,20 @@ class Recurrent(Layer):
                                      f"{self.states[0].shape[0]}\n- Received batch size: {B}")
                 trace = current()
                 return [trace.read(v) for v in self.states]
-            return [F.broadcast_to(F.lift(x.g, 0.0), (B, n)) for n in sizes]
+            return [F.broadcast_to(F.lift(x.g, 0.0), (B, *shape)) for shape in shapes]
         states = list(initial_state) if isinstance(initial_state, (list, tuple)) else \
             [initial_state]
-        if len(states) != len(sizes):
-            raise ValueError(f"Layer {self.name!r} expects {len(sizes)} state(s) in "
+        if len(states) != len(shapes):
+            raise ValueError(f"Layer {self.name!r} expects {len(shapes)} state(s) in "
                              f"`initial_state`, but it received {len(states)} initial state(s)")
         out = []
-        for s, n in zip(states, sizes):
+        for s, shape in zip(states, shapes):
             s = s.__sym__(x.g) if hasattr(s, "__sym__") else s
             if not isinstance(s, F.Sym):
                 s = F.lift(x.g, np.asarray(s, np.float32))
-            if tuple(s.shape) != (B, n):
+            if tuple(s.shape) != (B, *shape):
                 raise ValueError(f"Layer {self.name!r}: an initial state has shape "
-                                 f"{(None, *s.shape[1:])}, expected {(None, n)}")
+                                 f"{(None, *s.shape[1:])}, expected {(None, *shape)}")
             out.append(F.cast(s, "float32") if s.dtype != "float32" else s)
         return out
 
@@ -177,7 +186,8 @@ class Recurrent(Layer):
                                  f"its state_size lists {len(carry)}")
             if mask is not None:       # masked steps carry the states through
                 keep = xs[n_seq]
-                new = [F.select(keep, a, b) for a, b in zip(new, carry)]
+                new = [F.select(_rank_of(keep, a), a, b) for a, b in zip(new, carry)]
+                keep = _rank_of(keep, out)
                 out = out * keep if zero_out else F.select(keep, out, carry[prev])
             return new, [out]
 
@@ -199,14 +209,15 @@ class Recurrent(Layer):
     def compute_mask(self, inputs, previous_mask=None):
         out = previous_mask if self.return_sequences else None
         if self.return_state:
-            return [out] + [None] * len(self._state_sizes)
+            return [out] + [None] * len(self._state_shapes)
         return out
 
     def compute_output_shape(self, input_shape):
         b, t = input_shape[0], input_shape[1]
-        out = (b, t, self._output_size) if self.return_sequences else (b, self._output_size)
+        out = (b, t, *self._output_shape) if self.return_sequences else \
+            (b, *self._output_shape)
         if self.return_state:
-            return [out] + [(b, n) for n in self._state_sizes]
+            return [out] + [(b, *shape) for shape in self._state_shapes]
         return out
 
 
@@ -352,6 +363,11 @@ def prepare_dropout(cell, batch, feature_shape, training):
     if draw is None or not training:
         return []
     return draw(batch, tuple(feature_shape))
+
+
+def _rank_of(keep, like):
+    """The (batch, 1) step mask shaped to broadcast against `like`."""
+    return keep if like.ndim == 2 else F.reshape(keep, (keep.shape[0],) + (1,) * (like.ndim - 1))
 
 
 def _flat_sizes(state_size) -> list[int]:

@@ -102,16 +102,17 @@ class DropoutRNNCell:
         lead = (n,) if n else ()
         for attr, rate, dims in (("_dropout_mask", self.dropout, feature_shape),
                                  ("_recurrent_dropout_mask", self.recurrent_dropout,
-                                  (self._recurrent_mask_dim(),))):
+                                  self._recurrent_mask_dims())):
             if 0.0 < rate < 1.0:
                 from ..tracing import current
                 ones = F.broadcast_to(F.lift(current().graph, 1.0), (*lead, batch, *dims))
                 out.append((self, attr, random.dropout(ones, rate, seed=self.seed_generator)))
         return out
 
-    def _recurrent_mask_dim(self):
+    def _recurrent_mask_dims(self):
+        """The shape (without batch) of the state the recurrent masks multiply."""
         s = self.state_size
-        return int(s if isinstance(s, (int, np.integer)) else s[0])
+        return (int(s if isinstance(s, (int, np.integer)) else s[0]),)
 
     def get_dropout_mask(self, step_input):
         return self._dropout_mask

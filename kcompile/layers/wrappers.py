@@ -194,7 +194,7 @@ class Bidirectional(Layer):
         else:
             out = [None, None] if self.merge_mode is None else None
         if self.return_state:
-            n = len(getattr(self.forward_layer, "_state_sizes", [])) * 2
+            n = len(getattr(self.forward_layer, "_state_shapes", [])) * 2
             return (out if isinstance(out, list) else [out]) + [None] * n
         return out
 
