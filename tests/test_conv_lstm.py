@@ -11,10 +11,10 @@ from kcompile import layers, models, optimizers
 
 try:
     from tests.model_checks import check_gradients_fd
-    from tests.test_rnn_cells import sigmoid
+    from tests.rnn_reference import sigmoid
 except ImportError:     # run as `pytest tests/...` without the project root on sys.path
     from model_checks import check_gradients_fd
-    from test_rnn_cells import sigmoid
+    from rnn_reference import sigmoid
 
 B, T, L, C, FILT = 2, 4, 7, 3, 2
 

@@ -22,11 +22,11 @@ from kcompile import layers, models, optimizers
 
 try:
     from tests.model_checks import check_gradients_fd
-    from tests.test_rnn_cells import (MinimalRNNCell, N_STATES, cell_weights, np_loop,
+    from tests.rnn_reference import (MinimalRNNCell, N_STATES, cell_weights, np_loop,
                                       np_minimal, np_step)
 except ImportError:     # run as `pytest tests/...` without the project root on sys.path
     from model_checks import check_gradients_fd
-    from test_rnn_cells import (MinimalRNNCell, N_STATES, cell_weights, np_loop, np_minimal,
+    from rnn_reference import (MinimalRNNCell, N_STATES, cell_weights, np_loop, np_minimal,
                                 np_step)
 
 B, T, D, U = 3, 5, 4, 3

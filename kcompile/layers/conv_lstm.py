@@ -11,7 +11,6 @@ Keras' per-gate dropout masks (drawn once per sequence) need one per gate.
 from __future__ import annotations
 
 from kcompile.ir import builder as F
-from .. import activations, constraints, initializers, regularizers
 from ..utils.argument_validation import (standardize_data_format, standardize_padding,
                                          standardize_tuple)
 from .convolutional.base_conv import (check_input_shape, check_output_size,
@@ -19,7 +18,8 @@ from .convolutional.base_conv import (check_input_shape, check_output_size,
 from .convolutional.conv_utils import conv_output_length, conv_padding
 from .layer import Layer
 from .rnn import RNN
-from .rnn_cells import DropoutRNNCell, ForgetBiasInit, _mask, _part, lstm_gates
+from .rnn_cells import (GATED_OPTIONS, DropoutRNNCell, ForgetBiasInit, _mask, _part,
+                        cell_options_config, lstm_gates, set_cell_options)
 
 _CELL_ARGS = ("filters", "kernel_size", "strides", "padding", "data_format", "dilation_rate",
               "activation", "recurrent_activation", "use_bias", "kernel_initializer",
@@ -37,14 +37,11 @@ class ConvLSTMCell(DropoutRNNCell, Layer):
                  unit_forget_bias=True, kernel_regularizer=None, recurrent_regularizer=None,
                  bias_regularizer=None, kernel_constraint=None, recurrent_constraint=None,
                  bias_constraint=None, dropout=0.0, recurrent_dropout=0.0, seed=None, **kwargs):
-        from ..random import SeedGenerator
         super().__init__(**kwargs)
         if rank not in (1, 2):
             raise ValueError(f"Rank {rank} convolutions are not currently implemented. "
                              f"Received: rank={rank}")
         self.rank = rank
-        self.seed = seed
-        self.seed_generator = SeedGenerator(seed)
         self.filters = filters
         self.kernel_size = standardize_tuple(kernel_size, rank, "kernel_size")
         self.strides = standardize_tuple(strides, rank, "strides", allow_zero=True)
@@ -56,21 +53,9 @@ class ConvLSTMCell(DropoutRNNCell, Layer):
                              f"`dilation_rate > 1`. Please provide `strides=1` or "
                              f"`dilation_rate=1`. Received: strides={self.strides} and "
                              f"dilation_rate={self.dilation_rate}")
-        self.activation = activations.get(activation)
-        self.recurrent_activation = activations.get(recurrent_activation)
-        self.use_bias = use_bias
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.recurrent_initializer = initializers.get(recurrent_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
         self.unit_forget_bias = unit_forget_bias
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
-        self.kernel_constraint = constraints.get(kernel_constraint)
-        self.recurrent_constraint = constraints.get(recurrent_constraint)
-        self.bias_constraint = constraints.get(bias_constraint)
-        self.dropout = min(1.0, max(0.0, float(dropout)))
-        self.recurrent_dropout = min(1.0, max(0.0, float(recurrent_dropout)))
+        set_cell_options(self, {k: v for k, v in locals().items()
+                                if k in GATED_OPTIONS + ("recurrent_activation",)})
         self.dropout_mask_count = 4
         self.state_size = -1        # as Keras: the states are images, see state_shape
         self.state_shape = None
@@ -150,17 +135,7 @@ class ConvLSTMCell(DropoutRNNCell, Layer):
 
     def get_config(self):
         return {**super().get_config(), "rank": self.rank,
-                **{k: _serialize(k, getattr(self, k)) for k in _CELL_ARGS}}
-
-
-def _serialize(key, value):
-    if key.endswith("activation"):
-        return activations.serialize(value)
-    for suffix, module in (("_initializer", initializers), ("_regularizer", regularizers),
-                           ("_constraint", constraints)):
-        if key.endswith(suffix):
-            return module.serialize(value)
-    return value
+                **cell_options_config(self, _CELL_ARGS)}
 
 
 class ConvLSTM(RNN):
@@ -222,23 +197,21 @@ class ConvLSTM(RNN):
         return Layer.from_config.__func__(cls, config)
 
 
-def _conv_lstm_layer(rank, name):
+class ConvLSTM1D(ConvLSTM):
+    """Keras' ConvLSTM1D: inputs (batch, time, steps, channels) (channels_last), an LSTM
+    whose products are 1-D convolutions."""
+
     def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None,
-                 dilation_rate=1, activation="tanh", recurrent_activation="sigmoid",
-                 use_bias=True, kernel_initializer="glorot_uniform",
-                 recurrent_initializer="orthogonal", bias_initializer="zeros",
-                 unit_forget_bias=True, kernel_regularizer=None, recurrent_regularizer=None,
-                 bias_regularizer=None, activity_regularizer=None, kernel_constraint=None,
-                 recurrent_constraint=None, bias_constraint=None, dropout=0.0,
-                 recurrent_dropout=0.0, seed=None, return_sequences=False, return_state=False,
-                 go_backwards=False, stateful=False, **kwargs):
-        args = {k: v for k, v in locals().items() if k not in ("self", "kwargs", "rank", "name")}
-        ConvLSTM.__init__(self, rank, **args, **kwargs)
-    doc = (f"Keras' {name}: inputs (batch, time, {'steps' if rank == 1 else 'rows, cols'}, "
-           f"channels) (channels_last), an LSTM whose products are {rank}-D convolutions.")
-    return type(name, (ConvLSTM,), {"__init__": __init__, "__doc__": doc,
-                                    "__module__": __name__})
+                 dilation_rate=1, **kwargs):
+        super().__init__(1, filters, kernel_size, strides=strides, padding=padding,
+                         data_format=data_format, dilation_rate=dilation_rate, **kwargs)
 
 
-ConvLSTM1D = _conv_lstm_layer(1, "ConvLSTM1D")
-ConvLSTM2D = _conv_lstm_layer(2, "ConvLSTM2D")
+class ConvLSTM2D(ConvLSTM):
+    """Keras' ConvLSTM2D: inputs (batch, time, rows, cols, channels) (channels_last), an
+    LSTM whose products are 2-D convolutions."""
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None,
+                 dilation_rate=1, **kwargs):
+        super().__init__(2, filters, kernel_size, strides=strides, padding=padding,
+                         data_format=data_format, dilation_rate=dilation_rate, **kwargs)

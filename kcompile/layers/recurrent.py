@@ -10,7 +10,6 @@ projection, recurrent dropout inside the body.
 from __future__ import annotations
 
 from kcompile.ir import builder as F
-from ..tracing import current
 from .rnn import Recurrent
 from .rnn_cells import (GRUCell, LSTMCell, SimpleRNNCell, _mask, _part, gru_gates, lstm_gates,
                         recurrent_products)

@@ -83,6 +83,39 @@ class ForgetBiasInit(initializers.Initializer):
         return b
 
 
+GATED_OPTIONS = ("activation", "use_bias", "kernel_initializer", "recurrent_initializer",
+                 "bias_initializer", "kernel_regularizer", "recurrent_regularizer",
+                 "bias_regularizer", "kernel_constraint", "recurrent_constraint",
+                 "bias_constraint", "dropout", "recurrent_dropout", "seed")
+_OPTION_KINDS = (("activation", activations), ("_initializer", initializers),
+                 ("_regularizer", regularizers), ("_constraint", constraints))
+
+
+def set_cell_options(cell, options):
+    """Keras' cell options on `cell`: activations, initializers, regularizers and
+    constraints resolved from names or configs, dropout rates clipped to [0, 1] as Keras
+    does, and the SeedGenerator the dropout masks are drawn from."""
+    from ..random import SeedGenerator
+    for key, value in options.items():
+        module = next((m for suffix, m in _OPTION_KINDS if key.endswith(suffix)), None)
+        if module is not None:
+            value = module.get(value)
+        elif key in ("dropout", "recurrent_dropout"):
+            value = min(1.0, max(0.0, float(value)))
+        setattr(cell, key, value)
+    cell.seed_generator = SeedGenerator(options.get("seed"))
+
+
+def cell_options_config(cell, keys) -> dict:
+    """The config entries of the options `keys` of `cell` (objects serialized)."""
+    out = {}
+    for key in keys:
+        value = getattr(cell, key)
+        module = next((m for suffix, m in _OPTION_KINDS if key.endswith(suffix)), None)
+        out[key] = module.serialize(value) if module is not None else value
+    return out
+
+
 class DropoutRNNCell:
     """Keras' dropout mixin of cells: `dropout`, `recurrent_dropout` and a
     `seed_generator`; the masks of a sequence are drawn by `_draw_dropout_masks`
@@ -137,27 +170,12 @@ class _GatedCell(DropoutRNNCell, Layer):
                  bias_regularizer=None, kernel_constraint=None, recurrent_constraint=None,
                  bias_constraint=None, dropout=0.0, recurrent_dropout=0.0, seed=None,
                  **kwargs):
-        from ..random import SeedGenerator
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
             raise ValueError(f"Received an invalid value for argument `units`, expected a "
                              f"positive integer, got {units!r}.")
         super().__init__(**kwargs)
         self.units = int(units)
-        self.activation = activations.get(activation)
-        self.use_bias = use_bias
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.recurrent_initializer = initializers.get(recurrent_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
-        self.kernel_constraint = constraints.get(kernel_constraint)
-        self.recurrent_constraint = constraints.get(recurrent_constraint)
-        self.bias_constraint = constraints.get(bias_constraint)
-        self.dropout = min(1.0, max(0.0, float(dropout)))
-        self.recurrent_dropout = min(1.0, max(0.0, float(recurrent_dropout)))
-        self.seed = seed
-        self.seed_generator = SeedGenerator(seed)
+        set_cell_options(self, {k: v for k, v in locals().items() if k in GATED_OPTIONS})
         self.output_size = self.units
 
     def _bias_shape(self):
@@ -196,18 +214,7 @@ class _GatedCell(DropoutRNNCell, Layer):
 
     def get_config(self):
         return {**super().get_config(), "units": self.units,
-                "activation": activations.serialize(self.activation), "use_bias": self.use_bias,
-                "kernel_initializer": initializers.serialize(self.kernel_initializer),
-                "recurrent_initializer": initializers.serialize(self.recurrent_initializer),
-                "bias_initializer": initializers.serialize(self.bias_initializer),
-                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
-                "recurrent_regularizer": regularizers.serialize(self.recurrent_regularizer),
-                "bias_regularizer": regularizers.serialize(self.bias_regularizer),
-                "kernel_constraint": constraints.serialize(self.kernel_constraint),
-                "recurrent_constraint": constraints.serialize(self.recurrent_constraint),
-                "bias_constraint": constraints.serialize(self.bias_constraint),
-                "dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout,
-                "seed": self.seed}
+                **cell_options_config(self, GATED_OPTIONS)}
 
 
 class SimpleRNNCell(_GatedCell):
