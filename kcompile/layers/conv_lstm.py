@@ -30,6 +30,8 @@ _CELL_ARGS = ("filters", "kernel_size", "strides", "padding", "data_format", "di
 
 
 class ConvLSTMCell(DropoutRNNCell, Layer):
+    outputs_first_state = True
+
     def __init__(self, rank, filters, kernel_size, strides=1, padding="valid", data_format=None,
                  dilation_rate=1, activation="tanh", recurrent_activation="sigmoid",
                  use_bias=True, kernel_initializer="glorot_uniform",
@@ -177,6 +179,9 @@ class ConvLSTM(RNN):
         return self.cell.state_shape
 
     def _prev_output_index(self):
+        return 0
+
+    def _output_state_index(self):
         return 0
 
     def compute_output_shape(self, input_shape):

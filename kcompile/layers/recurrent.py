@@ -62,6 +62,9 @@ class _FusedRNN(Recurrent):
     def _output_size(self):
         return self.cell.units
 
+    def _output_state_index(self):
+        return 0
+
     def build(self, input_shape):
         self._check_rank(input_shape)
         if not self.cell.built:

@@ -62,6 +62,10 @@ class Recurrent(Layer):
     def _output_shape(self) -> tuple:
         return (self._output_size,)
 
+    def _output_state_index(self):
+        """Which new state each step outputs, if it outputs one (Keras' own cells)."""
+        return None
+
     def _prev_output_index(self) -> int:
         """Which state holds the previous step's output (a masked step repeats it)."""
         return 0
@@ -189,15 +193,24 @@ class Recurrent(Layer):
                 new = [F.select(_rank_of(keep, a), a, b) for a, b in zip(new, carry)]
                 keep = _rank_of(keep, out)
                 out = out * keep if zero_out else F.select(keep, out, carry[prev])
-            return new, [out]
+            return new, ([out] if keep_outputs else [])
 
-        finals, (ys,) = F.scan(step, consts, init, seqs)
-        if self.return_sequences:
+        # The last output is the first state's final value when the step outputs that
+        # state: then the loop keeps no (T, batch, ...) outputs.
+        out_state = self._output_state_index()
+        keep_outputs = self.return_sequences or out_state is None or \
+            (mask is not None and zero_out)
+        finals, ys = F.scan(step, consts, init, seqs)
+        if not keep_outputs:
+            out = finals[out_state]
+        elif self.return_sequences:
+            ys = ys[0]
             # After go_backwards the outputs stay in processing order, as Keras returns them.
             out = F.transpose(ys, (1, 0, *range(2, ys.ndim)))
             if mask is not None:
                 trace.masks[out.id] = mask
         else:
+            ys = ys[0]
             out = F.reshape(F.slice_axis(ys, 0, T - 1, T), ys.shape[1:])
         if self.stateful and self.states is not None and not trace.shape_only:
             for var, value in zip(self.states, finals):
@@ -287,10 +300,20 @@ class RNN(Recurrent):
             raise ValueError("output_size must be an integer.")
         return int(size)
 
+    def _output_state_index(self):
+        from .rnn_cells import StackedRNNCells
+        if not isinstance(self.cell, StackedRNNCells):
+            return 0 if getattr(self.cell, "outputs_first_state", False) else None
+        last = self.cell.cells[-1]
+        if not getattr(last, "outputs_first_state", False):
+            return None
+        return len(_flat_sizes([c.state_size for c in self.cell.cells[:-1]]))
+
     def _prev_output_index(self):
-        # As Keras: a stacked cell's output is the first state of its last cell.
+        # As Keras: the first state, or the first state of the last cell when the first
+        # cell's states are a list.
         s = self.cell.state_size
-        if isinstance(s, (list, tuple)) and s and isinstance(s[-1], (list, tuple)):
+        if isinstance(s, (list, tuple)) and s and isinstance(s[0], (list, tuple)):
             return len(_flat_sizes(s[:-1]))
         return 0
 

@@ -124,6 +124,8 @@ class DropoutRNNCell:
 
     _dropout_mask = None
     _recurrent_dropout_mask = None
+    # Keras' cells output their new first state (h): the loop need not keep outputs.
+    outputs_first_state = False
 
     def _mask_count(self):
         return getattr(self, "dropout_mask_count", None)
@@ -163,6 +165,7 @@ class DropoutRNNCell:
 class _GatedCell(DropoutRNNCell, Layer):
     """The weights, options and config the three built-in cells share."""
     gates = 1
+    outputs_first_state = True
 
     def __init__(self, units, activation="tanh", use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
