@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kcompile import layers, models, optimizers
+from kcompile import layers, models, ops, optimizers
 
 try:
     from tests.model_checks import check_gradients_fd
@@ -257,3 +257,26 @@ def test_keras_files_load_and_predict_as_keras(name, fmt):
             np.testing.assert_allclose(a, data[f"y{i}_{j}"], atol=2e-6, rtol=1e-5,
                                        err_msg=f"{name}.{fmt} batch {i} output {j}")
         i += 1
+
+
+class StartsAtOne(MinimalRNNCell):
+    """A cell whose `get_initial_state` gives ones (Keras asks the cell for its states)."""
+
+    def get_initial_state(self, batch_size=None):
+        return [ops.ones((batch_size, self.units))]
+
+
+def test_a_cells_get_initial_state_starts_the_loop():
+    rng = np.random.default_rng(14)
+    layer = layers.RNN(StartsAtOne(U), return_sequences=True)
+    inp = layers.Input((T, D))
+    model = compiled(models.Model(inp, layer(inp)), "native")
+    K, R = (rng.normal(0, 0.4, w.shape).astype(np.float32) for w in layer.weights)
+    layer.set_weights([K, R])
+    x = x_data(15).astype(np.float64)
+    expect, _ = np_loop(lambda xt, s: ((lambda o: (o, [o]))(xt @ K + s[0] @ R)), x,
+                        [np.ones((B, U))])
+    np.testing.assert_allclose(model.predict(x.astype(np.float32), verbose=0), expect,
+                               atol=ATOL, rtol=RTOL)
+    zeros = layers.RNN(layers.LSTMCell(2)).get_initial_state(4)
+    assert [z.shape for z in zeros] == [(4, 2), (4, 2)] and not any(z.any() for z in zeros)

@@ -123,7 +123,9 @@ class Recurrent(Layer):
                                      f"{self.states[0].shape[0]}\n- Received batch size: {B}")
                 trace = current()
                 return [trace.read(v) for v in self.states]
-            return [F.broadcast_to(F.lift(x.g, 0.0), (B, *shape)) for shape in shapes]
+            initial_state = self._cell_initial_state(B)
+            if initial_state is None:
+                return [F.broadcast_to(F.lift(x.g, 0.0), (B, *shape)) for shape in shapes]
         states = list(initial_state) if isinstance(initial_state, (list, tuple)) else \
             [initial_state]
         if len(states) != len(shapes):
@@ -148,6 +150,14 @@ class Recurrent(Layer):
             for v in cell.variables:
                 if not v.path.startswith(self.name + "/"):
                     v.path = f"{self.name}/{v.path}"
+
+    def _cell_initial_state(self, batch_size):
+        """The states a user's cell starts from (its `get_initial_state`), or None."""
+        return None
+
+    def get_initial_state(self, batch_size):
+        """Keras' zero states for a batch of `batch_size` (numpy arrays)."""
+        return [np.zeros((batch_size, *shape), np.float32) for shape in self._state_shapes]
 
     # -- the loop -----------------------------------------------------------------------
     def build(self, input_shape):
@@ -299,6 +309,12 @@ class RNN(Recurrent):
         if not isinstance(size, (int, np.integer)):
             raise ValueError("output_size must be an integer.")
         return int(size)
+
+    def _cell_initial_state(self, batch_size):
+        fn = getattr(self.cell, "get_initial_state", None)
+        if fn is None or type(self.cell).__module__.startswith("kcompile."):
+            return None
+        return _flatten_states(fn(batch_size=batch_size))
 
     def _output_state_index(self):
         from .rnn_cells import StackedRNNCells
