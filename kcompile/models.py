@@ -259,6 +259,7 @@ class Sequential(Model):
                              f"Name {layer.name!r} is already the name of a layer in this model.")
         if not self._layers and self._input_shape is None and layer._input_shape_arg is not None:
             self._input_shape = layer._input_shape_arg
+            self._input_batch = getattr(layer, "_batch_size_arg", None)
         self._layers.append(layer)
         self._invalidate()
         if self._input_shape is not None:

@@ -380,3 +380,14 @@ def test_wrapper_subclass_holds_the_layer_and_its_config(tmp_path):
     np.testing.assert_allclose(loaded.predict(x, verbose=0), x @ W @ W, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="supplied to Wrapper"):
         Twice("dense")
+
+
+def test_stateful_first_layer_takes_its_batch_size_as_keras_faq_writes_it():
+    """LSTM(32, input_shape=(10, 16), batch_size=32, stateful=True) in a Sequential."""
+    model = models.Sequential([layers.LSTM(U, input_shape=(T, D), batch_size=2, stateful=True),
+                               layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse", backend="native")
+    assert model.layers[0].states[0].shape == (2, U)
+    x = x_data(26, n=2)
+    model.train_on_batch(x, np.zeros((2, 1), np.float32))
+    assert np.abs(model.layers[0].states[0].numpy()).max() > 0

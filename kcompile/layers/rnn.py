@@ -167,7 +167,7 @@ class Recurrent(Layer):
 
     def _check_rank(self, shape):
         if len(shape) < 3:
-            raise ValueError(f"Input {0} of layer {self.name!r} is incompatible with the layer: "
+            raise ValueError(f"Input 0 of layer {self.name!r} is incompatible with the layer: "
                              f"expected ndim=3, found ndim={len(shape)}. Full shape received: "
                              f"{(None, *tuple(shape)[1:])}")
 
