@@ -230,7 +230,7 @@ def test_bad_cells_and_states_raise_keras_errors():
 
 
 # ------------------------------------------------------- files Keras 3 wrote
-FIXTURES = ["cells", "bidirectional", "bidirectional_masked", "dropout_options", "stateful",
+FIXTURES = ["cells", "cells_masked", "bidirectional", "bidirectional_masked", "dropout_options", "stateful",
             "conv_lstm"]
 
 

@@ -178,9 +178,6 @@ class ConvLSTM(RNN):
     def _output_shape(self):
         return self.cell.state_shape
 
-    def _prev_output_index(self):
-        return 0
-
     def _output_state_index(self):
         return 0
 

@@ -66,9 +66,10 @@ class Recurrent(Layer):
         """Which new state each step outputs, if it outputs one (Keras' own cells)."""
         return None
 
-    def _prev_output_index(self) -> int:
-        """Which state holds the previous step's output (a masked step repeats it)."""
-        return 0
+    def _prev_output(self, states):
+        """What a masked step outputs (Keras: the first state, taken as the previous
+        output), from the step's incoming states (flat)."""
+        return states[0]
 
     def _loop_parts(self, x, training):
         """(seqs (T, B, ...) time-major, consts, step(consts, states, seq_items) ->
@@ -189,7 +190,6 @@ class Recurrent(Layer):
         if self.go_backwards:
             order = F.lift(x.g, np.arange(T - 1, -1, -1, dtype=np.int32), "int32")
             seqs = [F.gather(s, order) for s in seqs]
-        prev = self._prev_output_index()
         zero_out = self.zero_output_for_mask
 
         def step(k, carry, xs):
@@ -202,7 +202,7 @@ class Recurrent(Layer):
                 keep = xs[n_seq]
                 new = [F.select(_rank_of(keep, a), a, b) for a, b in zip(new, carry)]
                 keep = _rank_of(keep, out)
-                out = out * keep if zero_out else F.select(keep, out, carry[prev])
+                out = out * keep if zero_out else F.select(keep, out, self._prev_output(carry))
             return new, ([out] if keep_outputs else [])
 
         # The last output is the first state's final value when the step outputs that
@@ -325,13 +325,18 @@ class RNN(Recurrent):
             return None
         return len(_flat_sizes([c.state_size for c in self.cell.cells[:-1]]))
 
-    def _prev_output_index(self):
-        # As Keras: the first state, or the first state of the last cell when the first
-        # cell's states are a list.
-        s = self.cell.state_size
-        if isinstance(s, (list, tuple)) and s and isinstance(s[0], (list, tuple)):
-            return len(_flat_sizes(s[:-1]))
-        return 0
+    def _prev_output(self, states):
+        # Keras takes states[0], and when that is a list (a stacked cell's states that are
+        # a list or come from its get_initial_state, as Keras' own cells' do), the last
+        # cell's first state.
+        from .rnn_cells import StackedRNNCells
+        if not isinstance(self.cell, StackedRNNCells):
+            return states[0]
+        first = self.cell.cells[0]
+        if isinstance(first.state_size, (list, tuple)) or hasattr(first, "get_initial_state") \
+                or getattr(first, "outputs_first_state", False):
+            return states[len(_flat_sizes(self.cell.state_size[:-1]))]
+        return states[0]
 
     def build(self, input_shape):
         self._check_rank(input_shape)
