@@ -76,12 +76,12 @@ def test_bidirectional_backward_layer_and_return_state_order():
     rng = np.random.default_rng(3)
     wf, wb = cell_weights("lstm", D, U, rng), cell_weights("simple_rnn", D, U, rng)
     inp = layers.Input((T, D))
-    bi = layers.Bidirectional(layers.LSTM(U, return_state=True),
+    bi = layers.Bidirectional(layers.LSTM(U, return_state=True, name="enc"),
                               backward_layer=layers.SimpleRNN(U, return_state=True,
                                                               go_backwards=True))
     model = compiled(models.Model(inp, bi(inp)))
     bi.set_weights(wf + wb)
-    assert [w.path for w in bi.weights][:1] == ["forward_lstm/lstm_cell/kernel"]
+    assert [w.path for w in bi.weights][:1] == ["forward_enc/lstm_cell/kernel"]
     x = x_data(4).astype(np.float64)
     out, h, c, hb = model.predict(x.astype(np.float32), verbose=0)
     _, (eh, ec) = np_loop(lambda xt, s: np_step("lstm", xt, s, *wf), x, [np.zeros((B, U))] * 2)
