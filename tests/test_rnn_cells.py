@@ -280,3 +280,27 @@ def test_a_cells_get_initial_state_starts_the_loop():
                                atol=ATOL, rtol=RTOL)
     zeros = layers.RNN(layers.LSTMCell(2)).get_initial_state(4)
     assert [z.shape for z in zeros] == [(4, 2), (4, 2)] and not any(z.any() for z in zeros)
+
+
+class LossyCell(MinimalRNNCell):
+    def call(self, inputs, states):
+        out, new = super().call(inputs, states)
+        self.add_loss(ops.sum(out))
+        return out, new
+
+
+class CountingCell(MinimalRNNCell):
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.count = self.add_weight(shape=(), initializer="zeros", trainable=False,
+                                     name="count")
+
+    def call(self, inputs, states):
+        self.count.assign(self.count + 1.0)
+        return super().call(inputs, states)
+
+
+def test_a_cell_adding_losses_or_updates_in_its_step_is_refused():
+    for cell, what in ((LossyCell(2), "added a loss"), (CountingCell(2), "assigned a variable")):
+        with pytest.raises(ValueError, match=what):
+            layers.RNN(cell)(layers.Input((T, D)))

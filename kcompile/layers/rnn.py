@@ -250,11 +250,22 @@ def body_scope(trace, graph, variables, consts):
     new values land in the body `graph`, and masks or assignments of the outer graph are
     out of sight."""
     saved = trace.graph, trace._leaves, trace._assigned, trace.masks, trace.call_depth
+    n_losses, n_updates = len(trace.losses), len(trace.updates)
     trace.graph = graph
     trace._leaves = {id(v): k for v, k in zip(variables, consts)}
     trace._assigned, trace.masks = {}, {}
     try:
         yield
+        # Values of one step cannot leave the loop as losses or variable updates.
+        if len(trace.losses) != n_losses:
+            raise ValueError("An RNN cell's call() added a loss (add_loss or an activity "
+                             "regularizer): a step's values cannot be losses; add the loss "
+                             "on the RNN layer's outputs instead")
+        if len(trace.updates) != n_updates:
+            raise ValueError("An RNN cell's call() assigned a variable (or drew random "
+                             "numbers from a SeedGenerator): a step's values cannot update "
+                             "variables; draw random masks once per sequence, as "
+                             "DropoutRNNCell does")
     finally:
         trace.graph, trace._leaves, trace._assigned, trace.masks, trace.call_depth = saved
 
