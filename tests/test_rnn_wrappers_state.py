@@ -299,7 +299,11 @@ def build_dropout_model():
     inp = layers.Input((T, D))
     y = layers.LSTM(U, dropout=0.3, recurrent_dropout=0.2, return_sequences=True, seed=1)(inp)
     y = layers.GRU(U, dropout=0.25, return_sequences=True, seed=2)(y)
-    y = layers.RNN(layers.SimpleRNNCell(2, recurrent_dropout=0.4, seed=3))(y)
+    # A single built-in cell runs the layers' fused loop; stacked cells run their calls.
+    y = layers.RNN(layers.SimpleRNNCell(2, recurrent_dropout=0.4, seed=3),
+                   return_sequences=True)(y)
+    y = layers.RNN([layers.LSTMCell(2, dropout=0.2, recurrent_dropout=0.3, seed=5),
+                    layers.GRUCell(2, dropout=0.1, seed=6)])(y)
     return models.Model(inp, layers.Dense(2)(y))
 
 
@@ -323,8 +327,8 @@ def test_dropout_training_compiled_matches_reference_and_inference_ignores_it():
     plain = models.Model.from_config(nat.get_config())
     for layer in plain.layers:
         cell = getattr(layer, "cell", None)
-        if cell is not None:
-            cell.dropout = cell.recurrent_dropout = 0.0
+        for c in getattr(cell, "cells", [cell] if cell is not None else []):
+            c.dropout = c.recurrent_dropout = 0.0
     plain.set_weights(nat.get_weights())
     plain.compile(optimizer="sgd", loss="mse", backend="native")
     np.testing.assert_allclose(nat.predict(x, verbose=0), plain.predict(x, verbose=0),

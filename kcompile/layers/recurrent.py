@@ -9,10 +9,8 @@ projection, recurrent dropout inside the body.
 """
 from __future__ import annotations
 
-from kcompile.ir import builder as F
 from .rnn import Recurrent
-from .rnn_cells import (GRUCell, LSTMCell, SimpleRNNCell, _mask, _part, gru_gates, lstm_gates,
-                        recurrent_products)
+from .rnn_cells import GRUCell, LSTMCell, SimpleRNNCell, fused_loop_parts
 
 # Options that live on the cell; the layer reads them through (Keras' properties).
 _CELL_OPTIONS = ("units", "activation", "recurrent_activation", "use_bias", "kernel_initializer",
@@ -82,45 +80,8 @@ class _FusedRNN(Recurrent):
     def _keras_saved_children(self):
         return [("cell", self.cell)]
 
-    def _input_bias(self):
-        b = self.cell.bias
-        return b.__sym__(None) if b is not None else None
-
-    def _body_consts(self):
-        return [self.cell.recurrent_kernel.__sym__(None)]
-
     def _loop_parts(self, x, training):
-        cell = self.cell
-        B, T, D = x.shape
-        masks = {attr: m for _, attr, m in cell._draw_dropout_masks(B, (D,))} if training \
-            else {}
-        dm, rm = masks.get("_dropout_mask"), masks.get("_recurrent_dropout_mask")
-        # Time-major before the input projection: the transpose moves D features a
-        # step, not the gates' n, and the bias joins the product as its epilogue.
-        xt = F.transpose(x, (1, 0, 2))
-        W = cell.kernel.__sym__(None)
-        n, u = W.shape[1], cell.units
-        if dm is not None and dm.ndim == 3:      # a mask per gate
-            xw = F.concatenate([F.reshape(xt * _mask(dm, j), (T * B, D)) @ _part(W, j, u)
-                                for j in range(cell.gates)], axis=1)
-        else:
-            xw = F.reshape(xt * dm if dm is not None else xt, (T * B, D)) @ W
-        bias = self._input_bias()
-        if bias is not None:
-            xw = xw + bias
-        consts = self._body_consts()
-        n_fixed = len(consts)
-        if rm is not None:
-            consts.append(rm)
-
-        def step(k, states, xs):
-            rec_masks = k[n_fixed] if len(k) > n_fixed else None
-            new = self._fused_step(k[:n_fixed], states, xs[0], rec_masks)
-            return new[0], new
-        return [F.reshape(xw, (T, B, n))], consts, step
-
-    def _fused_step(self, consts, states, xw, rec_masks):
-        raise NotImplementedError
+        return fused_loop_parts(self.cell, x, training)
 
     def get_config(self):
         cell_cfg = self.cell.get_config()
@@ -146,13 +107,6 @@ class SimpleRNN(_FusedRNN):
                  go_backwards=False, stateful=False, unroll=False, seed=None, **kwargs):
         super().__init__(dict(locals()), **kwargs)
 
-    def _fused_step(self, consts, states, xw, rec_masks):
-        (U,) = consts
-        (h,) = states
-        if rec_masks is not None:
-            h = h * rec_masks
-        return [self.cell.activation(xw + h @ U)]
-
 
 class LSTM(_FusedRNN):
     cell_class = LSTMCell
@@ -167,15 +121,6 @@ class LSTM(_FusedRNN):
                  use_cudnn="auto", **kwargs):
         super().__init__(dict(locals()), **kwargs)
 
-    def _fused_step(self, consts, states, xw, rec_masks):
-        (U,) = consts
-        h, c = states
-        u = self.cell.units
-        xs = [_part(xw, j, u) for j in range(4)]
-        h_new, c_new = lstm_gates(xs, recurrent_products(h, U, u, 4, rec_masks), c,
-                                  self.cell.activation, self.cell.recurrent_activation)
-        return [h_new, c_new]
-
 
 class GRU(_FusedRNN):
     cell_class = GRUCell
@@ -189,19 +134,3 @@ class GRU(_FusedRNN):
                  go_backwards=False, stateful=False, unroll=False, reset_after=True,
                  use_cudnn="auto", **kwargs):
         super().__init__(dict(locals()), **kwargs)
-
-    def _input_bias(self):
-        return self.cell.input_bias()
-
-    def _body_consts(self):
-        rb = self.cell.recurrent_bias()
-        return [self.cell.recurrent_kernel.__sym__(None)] + ([rb] if rb is not None else [])
-
-    def _fused_step(self, consts, states, xw, rec_masks):
-        U = consts[0]
-        rec_bias = consts[1] if len(consts) > 1 else None
-        (h,) = states
-        u = self.cell.units
-        xs = [_part(xw, j, u) for j in range(3)]
-        return [gru_gates(xs, h, U, rec_bias, u, self.cell.activation,
-                          self.cell.recurrent_activation, self.cell.reset_after, rec_masks)]

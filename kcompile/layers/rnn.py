@@ -359,7 +359,10 @@ class RNN(Recurrent):
         self.built = True
 
     def _loop_parts(self, x, training):
+        from .rnn_cells import GRUCell, LSTMCell, SimpleRNNCell, fused_loop_parts
         cell = self.cell
+        if type(cell) in (LSTMCell, GRUCell, SimpleRNNCell) and x.ndim == 3:
+            return fused_loop_parts(cell, x, training)      # as the LSTM/GRU layers run
         trace = current()
         B = x.shape[0]
         masks = prepare_dropout(cell, B, x.shape[2:], training)

@@ -201,19 +201,41 @@ class _GatedCell(DropoutRNNCell, Layer):
                                     constraint=self.bias_constraint) if self.use_bias else None
         self.built = True
 
-    def _dropped_inputs(self, inputs, training):
-        """The input projection parts of the gates, input dropout applied."""
-        W = self.kernel.__sym__(None)
-        dm = self._dropout_mask if training else None
-        if dm is not None and self._mask_count():
-            return [(inputs * _mask(dm, j)) @ _part(W, j, self.units) for j in range(self.gates)]
-        if dm is not None:
-            inputs = inputs * dm
-        xw = inputs @ W
-        return [_part(xw, j, self.units) for j in range(self.gates)]
+    def input_bias(self):
+        """The bias added to the input projection (None without bias)."""
+        return self.bias.__sym__(None) if self.bias is not None else None
 
-    def _rec_masks(self, training):
-        return self._recurrent_dropout_mask if training else None
+    def loop_consts(self):
+        """What every step reads besides its inputs and states."""
+        return [self.recurrent_kernel.__sym__(None)]
+
+    def project(self, x, dm=None):
+        """x (..., batch, features) @ kernel + input bias, input dropout `dm` (batch,
+        features) applied, or one mask per gate (gates, batch, features)."""
+        W = self.kernel.__sym__(None)
+        lead, D = x.shape[:-1], x.shape[-1]
+        rows = int(np.prod(lead))
+        if dm is not None and dm.ndim == 3:
+            xw = F.concatenate([F.reshape(x * _mask(dm, j), (rows, D)) @ _part(W, j, self.units)
+                                for j in range(self.gates)], axis=1)
+        else:
+            xw = F.reshape(x * dm if dm is not None else x, (rows, D)) @ W
+        bias = self.input_bias()
+        if bias is not None:
+            xw = xw + bias
+        return F.reshape(xw, (*lead, W.shape[1]))
+
+    def fused_step(self, consts, states, xw, rec_masks):
+        """The new states from the projected inputs `xw` (batch, gates*units)."""
+        raise NotImplementedError
+
+    def call(self, inputs, states, training=False):
+        nested = isinstance(states, (list, tuple))
+        states = list(states) if nested else [states]
+        xw = self.project(inputs, self._dropout_mask if training else None)
+        new = self.fused_step(self.loop_consts(), states, xw,
+                              self._recurrent_dropout_mask if training else None)
+        return new[0], (new if nested else new[0])
 
     def get_config(self):
         return {**super().get_config(), "units": self.units,
@@ -227,18 +249,11 @@ class SimpleRNNCell(_GatedCell):
         super().__init__(units, **kwargs)
         self.state_size = self.units
 
-    def call(self, inputs, states, training=False):
-        prev = states[0] if isinstance(states, (list, tuple)) else states
-        (h,) = self._dropped_inputs(inputs, training)
-        if self.bias is not None:
-            h = h + self.bias
-        rm = self._rec_masks(training)
-        if rm is not None:
-            prev = prev * rm
-        out = h + prev @ self.recurrent_kernel
-        if self.activation is not None:
-            out = self.activation(out)
-        return out, ([out] if isinstance(states, (list, tuple)) else out)
+    def fused_step(self, consts, states, xw, rec_masks):
+        (U,) = consts
+        h = states[0] if rec_masks is None else states[0] * rec_masks
+        out = xw + h @ U
+        return [self.activation(out) if self.activation is not None else out]
 
 
 class LSTMCell(_GatedCell):
@@ -261,16 +276,14 @@ class LSTMCell(_GatedCell):
             return ForgetBiasInit(self.bias_initializer, self.units)
         return self.bias_initializer
 
-    def call(self, inputs, states, training=False):
-        h, c = states[0], states[1]
-        xs = self._dropped_inputs(inputs, training)
-        if self.bias is not None:
-            b = self.bias.__sym__(None)
-            xs = [x + _part(b, j, self.units) for j, x in enumerate(xs)]
-        rs = recurrent_products(h, self.recurrent_kernel.__sym__(None), self.units, 4,
-                                self._rec_masks(training))
-        h_new, c_new = lstm_gates(xs, rs, c, self.activation, self.recurrent_activation)
-        return h_new, [h_new, c_new]
+    def fused_step(self, consts, states, xw, rec_masks):
+        (U,) = consts
+        h, c = states
+        u = self.units
+        h_new, c_new = lstm_gates([_part(xw, j, u) for j in range(4)],
+                                  recurrent_products(h, U, u, 4, rec_masks), c,
+                                  self.activation, self.recurrent_activation)
+        return [h_new, c_new]
 
     def get_config(self):
         return {**super().get_config(),
@@ -296,33 +309,52 @@ class GRUCell(_GatedCell):
         return (2, 3 * self.units) if self.reset_after else (3 * self.units,)
 
     def input_bias(self):
-        """The bias added to the input projection (None without bias)."""
         if self.bias is None:
             return None
         b = self.bias.__sym__(None)
         return F.reshape(F.slice_axis(b, 0, 0, 1), (3 * self.units,)) if self.reset_after else b
 
-    def recurrent_bias(self):
-        if self.bias is None or not self.reset_after:
-            return None
-        return F.reshape(F.slice_axis(self.bias.__sym__(None), 0, 1, 2), (3 * self.units,))
+    def loop_consts(self):
+        # reset_after: the recurrent bias joins h U inside the step
+        out = [self.recurrent_kernel.__sym__(None)]
+        if self.bias is not None and self.reset_after:
+            out.append(F.reshape(F.slice_axis(self.bias.__sym__(None), 0, 1, 2),
+                                 (3 * self.units,)))
+        return out
 
-    def call(self, inputs, states, training=False):
-        nested = isinstance(states, (list, tuple))
-        h = states[0] if nested else states
-        xs = self._dropped_inputs(inputs, training)
-        ib = self.input_bias()
-        if ib is not None:
-            xs = [x + _part(ib, j, self.units) for j, x in enumerate(xs)]
-        h_new = gru_gates(xs, h, self.recurrent_kernel.__sym__(None), self.recurrent_bias(),
-                          self.units, self.activation, self.recurrent_activation,
-                          self.reset_after, self._rec_masks(training))
-        return h_new, ([h_new] if nested else h_new)
+    def fused_step(self, consts, states, xw, rec_masks):
+        U = consts[0]
+        rec_bias = consts[1] if len(consts) > 1 else None
+        u = self.units
+        return [gru_gates([_part(xw, j, u) for j in range(3)], states[0], U, rec_bias, u,
+                          self.activation, self.recurrent_activation, self.reset_after,
+                          rec_masks)]
 
     def get_config(self):
         return {**super().get_config(),
                 "recurrent_activation": activations.serialize(self.recurrent_activation),
                 "reset_after": self.reset_after}
+
+
+def fused_loop_parts(cell, x, training):
+    """The loop of one built-in cell over x (batch, time, features), as the RNN layers
+    run it: the input projection of all the steps is one matrix product before the
+    loop (time-major first: the transpose moves the features, not the gates' columns),
+    the step does the recurrent product and the gates. Input dropout is applied before
+    the projection, recurrent dropout in the step."""
+    B, T, D = x.shape
+    masks = {attr: m for _, attr, m in cell._draw_dropout_masks(B, (D,))} if training else {}
+    xw = cell.project(F.transpose(x, (1, 0, 2)), masks.get("_dropout_mask"))
+    consts = cell.loop_consts()
+    n_fixed = len(consts)
+    if masks.get("_recurrent_dropout_mask") is not None:
+        consts.append(masks["_recurrent_dropout_mask"])
+
+    def step(k, states, xs):
+        new = cell.fused_step(k[:n_fixed], states, xs[0], k[n_fixed] if len(k) > n_fixed
+                              else None)
+        return new[0], new
+    return [xw], consts, step
 
 
 class StackedRNNCells(Layer):
