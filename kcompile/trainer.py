@@ -26,7 +26,7 @@ import numpy as np
 
 from kcompile.ir import builder as F
 from kcompile.runtime.pipeline import Pipeline, Traced
-from . import losses as losses_mod, metrics as metrics_mod, optimizers as optimizers_mod
+from . import distribute, losses as losses_mod, metrics as metrics_mod, optimizers as optimizers_mod
 from .callbacks import CallbackList, pythonify_logs
 from .data import (ArraySource, EpochIterator, adapt_inputs, adapt_targets, check_batch_size,
                    check_cardinality, feeds, is_batch_stream, make_source, sample_weights,
@@ -115,6 +115,8 @@ class Trainer:
         if self.optimizer is not None:
             self.optimizer.build(self.trainable_weights)
             variables += self.optimizer.variables
+        if distribute.active() is not None:     # the gradient slots ranks allreduce
+            variables += distribute.active().state_variables(self)
         names = [v.path for v in variables]
         if self._state is not None and list(self._state.types) == names:
             self._state_bindings = [(v, self._state[v.path]) for v in variables]
@@ -162,6 +164,8 @@ class Trainer:
                 traced["train_step"] = self._trace_train(batch_size, y_specs)
                 traced["eval_step"] = Traced(self._trace_loss(batch_size, y_specs, training=False))
             traced["predict"] = Traced(self._trace_predict(batch_size))
+            if distribute.active() is not None:     # train_step split at the gradient
+                traced = distribute.active().split(self, traced)
             self._pipelines[key] = Pipeline(traced, state, getattr(self, "_nthreads", None),
                                             self._backend)
         return key, self._pipelines[key]
@@ -316,23 +320,27 @@ class Trainer:
         differentiates it and appends the rule (its grad and update stages)."""
         g, trace = self._trace_loss(batch_size, y_specs, training=True)
         by_path = {v.path: v for v in self.trainable_weights}
-        optimizer = self.optimizer
 
         def rule(graph, pairs):
             trace.rebind(graph)
             with tracing(trace):
-                triples = [(by_path[graph.nodes[p.id].name], p, gr) for p, gr in pairs]
-                new = optimizer.emit_updates(trace, triples)
-                out = {}
-                for var, val in new.items():
-                    if getattr(var, "constraint", None) is not None:
-                        val = var.constraint(val)
-                    out[trace.variable(var).id] = val
-            return out
+                return self._optimizer_updates(
+                    trace, [(by_path[graph.nodes[p.id].name], p, gr) for p, gr in pairs])
         # A variable length: the backward pass's sums over the steps skip the padding.
         binding = getattr(self, "_length_binding", None)
         return Traced(g, rule, None if binding is None else
                       (lambda updated: binding.bind(updated, "train_step")))
+
+    def _optimizer_updates(self, trace, triples):
+        """{leaf id: new value} of the optimizer's step on (variable, param, gradient)
+        triples, constraints applied: the training step's update, and the separate
+        apply_update entry of a data-parallel step (kcompile/distribute)."""
+        out = {}
+        for var, val in self.optimizer.emit_updates(trace, triples).items():
+            if getattr(var, "constraint", None) is not None:
+                val = var.constraint(val)
+            out[trace.variable(var).id] = val
+        return out
 
     # -- inspection ------------------------------------------------------------------------
     def compiled_graph(self, entry="train_step", stage="fused", batch_size=32):
@@ -371,8 +379,13 @@ class Trainer:
             if validation_data is not None:
                 val = self._validation_source(validation_data, validation_batch_size or batch_size,
                                               validation_steps)
+        dp = distribute.active()
+        if dp is not None:      # this rank's share; rank 0's weights; rank 0 prints
+            train, val = dp.shard(train), dp.shard(val)
+            verbose, callbacks = dp.verbose(verbose), dp.callbacks(callbacks)
+            dp.start(self)
         iterator = EpochIterator(train, steps_per_epoch)
-        runner = _Runner(self, "train_step", train)
+        runner = _runner(self, "train_step", train)
         if train.fixed_size:
             runner.prepare(train)            # compile before the callbacks start
         val_iterator = EpochIterator(val, validation_steps) if val is not None else None
@@ -413,6 +426,8 @@ class Trainer:
                 epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
             cbs.on_epoch_end(epoch, epoch_logs)
             training_logs = epoch_logs
+            if dp is not None:      # every rank stops at the same epoch
+                self.stop_training = dp.agree(self.stop_training)
             if self.stop_training:
                 break
         if epochs > 0:      # as Keras: with use_ema, the weights take their moving averages
@@ -433,7 +448,7 @@ class Trainer:
 
     # -- evaluate / predict ------------------------------------------------------------------
     def _test_loop(self, iterator, cbs, where, in_fit=False):
-        runner = _Runner(self, "eval_step", iterator.source)
+        runner = _runner(self, "eval_step", iterator.source)
         cbs.on_test_begin()
         totals, logs = None, {}
         self.stop_evaluating = False
@@ -471,6 +486,10 @@ class Trainer:
         verbose = _check_verbose(verbose)
         source = make_source(x, y, sample_weight, None, batch_size, False, self, "evaluate",
                              steps=steps)
+        if distribute.active() is not None:
+            dp = distribute.active()
+            source = dp.shard(source)
+            verbose, callbacks = dp.verbose(verbose), dp.callbacks(callbacks)
         iterator = EpochIterator(source, steps)
         if isinstance(callbacks, CallbackList):
             cbs = callbacks
@@ -492,8 +511,12 @@ class Trainer:
         if source.fixed_size:
             source.batch_size = min(source.batch_size, source.n)
             source.num_batches = -(-source.n // source.batch_size)
+        dp = distribute.active()
+        if dp is not None:      # batches dealt to the ranks, gathered back in order
+            source = dp.shard(source, collective=False)
+            verbose, callbacks = dp.verbose(verbose), dp.callbacks(callbacks)
         iterator = EpochIterator(source, steps)
-        runner = _Runner(self, "predict", source)
+        runner = _runner(self, "predict", source)
         if isinstance(callbacks, CallbackList):
             cbs = callbacks
         else:
@@ -511,6 +534,10 @@ class Trainer:
             if self.stop_predicting:
                 break
         cbs.on_predict_end()
+        if dp is not None:      # every rank's batches, in the data's order
+            outs = dp.gather(outs)
+            if dp.predict_on == "chief" and not dp.is_chief:
+                return None
         if outs is None:
             raise ValueError("predict() received no samples")
         result = [np.concatenate(o) for o in outs]
@@ -523,9 +550,14 @@ class Trainer:
         sw = sample_weights(sample_weight, ys, class_weight)
         check_cardinality(xs, ys, sw)
         n = len(xs[0])
-        exe = self._executable(n, y_specs(ys))
+        if distribute.active() is not None:     # this rank's batch, gradients averaged
+            source = ArraySource(xs, ys, sw, n)
+            out = _runner(self, "train_step", source).run(next(source.iterator()))
+        else:
+            exe = self._executable(n, y_specs(ys))
+            out = exe.run("train_step", feeds(xs, ys, sw, np.arange(n), n, n))
         totals = _Totals(self._log_kinds)
-        totals.add(exe.run("train_step", feeds(xs, ys, sw, np.arange(n), n, n)), n)
+        totals.add(out, n)
         return _logs_result(totals.result(), self.metrics_names, return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
@@ -540,6 +572,12 @@ class Trainer:
     def predict_on_batch(self, x):
         xs = adapt_inputs(x, self, "predict_on_batch")
         return self.predict(xs if len(xs) > 1 else xs[0], batch_size=len(xs[0]), verbose=0)
+
+
+def _runner(model, entry, source):
+    """The runner of an entry: one process's, or a data-parallel rank's."""
+    dp = distribute.active()
+    return _Runner(model, entry, source) if dp is None else dp.runner(model, entry, source)
 
 
 class _Runner:
