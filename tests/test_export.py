@@ -295,3 +295,65 @@ def test_command_line_export_of_a_saved_model(tmp_path):
                           "-o", str(tmp_path / "bad"), "--cpu", "pentium"],
                          capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 2 and "unknown cpu 'pentium'" in res.stderr, res.stderr
+
+
+# -- handles are independent -----------------------------------------------------------------
+
+CONCURRENT_C = r"""
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "model.h"
+#define CALLS 60
+enum { IN = MODEL_INPUT_SIZE, OUT = MODEL_OUTPUT_SIZE };
+static float x[2][IN], want[2][OUT];
+static void *work(void *arg) {
+    int which = (int)(size_t)arg, bad = 0;
+    model_t *m;
+    if (model_create(&m, NULL)) return (void *)1;
+    float y[OUT];
+    for (int i = 0; i < CALLS; i++) {
+        if (model_predict(m, 1, x[which], IN, y, OUT) || memcmp(y, want[which], sizeof y)) bad++;
+    }
+    model_destroy(m);
+    return (void *)(size_t)bad;
+}
+int main(void) {
+    for (int k = 0; k < IN; k++) { x[0][k] = (k % 5) * 0.25f; x[1][k] = (k % 3) * -0.5f; }
+    model_t *m;
+    if (model_create(&m, NULL)) { puts(model_last_error()); return 2; }
+    for (int w = 0; w < 2; w++)
+        if (model_predict(m, 1, x[w], IN, want[w], OUT)) { puts(model_last_error()); return 2; }
+    model_destroy(m);
+    if (!memcmp(want[0], want[1], sizeof want[0])) { puts("inputs give the same outputs"); return 2; }
+    pthread_t t[2];
+    for (int w = 0; w < 2; w++) pthread_create(&t[w], NULL, work, (void *)(size_t)w);
+    size_t bad = 0;
+    for (int w = 0; w < 2; w++) { void *r; pthread_join(t[w], &r); bad += (size_t)r; }
+    printf("%zu mismatches\n", bad);
+    return bad != 0;
+}
+"""
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_two_handles_predict_concurrently(tmp_path, threads):
+    out = convnet().export(tmp_path / "conv", batch_size=1, threads=threads, verbose=False)
+    src, exe = tmp_path / "concurrent.c", tmp_path / "concurrent"
+    src.write_text(CONCURRENT_C)
+    subprocess.run([CC, str(src), f"-I{out}", str(out / "libmodel.a"), "-lm", "-pthread",
+                    "-o", str(exe)], check=True)
+    res = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and res.stdout.strip() == "0 mismatches", res.stdout
+
+
+def test_retrained_weights_load_into_the_same_library(tmp_path):
+    """The model id names the code and weight layout, not the values: an export of the
+    same model with new weights ships as a new model.weights only."""
+    model = lstm_model()
+    out = model.export(tmp_path / "v1", batch_size=2, weights_file=True, verbose=False)
+    model.set_weights([w + 0.05 for w in model.get_weights()])
+    v2 = model.export(tmp_path / "v2", batch_size=2, weights_file=True, verbose=False)
+    shutil.copy(v2 / "model.weights", out / "model.weights")
+    check_against_predict(model, out, [randn(2, 7, 5)], 2)

@@ -150,6 +150,17 @@ def model_header(plan: ExportPlan) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _crc32_table() -> str:
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = 0xEDB88320 ^ (c >> 1) if c & 1 else c >> 1
+        table.append(f"0x{c:08x}u")
+    rows = [", ".join(table[i:i + 8]) for i in range(0, 256, 8)]
+    return "static const uint32_t kc_crc32_table[256] = {\n    " + ",\n    ".join(rows) + "\n};"
+
+
 def runtime_preamble(plan: ExportPlan) -> str:
     """The macros and tables runtime.c is compiled with."""
     sym = plan.symbols
@@ -175,7 +186,7 @@ def runtime_preamble(plan: ExportPlan) -> str:
              "struct kc_entry { size_t batch; void (*fn)(void *, void *, int64_t, void *);",
              "                  size_t input_offsets[KC_NUM_INPUTS];",
              "                  size_t output_offsets[KC_NUM_OUTPUTS];",
-             "                  int output_in_state[KC_NUM_OUTPUTS]; };"]
+             "                  int output_in_state[KC_NUM_OUTPUTS]; };", _crc32_table()]
     for e in plan.entries:
         lines.append(f"extern void {e.symbol}(void *, void *, int64_t, void *);")
     if plan.threads > 1:
