@@ -168,7 +168,8 @@ def test_weights_file_and_static_archive(tmp_path):
     app.write_text('#include <stdio.h>\n#include "model.h"\nint main(int c, char **v) {\n'
                    '  model_t *m; float x[2 * MODEL_INPUT_SIZE] = {0}, y[2 * MODEL_OUTPUT_SIZE];\n'
                    '  if (model_create(&m, v[1])) { puts(model_last_error()); return 1; }\n'
-                   '  int rc = model_predict(m, 2, x, 2 * MODEL_INPUT_SIZE, y, 2 * MODEL_OUTPUT_SIZE);\n'
+                   '  int rc = model_predict(m, 2, x, 2 * MODEL_INPUT_SIZE,\n'
+                   '                         y, 2 * MODEL_OUTPUT_SIZE);\n'
                    '  for (int i = 0; i < 2 * MODEL_OUTPUT_SIZE; i++) printf("%.9g ", y[i]);\n'
                    '  model_destroy(m); return rc; }\n')
     exe = tmp_path / "app"
@@ -326,7 +327,7 @@ int main(void) {
     for (int w = 0; w < 2; w++)
         if (model_predict(m, 1, x[w], IN, want[w], OUT)) { puts(model_last_error()); return 2; }
     model_destroy(m);
-    if (!memcmp(want[0], want[1], sizeof want[0])) { puts("inputs give the same outputs"); return 2; }
+    if (!memcmp(want[0], want[1], sizeof want[0])) { puts("same outputs"); return 2; }
     pthread_t t[2];
     for (int w = 0; w < 2; w++) pthread_create(&t[w], NULL, work, (void *)(size_t)w);
     size_t bad = 0;

@@ -182,8 +182,9 @@ def runtime_preamble(plan: ExportPlan) -> str:
              f"#define KC_WORKER_SYMBOL {sym['kc_worker']}",
              f"#define KC_RUN_SYMBOL {sym['kc_run']}",
              f"#define KC_STOP_SYMBOL {sym['kc_stop']}", "",
+             "typedef void (*kc_step_fn)(void *state, void *work, int64_t tid, void *sync);",
              "struct kc_io { const char *name; size_t sample; int is_int; long long bound; };",
-             "struct kc_entry { size_t batch; void (*fn)(void *, void *, int64_t, void *);",
+             "struct kc_entry { size_t batch; kc_step_fn fn;",
              "                  size_t input_offsets[KC_NUM_INPUTS];",
              "                  size_t output_offsets[KC_NUM_OUTPUTS];",
              "                  int output_in_state[KC_NUM_OUTPUTS]; };", _crc32_table()]
@@ -191,12 +192,12 @@ def runtime_preamble(plan: ExportPlan) -> str:
         lines.append(f"extern void {e.symbol}(void *, void *, int64_t, void *);")
     if plan.threads > 1:
         lines += [f"extern void {sym['kc_worker']}(void *, int64_t);",
-                  f"extern void {sym['kc_run']}(void *, void *);",
+                  f"extern void {sym['kc_run']}(void *, kc_step_fn);",
                   f"extern void {sym['kc_stop']}(void *);"]
 
     def ios(items):
         return ",\n".join(f"    {{{_c_string(io.name)}, {math.prod(io.shape)}, "
-                          f"{int(io.dtype == 'int32')}, {io.bound if io.bound is not None else -1}}}"
+                          f"{int(io.dtype == 'int32')}, {-1 if io.bound is None else io.bound}}}"
                           for io in items)
     lines += [f"static const struct kc_io kc_inputs[] = {{\n{ios(plan.inputs)}\n}};",
               f"static const struct kc_io kc_outputs[] = {{\n{ios(plan.outputs)}\n}};",

@@ -16,33 +16,40 @@ def readme(plan: ExportPlan, libs: list[str], threads: list[str]) -> str:
                "in `model.weights`: pass its path to `model_create`")
     batches = ", ".join(map(str, plan.batches))
     extra = " ".join(libs + threads)
+    deps = f" (and {extra})" if extra else ""
     return f"""# {plan.model_name}: exported by kcompile
 
 Files: `libmodel.so` (shared), `libmodel.a` (static), `model.h` (the API, documented
 there){'' if plan.embedded else ', `model.weights`'}. The weights are {weights}.
-No Python is needed to run it: the library depends on libc only{(' (and ' + extra + ')') if extra else ''}.
+No Python is needed to run it: the library depends on libc only{deps}.
 
 | | name | shape per sample | values per sample | dtype |
 | --- | --- | --- | --- | --- |
 {chr(10).join(_io_rows('input', plan.inputs) + _io_rows('output', plan.outputs))}
 
-Batch sizes compiled: {batches} (any batch from 1 to {max(plan.batches)}; one in between
-runs padded to the next compiled size). Threads per handle: {plan.threads}. Code compiled
-for CPU `{plan.target.cpu}`; `model_create` refuses a CPU lacking its features.
+Compiled for batch sizes {batches}: `model_predict` takes any batch from 1 to
+{max(plan.batches)} (one below a compiled size runs padded to it). Threads per handle:
+{plan.threads}. Code compiled for CPU `{plan.target.cpu}`; `model_create` refuses a CPU
+lacking its features.
 
 ## Build and run
 
     cc app.c -I. -L. -lmodel -Wl,-rpath,'$ORIGIN' -o app
-    cc app.c -I. libmodel.a {extra} -o app          # static, no .so needed at run time
+    cc app.c -I. libmodel.a {extra + ' ' if extra else ''}-o app          # static: no .so at run time
 
 ```c
 #include "model.h"
 model_t *m;
-if (model_create(&m, NULL) != MODEL_OK) {{ fprintf(stderr, "%s\\n", model_last_error()); return 1; }}
+if (model_create(&m, {'NULL' if plan.embedded else '"model.weights"'}) != MODEL_OK) {{
+    fprintf(stderr, "%s\\n", model_last_error());
+    return 1;
+}}
 float x[MODEL_INPUT_SIZE], y[MODEL_OUTPUT_SIZE];
 int rc = model_predict(m, 1, x, MODEL_INPUT_SIZE, y, MODEL_OUTPUT_SIZE);
 model_destroy(m);
 ```
+
+(`model_predict_many` for a model of several inputs or outputs; see model.h.)
 
 Handles are independent: two threads may predict at once with one handle each.
 """

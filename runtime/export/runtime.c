@@ -11,6 +11,7 @@
  * embedded copy) or loaded per handle (a weights file), after checking their
  * header: magic, format version, the id of the model they belong to, size, CRC-32.
  */
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,8 +19,6 @@
 #if KC_NTHREADS > 1
 #include <pthread.h>
 #endif
-
-typedef void (*kc_step_fn)(void *state, void *work, int64_t tid, void *sync);
 
 enum { KC_HEADER_BYTES = 64, KC_FORMAT_VERSION = 1 };
 static const char kc_magic[8] = {'K', 'C', 'W', 'E', 'I', 'G', 'H', 'T'};
@@ -39,8 +38,6 @@ struct model {
 static _Thread_local char kc_error[512];
 
 static int fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-#include <stdarg.h>
 static int fail(int code, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
@@ -123,8 +120,8 @@ static int load_weights_file(struct model *m, const char *path) {
     if (!f) return fail(MODEL_ERR_WEIGHTS_IO, "cannot open weights file %s", path);
     unsigned char h[KC_HEADER_BYTES];
     size_t got = fread(h, 1, sizeof h, f);
-    uint64_t nbytes;
-    uint32_t crc;
+    uint64_t nbytes = 0;
+    uint32_t crc = 0;
     int rc = check_header(h, got, path, &nbytes, &crc);
     if (rc) { fclose(f); return rc; }
     if (posix_memalign((void **)&m->owned_state, 64, KC_STATE_BYTES ? KC_STATE_BYTES : 64)) {
@@ -150,8 +147,8 @@ static int load_weights_file(struct model *m, const char *path) {
 extern const unsigned char KC_WEIGHTS_SYMBOL[];
 
 static int use_embedded_weights(struct model *m) {
-    uint64_t nbytes;
-    uint32_t crc;
+    uint64_t nbytes = 0;
+    uint32_t crc = 0;
     int rc = check_header(KC_WEIGHTS_SYMBOL, KC_HEADER_BYTES + KC_STATE_BYTES,
                           "embedded weights", &nbytes, &crc);
     if (rc) return rc;
@@ -334,7 +331,7 @@ KC_API int model_predict_many(model_t *m, size_t batch, const float *const input
     int rc = copy_in(m, e, batch, inputs, input_lens);
     if (rc) return rc;
 #if KC_NTHREADS > 1
-    KC_RUN_SYMBOL(m->ctl, (void *)e->fn);
+    KC_RUN_SYMBOL(m->ctl, e->fn);
 #else
     e->fn((void *)m->state, m->work, 0, m->sync);
 #endif
