@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import llvmlite.binding as llvm
-from llvmlite import ir
 
 from .jit import optimize, parse
 from .target import _init, _this_machine
@@ -95,20 +94,3 @@ def compile_object(llvm_ir: str, target: AotTarget, exported: dict[str, str]) ->
     external = sorted(fn.name for fn in mod.functions
                       if fn.is_declaration and not fn.name.startswith("llvm."))
     return tm.emit_object(mod), external
-
-
-def data_object(symbol: str, data: bytes, target: AotTarget, align: int = 64) -> bytes:
-    """An object defining one read-only, `align`-aligned global byte array."""
-    module = ir.Module(name=symbol)
-    arr = ir.ArrayType(ir.IntType(8), len(data))
-    gv = ir.GlobalVariable(module, arr, name=symbol)
-    gv.global_constant = True
-    gv.align = align
-    gv.initializer = ir.Constant(arr, bytearray(data))
-    _init()
-    mod = llvm.parse_assembly(str(module))
-    mod.get_global_variable(symbol).visibility = llvm.Visibility.hidden
-    tm = _machine(target)
-    mod.triple = _this_machine()[0]
-    mod.data_layout = str(tm.target_data)
-    return tm.emit_object(mod)

@@ -120,6 +120,34 @@ def test_seed_mlp_any_batch_up_to_the_maximum(tmp_path):
     assert res.returncode == 1 and "batch 9" in res.stderr and "1 to 8" in res.stderr
 
 
+def needed_libraries(lib: pathlib.Path) -> set[str]:
+    """The DT_NEEDED entries of an ELF shared library (as `readelf -d` lists them)."""
+    import struct
+    data = lib.read_bytes()
+    shoff, = struct.unpack_from("<Q", data, 40)
+    shentsize, shnum = struct.unpack_from("<HH", data, 58)
+    sections = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize)
+                for i in range(shnum)]
+    dynamic = next(s for s in sections if s[1] == 6)            # SHT_DYNAMIC
+    strtab = sections[dynamic[6]]                                # its sh_link
+    names = set()
+    for off in range(dynamic[4], dynamic[4] + dynamic[5], 16):
+        tag, val = struct.unpack_from("<qQ", data, off)
+        if tag == 1:                                             # DT_NEEDED
+            start = strtab[4] + val
+            names.add(data[start:data.index(b"\0", start)].decode())
+    return names
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_library_needs_libc_only(tmp_path, threads):
+    out = lstm_model().export(tmp_path / "lstm", threads=threads, verbose=False)
+    needed = needed_libraries(out / "libmodel.so")
+    # glibc's own parts: libc, its dynamic loader (thread-local error text), libm, pthread
+    allowed = ("libc", "ld-linux-x86-64", "libm", "libpthread")
+    assert "libc.so.6" in needed and all(n.split(".so")[0] in allowed for n in needed), needed
+
+
 def test_lstm(tmp_path):
     model = lstm_model()
     out = model.export(tmp_path / "lstm", batch_size=3, verbose=False)

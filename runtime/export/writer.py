@@ -17,7 +17,6 @@ import tempfile
 import zlib
 
 from ...ir.graph import Graph
-from ...codegen.aot import data_object
 from .header import model_header, runtime_preamble
 from .program import ExportPlan, compile_plan, weights_state
 from .readme import readme
@@ -42,6 +41,15 @@ def weights_blob(payload: bytes, model_id: int) -> bytes:
     head = MAGIC + struct.pack("<IIQQQ", FORMAT_VERSION, HEADER_BYTES, model_id, len(payload),
                                zlib.crc32(payload))
     return head.ljust(HEADER_BYTES, b"\0") + payload
+
+
+def weights_assembly(symbol: str, blob_path: pathlib.Path) -> str:
+    """An assembler file defining `symbol` as the blob's bytes, read-only, 64-byte aligned
+    and hidden (the library's C layer reads it; nothing outside sees it). The assembler
+    copies the file in: no pass over the bytes in Python or LLVM, whatever their size."""
+    return (f'\t.section .rodata\n\t.balign 64\n\t.globl {symbol}\n\t.hidden {symbol}\n'
+            f'\t.type {symbol}, @object\n{symbol}:\n\t.incbin "{blob_path}"\n'
+            f'\t.size {symbol}, . - {symbol}\n\t.section .note.GNU-stack,"",@progbits\n')
 
 
 def c_compiler() -> str:
@@ -89,8 +97,11 @@ def write_export(plan: ExportPlan, graphs: dict[int, Graph], values: dict,
         objects = [build / "runtime.o", build / "model.o"]
         objects[1].write_bytes(obj)
         if plan.embedded:
+            (build / "weights.bin").write_bytes(blob)
+            asm = build / "weights.S"
+            asm.write_text(weights_assembly(plan.symbols["weights"], build / "weights.bin"))
             objects.append(build / "weights.o")
-            objects[2].write_bytes(data_object(plan.symbols["weights"], blob, plan.target))
+            _run([cc, "-c", str(asm), "-o", str(objects[2])], "assembling the weights")
         source = build / "model_runtime.c"
         source.write_text(runtime_preamble(plan) + RUNTIME_C.read_text())
         _run([cc, "-std=gnu11", "-O2", "-fPIC", "-fvisibility=hidden", "-Wall",
