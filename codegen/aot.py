@@ -78,6 +78,12 @@ def compile_object(llvm_ir: str, target: AotTarget, exported: dict[str, str]) ->
     exported: the module's function name -> the name it has in the object; every
     other function defined in the module becomes internal.
     """
+    if "+fma" not in target.features.split(","):
+        # Without FMA hardware llvm.fma is a call of libm's exact fmaf per lane (the
+        # x86-64-v2 seed MLP: 156 us a prediction instead of 4): the kernels' multiply-adds
+        # may round twice, so they become fmuladd (fused where the CPU can).
+        for quote in ("", '"'):
+            llvm_ir = llvm_ir.replace(f"@{quote}llvm.fma.", f"@{quote}llvm.fmuladd.")
     mod = parse(llvm_ir)
     tm = _machine(target)
     mod.triple = _this_machine()[0]

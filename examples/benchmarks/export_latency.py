@@ -3,7 +3,8 @@ vs ONNX Runtime on the same model (same weights), and the library's size on disk
 
     PYTHONPATH=. python examples/benchmarks/export_latency.py [--calls N] [--models mlp,lstm]
 
-Each model is exported (cpu=host, batch 1, one thread) and a small C program linked
+Each model is exported (cpu=host and cpu=generic, batch 1, one thread) and a small C
+program linked
 against libmodel.a times model_predict. ONNX Runtime runs in a separate interpreter
 (default /work/kenv/bin/python, --peer-python to change; a row says "n/a" without it)
 where torch builds the same network from the weights saved here and exports it to
@@ -197,6 +198,9 @@ def row(kind, calls, cc, peer_python, work: pathlib.Path):
               "so_bytes": (out / "libmodel.so").stat().st_size,
               "a_bytes": (out / "libmodel.a").stat().st_size,
               "c_us": c_latency(out, calls, cc), "py_us": python_latency(model, x, calls // 4 or 1)}
+    generic = model.export(work / f"{kind}-generic", batch_size=1, cpu="generic", verbose=False)
+    result["c_generic_us"] = c_latency(generic, calls, cc)
+    result["generic_so_bytes"] = (generic / "libmodel.so").stat().st_size
     if peer_python and (shutil.which(peer_python) or os.path.exists(peer_python)):
         weights = work / f"{kind}.npz"
         np.savez(weights, **{f"w{i}": w for i, w in enumerate(model.get_weights())}, x=x, y=y)
@@ -225,15 +229,16 @@ def main():
     cc = next((shutil.which(c) for c in ("cc", "gcc", "clang") if shutil.which(c)), None)
     if cc is None:
         sys.exit("no C compiler (cc, gcc or clang) on PATH: the export links with it")
-    print("| model | params | C library (us) | predict_on_batch (us) | ONNX Runtime (us) "
-          "| libmodel.so | libmodel.a | export (s) |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| model | params | C, host (us) | C, generic (us) | predict_on_batch (us) "
+          "| ONNX Runtime (us) | libmodel.so host / generic | libmodel.a | export (s) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     with tempfile.TemporaryDirectory(prefix="kc-export-bench-") as tmp:
         for kind in args.models.split(","):
             r = row(kind, args.calls, cc, args.peer_python, pathlib.Path(tmp))
             ort = f"{r['ort_us']:.1f}" if "ort_us" in r else "n/a"
-            print(f"| {kind} | {r['params']} | {r['c_us']:.1f} | {r['py_us']:.1f} | {ort} | "
-                  f"{r['so_bytes'] / 1024:.0f} KiB | {r['a_bytes'] / 1024:.0f} KiB | "
+            print(f"| {kind} | {r['params']} | {r['c_us']:.1f} | {r['c_generic_us']:.1f} | "
+                  f"{r['py_us']:.1f} | {ort} | {r['so_bytes'] / 1024:.0f} / "
+                  f"{r['generic_so_bytes'] / 1024:.0f} KiB | {r['a_bytes'] / 1024:.0f} KiB | "
                   f"{r['export_s']:.1f} |", flush=True)
             if "ort_error" in r:
                 print(f"  (ONNX Runtime: {r['ort_error']})")

@@ -11,17 +11,17 @@ def _io_rows(kind, items):
             f"{math.prod(io.shape)} | {io.dtype} |" for i, io in enumerate(items)]
 
 
-def readme(plan: ExportPlan, libs: list[str], threads: list[str]) -> str:
+def readme(plan: ExportPlan) -> str:
     weights = ("embedded in the library" if plan.embedded else
                "in `model.weights`: pass its path to `model_create`")
     batches = ", ".join(map(str, plan.batches))
-    extra = " ".join(libs + threads)
-    deps = f" (and {extra})" if extra else ""
+    extra = "-lm -pthread" if plan.threads > 1 else "-lm"
     return f"""# {plan.model_name}: exported by kcompile
 
 Files: `libmodel.so` (shared), `libmodel.a` (static), `model.h` (the API, documented
 there){'' if plan.embedded else ', `model.weights`'}. The weights are {weights}.
-No Python is needed to run it: the library depends on libc only{deps}.
+No Python is needed to run it: the library depends on glibc only (libc, and libm or
+pthread where the code uses them).
 
 | | name | shape per sample | values per sample | dtype |
 | --- | --- | --- | --- | --- |
@@ -35,7 +35,7 @@ lacking its features.
 ## Build and run
 
     cc app.c -I. -L. -lmodel -Wl,-rpath,'$ORIGIN' -o app
-    cc app.c -I. libmodel.a {extra + ' ' if extra else ''}-o app          # static: no .so at run time
+    cc app.c -I. libmodel.a {extra} -o app          # static: no .so at run time
 
 ```c
 #include "model.h"

@@ -61,13 +61,13 @@ def c_compiler() -> str:
                        "$CC, cc, gcc, clang is on PATH")
 
 
-def _libraries(external: list[str]) -> list[str]:
-    libm = [s for s in external if s not in LIBC and s.rstrip("f").startswith(LIBM_PREFIXES)]
-    other = [s for s in external if s not in LIBC and s not in libm]
+def _check_calls(external: list[str]) -> None:
+    """Refuse code calling anything but libc and libm's float math."""
+    other = [s for s in external
+             if s not in LIBC and not s.rstrip("f").startswith(LIBM_PREFIXES)]
     if other:
         raise RuntimeError(f"the compiled model calls {', '.join(other)}, which an exported "
                            f"library cannot provide")
-    return ["-lm"] if libm else []
 
 
 def _run(cmd: list[str], what: str) -> None:
@@ -86,7 +86,7 @@ def write_export(plan: ExportPlan, graphs: dict[int, Graph], values: dict,
     cc = c_compiler()
     state = weights_state(list(graphs.values()), values)
     obj, external = compile_plan(plan, graphs, state)
-    libs = _libraries(external)
+    _check_calls(external)
     blob = weights_blob(state.buffer.tobytes(), plan.model_id)
     out.mkdir(parents=True, exist_ok=True)
     for name in FILES:
@@ -107,13 +107,15 @@ def write_export(plan: ExportPlan, graphs: dict[int, Graph], values: dict,
         _run([cc, "-std=gnu11", "-O2", "-fPIC", "-fvisibility=hidden", "-Wall",
               f"-I{out}", "-c", str(source), "-o", str(objects[0])], "compiling the C layer")
         threads = ["-pthread"] if plan.threads > 1 else []
+        # libm as needed: LLVM's code generator may call it (fmaf) where the module did not.
         _run([cc, "-shared", "-o", str(out / "libmodel.so"), *map(str, objects),
-              "-Wl,-z,noexecstack", "-Wl,--as-needed", *libs, *threads], "linking libmodel.so")
+              "-Wl,-z,noexecstack", "-Wl,--no-undefined", "-Wl,--as-needed", "-lm", *threads],
+             "linking libmodel.so")
         ar = shutil.which("ar") or shutil.which("gcc-ar")
         if ar is None:
             raise RuntimeError("writing libmodel.a needs `ar` (binutils) on PATH")
         _run([ar, "rcs", str(out / "libmodel.a"), *map(str, objects)], "writing libmodel.a")
     if not plan.embedded:
         (out / "model.weights").write_bytes(blob)
-    (out / "README.md").write_text(readme(plan, libs, threads))
+    (out / "README.md").write_text(readme(plan))
     return out
