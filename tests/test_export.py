@@ -159,6 +159,12 @@ def test_convnet_for_a_generic_cpu(tmp_path):
     out = model.export(tmp_path / "conv", batch_size=2, cpu="generic", verbose=False)
     assert '#define MODEL_CPU "x86-64-v2"' in (out / "model.h").read_text()
     check_against_predict(model, out, [randn(2, 10, 10, 2)], 2)
+    objdump = shutil.which("objdump")
+    if objdump:     # binutils, beside the linker: no AVX register anywhere, no libm FMA call
+        asm = subprocess.run([objdump, "-d", str(out / "libmodel.so")], capture_output=True,
+                             text=True, check=True).stdout
+        assert "%xmm" in asm and "%ymm" not in asm and "%zmm" not in asm
+        assert "fmaf" not in asm
 
 
 def test_two_threads_per_handle(tmp_path):
@@ -386,3 +392,15 @@ def test_retrained_weights_load_into_the_same_library(tmp_path):
     v2 = model.export(tmp_path / "v2", batch_size=2, weights_file=True, verbose=False)
     shutil.copy(v2 / "model.weights", out / "model.weights")
     check_against_predict(model, out, [randn(2, 7, 5)], 2)
+
+
+def test_the_c_layer_is_installed_with_the_package(monkeypatch):
+    import runpy
+    import setuptools
+    seen = {}
+    monkeypatch.setattr(setuptools, "setup", lambda **kw: seen.update(kw))
+    monkeypatch.chdir(ROOT)
+    runpy.run_path(str(ROOT / "setup.py"))
+    patterns = seen["package_data"]["kcompile.runtime.export"]
+    assert any((ROOT / "runtime" / "export").glob(p) for p in patterns)
+    assert "kcompile.runtime.export" in seen["packages"]

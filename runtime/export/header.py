@@ -114,7 +114,7 @@ def _io_block(kind: str, i: int, io) -> list[str]:
 
 
 def model_header(plan: ExportPlan) -> str:
-    lines = ["/* model.h: the C interface of the model " + _c_string(plan.model_name)[1:-1]
+    lines = ["/* model.h: the C interface of the model " + plan.model_name.replace("*/", "* /")
              + ", exported by kcompile.", " *",
              " * Build against it (see README.md):",
              " *     cc app.c -I. -L. -lmodel -Wl,-rpath,'$ORIGIN' -o app", " *",
