@@ -167,6 +167,15 @@ def test_convnet_for_a_generic_cpu(tmp_path):
         assert "fmaf" not in asm
 
 
+def test_an_export_for_another_cpu_leaves_this_machines_code_alone(tmp_path):
+    """A recurrent body's plan is cached: the generic export's (narrow vectors, less
+    scratch) must not be reused when this machine's predict is compiled after it."""
+    model = models.Sequential([kcompile.Input((5, 3)), layers.LSTM(13, return_sequences=True),
+                               layers.LSTM(11), layers.Dense(2)])
+    out = model.export(tmp_path / "generic", batch_size=2, cpu="generic", verbose=False)
+    check_against_predict(model, out, [randn(2, 5, 3)], 2)     # host predict after it
+
+
 def test_two_threads_per_handle(tmp_path):
     model = convnet()
     out = model.export(tmp_path / "conv2t", batch_size=4, threads=2, verbose=False)
