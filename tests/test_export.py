@@ -27,7 +27,6 @@ EXAMPLE = ROOT / "examples" / "export" / "predict.c"
 CC = next((shutil.which(c) for c in ("cc", "gcc", "clang") if shutil.which(c)), None)
 needs_cc = pytest.mark.skipif(CC is None, reason="no C compiler (cc, gcc or clang) on PATH: "
                                                  "the export links with it")
-pytestmark = needs_cc
 
 
 def mlp():
@@ -107,6 +106,7 @@ def randn(*shape, seed=0):
 
 # -- models, called from C, predict what model.predict predicts ------------------------
 
+@needs_cc
 def test_seed_mlp_any_batch_up_to_the_maximum(tmp_path):
     model = mlp()
     out = model.export(tmp_path / "mlp", max_batch_size=8, verbose=False)
@@ -139,6 +139,7 @@ def needed_libraries(lib: pathlib.Path) -> set[str]:
     return names
 
 
+@needs_cc
 @pytest.mark.parametrize("threads", [1, 2])
 def test_the_library_needs_libc_only(tmp_path, threads):
     out = lstm_model().export(tmp_path / "lstm", threads=threads, verbose=False)
@@ -148,12 +149,14 @@ def test_the_library_needs_libc_only(tmp_path, threads):
     assert "libc.so.6" in needed and all(n.split(".so")[0] in allowed for n in needed), needed
 
 
+@needs_cc
 def test_lstm(tmp_path):
     model = lstm_model()
     out = model.export(tmp_path / "lstm", batch_size=3, verbose=False)
     check_against_predict(model, out, [randn(3, 7, 5)], 3)
 
 
+@needs_cc
 def test_convnet_for_a_generic_cpu(tmp_path):
     model = convnet()
     out = model.export(tmp_path / "conv", batch_size=2, cpu="generic", verbose=False)
@@ -167,6 +170,7 @@ def test_convnet_for_a_generic_cpu(tmp_path):
         assert "fmaf" not in asm
 
 
+@needs_cc
 def test_an_export_for_another_cpu_leaves_this_machines_code_alone(tmp_path):
     """A recurrent body's plan is cached: the generic export's (narrow vectors, less
     scratch) must not be reused when this machine's predict is compiled after it."""
@@ -176,12 +180,14 @@ def test_an_export_for_another_cpu_leaves_this_machines_code_alone(tmp_path):
     check_against_predict(model, out, [randn(2, 5, 3)], 2)     # host predict after it
 
 
+@needs_cc
 def test_two_threads_per_handle(tmp_path):
     model = convnet()
     out = model.export(tmp_path / "conv2t", batch_size=4, threads=2, verbose=False)
     check_against_predict(model, out, [randn(4, 10, 10, 2, seed=3)], 4)
 
 
+@needs_cc
 def test_several_inputs_and_outputs(tmp_path):
     model = two_heads()
     out = model.export(tmp_path / "heads", max_batch_size=2, verbose=False)
@@ -191,6 +197,7 @@ def test_several_inputs_and_outputs(tmp_path):
     check_against_predict(model, out, [randn(2, 6), randn(2, 3, seed=1)], 2)
 
 
+@needs_cc
 def test_integer_ids_are_checked(tmp_path):
     model = embedding_model()
     out = model.export(tmp_path / "emb", batch_size=2, verbose=False)
@@ -201,6 +208,7 @@ def test_integer_ids_are_checked(tmp_path):
     assert res.returncode == 1 and "value 20 at index 13" in res.stderr, res.stderr
 
 
+@needs_cc
 def test_weights_file_and_static_archive(tmp_path):
     model = lstm_model()
     out = model.export(tmp_path / "wf", batch_size=2, weights_file=True, verbose=False)
@@ -248,6 +256,7 @@ def _fails_clearly(out, exe, message):
     (lambda b: b"XX" + b[2:], "bad magic"),
     (lambda b: b + b"\0", "longer than its header declares"),
 ])
+@needs_cc
 def test_damaged_weights_file(weights_export, damage, message):
     out, exe = weights_export
     path = out / "model.weights"
@@ -259,6 +268,7 @@ def test_damaged_weights_file(weights_export, damage, message):
         path.write_bytes(good)
 
 
+@needs_cc
 def test_missing_or_foreign_weights(weights_export, tmp_path):
     out, exe = weights_export
     path = out / "model.weights"
@@ -273,6 +283,7 @@ def test_missing_or_foreign_weights(weights_export, tmp_path):
         path.write_bytes(good)
 
 
+@needs_cc
 def test_truncated_library_and_corrupt_embedded_weights(tmp_path):
     model = two_heads()
     out = model.export(tmp_path / "emb", batch_size=1, verbose=False)
@@ -327,6 +338,7 @@ def test_bad_arguments(tmp_path):
         unknown_length.export(tmp_path / "x")
 
 
+@needs_cc
 def test_command_line_export_of_a_saved_model(tmp_path):
     model = lstm_model()
     model.save(tmp_path / "model.h5")
@@ -381,6 +393,7 @@ int main(void) {
 """
 
 
+@needs_cc
 @pytest.mark.parametrize("threads", [1, 2])
 def test_two_handles_predict_concurrently(tmp_path, threads):
     out = convnet().export(tmp_path / "conv", batch_size=1, threads=threads, verbose=False)
@@ -392,6 +405,7 @@ def test_two_handles_predict_concurrently(tmp_path, threads):
     assert res.returncode == 0 and res.stdout.strip() == "0 mismatches", res.stdout
 
 
+@needs_cc
 def test_retrained_weights_load_into_the_same_library(tmp_path):
     """The model id names the code and weight layout, not the values: an export of the
     same model with new weights ships as a new model.weights only."""
@@ -413,3 +427,11 @@ def test_the_c_layer_is_installed_with_the_package(monkeypatch):
     patterns = seen["package_data"]["kcompile.runtime.export"]
     assert any((ROOT / "runtime" / "export").glob(p) for p in patterns)
     assert "kcompile.runtime.export" in seen["packages"]
+
+
+def test_no_c_compiler_is_a_clear_error(tmp_path, monkeypatch):
+    from kcompile.runtime.export import writer
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.setattr(writer.shutil, "which", lambda name: None)
+    with pytest.raises(RuntimeError, match="needs a C compiler and linker"):
+        two_heads().export(tmp_path / "x", verbose=False)
