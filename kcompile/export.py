@@ -3,8 +3,10 @@ a standalone C library (libmodel.so, libmodel.a, model.h, README.md), written by
 kcompile.runtime.export.
 
 Batch: fixed at `batch_size`, or any batch up to `max_batch_size` (predicts compiled
-for 1, 2, 4, ... and the maximum; a batch in between runs padded to the next size,
-which is exact because predict computes every sample on its own).
+for 1, 2, 4, ... and the maximum; a batch in between runs padded to the next size
+with zero samples, which changes nothing as long as predict treats samples
+independently, as every built-in layer does; a user layer mixing samples, e.g. a mean
+over the batch axis, needs a fixed batch_size).
 Refused, naming the layer: layers that update state or draw random numbers when
 predicting (stateful RNNs, noise layers active at inference), and inputs of unknown
 shape (an exported library has fixed shapes).

@@ -94,7 +94,9 @@ const char *model_strerror(int code);
 THREADS = """\
  * Threads: a handle owns its arena (and, with MODEL_THREADS > 1, its worker
  * threads): handles may predict concurrently from different threads, but one handle
- * must not be used by two threads at once. The weights are read-only and shared."""
+ * must not be used by two threads at once. The weights are read-only and shared.
+ * Between calls a handle's worker threads wait polling, then in 50 us sleeps: keep
+ * MODEL_THREADS handles few, or destroy them when idle for long."""
 
 
 def _c_string(s: str) -> str:
