@@ -339,6 +339,20 @@ def test_bad_arguments(tmp_path):
 
 
 @needs_cc
+def test_a_file_keras_wrote_exports_and_predicts_as_keras_did(tmp_path):
+    fixture = ROOT / "tests" / "fixtures" / "conv"
+    res = subprocess.run([sys.executable, "-m", "kcompile", "export", str(fixture / "conv2d.keras"),
+                          "-o", str(tmp_path / "keras"), "--max-batch", "2"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 0, res.stderr
+    data = np.load(fixture / "conv2d.npz")          # inputs and Keras' own outputs
+    res = run_example(tmp_path / "keras", [data["x"]], len(data["x"]))
+    assert res.returncode == 0, res.stderr
+    got, = predictions(res.stdout, 1, len(data["x"]))
+    np.testing.assert_allclose(got, data["y"].reshape(len(got), -1), rtol=1e-5, atol=1e-6)
+
+
+@needs_cc
 def test_command_line_export_of_a_saved_model(tmp_path):
     model = lstm_model()
     model.save(tmp_path / "model.h5")
