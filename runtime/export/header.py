@@ -112,7 +112,8 @@ def _io_block(kind: str, i: int, io) -> list[str]:
             f"#define MODEL_{up}{i}_SHAPE {{{', '.join(map(str, io.shape or (1,)))}}}"
             f"    /* per sample, without the batch axis */",
             f"#define MODEL_{up}{i}_DTYPE {_c_string(io.dtype)}"
-            + ("    /* ids: pass them as floats */" if io.dtype == "int32" else "")]
+            + ((f"    /* integers, {'passed' if kind == 'input' else 'returned'} as floats */")
+               if io.dtype == "int32" else "")]
 
 
 def model_header(plan: ExportPlan) -> str:
