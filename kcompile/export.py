@@ -39,8 +39,9 @@ def export_model(model, filepath, format="native", verbose=None, input_signature
     path = export_native(model, filepath, **kwargs)
     if verbose is None or verbose:
         size = (path / "libmodel.so").stat().st_size
+        weights = ", model.weights" if kwargs.get("weights_file") else ""
         print(f"Exported {model.name!r} to {path}: libmodel.so ({size / 1024:.0f} KiB), "
-              f"libmodel.a, model.h, README.md")
+              f"libmodel.a, model.h, README.md{weights}")
     return path
 
 
