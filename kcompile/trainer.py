@@ -383,7 +383,10 @@ class Trainer:
             cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
                                verbose=verbose, epochs=epochs, steps=iterator.num_batches)
         self.stop_training = False
+        self._initial_epoch = None
         cbs.on_train_begin()
+        # A callback restoring interrupted training (BackupAndRestore) sets where to resume.
+        initial_epoch = self._initial_epoch or initial_epoch
         training_logs = {}
         for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch)
@@ -412,6 +415,8 @@ class Trainer:
             training_logs = epoch_logs
             if self.stop_training:
                 break
+        if epochs > 0:      # as Keras: with use_ema, the weights take their moving averages
+            self.optimizer.finalize_variable_values(self.trainable_weights)
         cbs.on_train_end(training_logs)
         return self.history
 

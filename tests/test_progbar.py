@@ -208,3 +208,34 @@ def test_shorter_line_is_padded_over_the_longer_one(clock, capsys):
     clock.now += 1.0
     bar2.update(3)
     assert capsys.readouterr().out.endswith(" " * 5 + "\n")
+
+
+def test_user_progbar_logger_is_the_one_used(model, capsys):
+    """A ProgbarLogger in `callbacks` replaces the default one (one bar, not two), takes
+    fit's verbose and epochs, and with verbose=0 draws nothing, as in Keras."""
+    from kcompile import callbacks
+    mine = callbacks.ProgbarLogger()
+    model.fit(X, Y, batch_size=32, epochs=2, verbose=2, callbacks=[mine])
+    lines = [ln for ln in final_lines(capsys.readouterr().out) if ln]
+    assert lines[0] == "Epoch 1/2" and lines[2] == "Epoch 2/2" and len(lines) == 4
+    assert re.fullmatch(rf"4/4 - \d+s - \d+(ms|us|s)/step - accuracy: {NUM} - loss: {NUM}",
+                        lines[1])
+    assert mine.verbose == 2 and mine.epochs == 2 and mine.target == 4
+    model.fit(X, Y, batch_size=32, epochs=1, verbose=0, callbacks=[callbacks.ProgbarLogger()])
+    model.evaluate(X, Y, verbose=0, callbacks=[callbacks.ProgbarLogger()])
+    assert capsys.readouterr().out == ""
+
+
+def test_progbar_logger_in_a_hand_written_loop(capsys):
+    """A CallbackList made by hand drives the bar as fit does (Keras' custom-loop use)."""
+    from kcompile import callbacks
+    cbs = callbacks.CallbackList([callbacks.ProgbarLogger()], verbose=1, epochs=1, steps=3)
+    cbs.on_train_begin()
+    cbs.on_epoch_begin(0)
+    for step in range(3):
+        cbs.on_train_batch_begin(step)
+        cbs.on_train_batch_end(step, {"loss": 1.0 / (step + 1)})
+    cbs.on_epoch_end(0, {"loss": 0.25})
+    cbs.on_train_end()
+    last = final_lines(capsys.readouterr().out)[-2]
+    assert re.fullmatch(rf"3/3 {BAR} {TIME} - loss: 0\.2500", last), last

@@ -552,6 +552,19 @@ callbacks = [
 model.fit(x_train, y_train, epochs=1, callbacks=callbacks)
 assert len(os.listdir(checkpoint_dir)) >= 1
 
-# left out: Using learning rate schedules: needs keras.optimizers.schedules (issue 12)
+# Using learning rate schedules: passing a schedule to an optimizer
+initial_learning_rate = 0.1
+lr_schedule = keras.optimizers.schedules.ExponentialDecay(
+    initial_learning_rate, decay_steps=100000, decay_rate=0.96, staircase=True
+)
 
-# left out: Using the TensorBoard callback: needs TensorFlow (the TensorBoard summary writer)
+optimizer = keras.optimizers.RMSprop(learning_rate=lr_schedule)
+assert np.isclose(float(optimizer.learning_rate), initial_learning_rate)
+
+# Using the TensorBoard callback (writes through tensorboardX: kcompile[tensorboard])
+keras.callbacks.TensorBoard(
+    log_dir="/full_path_to_your_logs",
+    histogram_freq=0,  # How often to log histogram visualizations
+    embeddings_freq=0,  # How often to log embedding visualizations
+    update_freq="epoch",
+)  # How often to write logs (default: once per epoch)

@@ -11,8 +11,8 @@ from .serialization import (_is_builtin, _lookup_custom, custom_object_scope,
 
 # The kcompile modules whose classes and functions a config may name, and the Keras
 # module each is saved under.
-_MODULES = ("layers", "regularizers", "initializers", "constraints", "optimizers", "losses",
-            "metrics", "activations")
+_MODULES = ("layers", "regularizers", "initializers", "constraints", "optimizers.schedules",
+            "optimizers", "losses", "metrics", "activations")
 
 
 def _module_of(obj) -> str | None:
@@ -56,9 +56,10 @@ def serialize_keras_object(obj):
 
 
 def _find(name):
+    import functools
     import kcompile
     for mod in _MODULES:
-        module = getattr(kcompile, mod)
+        module = functools.reduce(getattr, mod.split("."), kcompile)
         found = getattr(module, name, None)
         if found is None:
             for table in ("_REGISTRY", "_CLASSES", "_FUNCTIONS"):

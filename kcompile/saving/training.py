@@ -24,9 +24,18 @@ KERAS_SLOT_GROUPS = {
     "AdamW": [("momentum", "velocity"), ("velocity_hat",)],
     "Adagrad": [("accumulator",)],
     "Adamax": [("m", "u")],
+    "Nadam": [("momentum", "velocity")],
+    "Adadelta": [("accumulated_grad", "accumulated_delta_var")],
+    "Lion": [("momentum",)],
+    "Ftrl": [("accumulator", "linear")],
+    "Lamb": [("momentum", "velocity")],
+    "Adafactor": [("r", "c", "velocity")],
 }
+# The base class's slots come first, in this order, whatever the optimizer.
+KERAS_BASE_SLOT_GROUPS = [("_average",), ("_accumulated_gradient",)]
 # kcompile slot name -> Keras' name, where they differ.
 KERAS_SLOT_NAMES = {"Adamax": {"m": "momentum", "u": "norm"}}
+KERAS_BASE_SLOT_NAMES = {"_average": "average", "_accumulated_gradient": "gradient_accumulator"}
 # Keys of Keras optimizer configs that kcompile has no use for.
 OPTIMIZER_NOISE = {"is_legacy_optimizer", "jit_compile"}
 
@@ -178,12 +187,7 @@ def deserialize_optimizer(spec):
                          f"{sorted(optimizers._REGISTRY)}; pass others in `custom_objects=`.")
     config = dict(spec.get("config") or {})
     if isinstance(config.get("learning_rate"), dict):
-        schedule = config["learning_rate"]
-        lr = (schedule.get("config") or {}).get("initial_learning_rate", 0.001)
-        warnings.warn(f"Learning-rate schedule {schedule.get('class_name')!r} is not supported "
-                      f"by kcompile; the optimizer starts from its initial rate {lr}",
-                      stacklevel=3)
-        config["learning_rate"] = lr
+        config["learning_rate"] = optimizers.schedules.deserialize(config["learning_rate"])
     if _is_builtin(cls):
         accepted = (accepted_kwargs(cls) or set()) | {"lr", "decay"}
         for k in list(config):
@@ -225,15 +229,16 @@ def optimizer_variables(model) -> list:
     seen = {id(w) for w in order}
     order += [w for w in model.trainable_weights if id(w) not in seen and w.path in opt._slots]
     cls_name, groups = _keras_slot_groups(opt)
-    rename = KERAS_SLOT_NAMES.get(cls_name, {})
+    rename = {**KERAS_BASE_SLOT_NAMES, **KERAS_SLOT_NAMES.get(cls_name, {})}
 
     def name(var, slot):
         return f"{opt.name}/{var.path.replace('/', '_')}_{rename.get(slot, slot)}"
 
-    out = [(opt.iterations, f"{opt.name}/iteration"),
-           (opt.learning_rate, f"{opt.name}/learning_rate")]
+    out = [(opt.iterations, f"{opt.name}/iteration")]
+    if opt._schedule is None:       # a schedule has no variable, in Keras as here
+        out.append((opt._learning_rate, f"{opt.name}/learning_rate"))
     done = set()
-    for group in groups or []:
+    for group in KERAS_BASE_SLOT_GROUPS + (groups or []):
         for var in order:
             for slot in group:
                 if slot in opt._slots[var.path]:
@@ -243,6 +248,8 @@ def optimizer_variables(model) -> list:
         for slot, v in opt._slots[var.path].items():
             if (var.path, slot) not in done:
                 out.append((v, name(var, slot)))
+    # Optimizer-wide variables (Nadam's u_product) come last; Keras leaves them unnamed.
+    out += [(v, "variable") for v in opt._globals.values()]
     return out
 
 

@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 
-from .progbar import Progbar, print_msg
+from ..progbar import Progbar, print_msg
 
 __all__ = ["Callback", "CallbackList", "History", "ProgbarLogger", "EarlyStopping",
            "ModelCheckpoint", "LearningRateScheduler", "ReduceLROnPlateau", "CSVLogger",
