@@ -403,4 +403,6 @@ def model_from_json(json_string, custom_objects=None):
     """A model (uncompiled, freshly initialized) from `model.to_json()`."""
     import json
     from .saving.model_config import model_from_config
-    return model_from_config(json.loads(json_string), custom_objects)
+    from .saving.safe_mode import default_scope
+    with default_scope(True):        # as Keras: Python lambdas need unsafe deserialization
+        return model_from_config(json.loads(json_string), custom_objects)

@@ -1,22 +1,33 @@
 """Keras layers."""
 from .layer import Layer
-from .activations import LeakyReLU, ReLU
+from .activations import ELU, LeakyReLU, PReLU, ReLU, Softmax
+from .activity_regularization import ActivityRegularization
 from .core import Dense, Activation, InputLayer, Input
 from .convolutional import (Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, Convolution1D,
                             Convolution1DTranspose, Convolution2D, Convolution2DTranspose,
                             DepthwiseConv2D, SeparableConv2D, SeparableConvolution2D)
+from .dot import Dot, dot
 from .embedding import Embedding
+from .identity import Identity
+from .lambda_layer import Lambda
 from .masking import Masking
 from .merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract, add,
                       average, concatenate, maximum, minimum, multiply, subtract)
+from .noise import (AlphaDropout, GaussianDropout, GaussianNoise, SpatialDropout1D,
+                    SpatialDropout2D, SpatialDropout3D)
 from .normalization import BatchNormalization
+from .preprocessing import (CategoryEncoding, CenterCrop, Discretization, Normalization,
+                            RandomBrightness, RandomContrast, RandomFlip, RandomRotation,
+                            RandomTranslation, RandomZoom,
+                            Rescaling, Resizing)
 from .recurrent import GRU, LSTM, SimpleRNN
 from .regularization import Dropout
 from .pooling import (AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D,
                       GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D,
                       MaxPooling1D, MaxPooling2D)
-from .reshaping import (Cropping1D, Cropping2D, Flatten, RepeatVector, Reshape, UpSampling1D,
-                        UpSampling2D, ZeroPadding1D, ZeroPadding2D)
+from .reshaping import (Cropping1D, Cropping2D, Cropping3D, Flatten, Permute, RepeatVector,
+                        Reshape, UpSampling1D, UpSampling2D, UpSampling3D, ZeroPadding1D,
+                        ZeroPadding2D, ZeroPadding3D)
 from .wrappers import Bidirectional, TimeDistributed
 
 # Keras' short names for the pooling layers.
@@ -37,7 +48,14 @@ __all__ = ["Layer", "Dense", "Activation", "InputLayer", "Input", "Embedding", "
            "UpSampling1D", "UpSampling2D", "ZeroPadding1D", "ZeroPadding2D", "Cropping1D",
            "Cropping2D", "Conv1D", "Conv2D", "Conv1DTranspose", "Conv2DTranspose",
            "DepthwiseConv2D", "SeparableConv2D", "Convolution1D", "Convolution2D",
-           "Convolution1DTranspose", "Convolution2DTranspose", "SeparableConvolution2D"]
+           "Convolution1DTranspose", "Convolution2DTranspose", "SeparableConvolution2D", "Lambda",
+           "ELU", "PReLU", "Softmax", "ActivityRegularization", "Dot", "dot", "Identity",
+           "AlphaDropout", "GaussianDropout", "GaussianNoise", "SpatialDropout1D",
+           "SpatialDropout2D", "SpatialDropout3D", "CategoryEncoding", "Discretization",
+           "Normalization", "Rescaling", "Permute", "Cropping3D", "UpSampling3D",
+           "ZeroPadding3D", "CenterCrop", "RandomFlip", "Resizing",
+           "RandomRotation", "RandomTranslation", "RandomZoom",
+           "RandomBrightness", "RandomContrast"]
 
 
 def serialize(layer):
@@ -48,5 +66,7 @@ def serialize(layer):
 
 def deserialize(config, custom_objects=None):
     """keras.layers.deserialize: the layer a `serialize` dict describes."""
+    from ..saving.safe_mode import default_scope
     from ..saving.serialization import deserialize_layer
-    return deserialize_layer(config, custom_objects)
+    with default_scope(True):        # as Keras: Python lambdas need unsafe deserialization
+        return deserialize_layer(config, custom_objects)

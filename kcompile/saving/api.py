@@ -23,6 +23,7 @@ import numpy as np
 
 from . import files, training
 from .model_config import model_from_config, model_to_config
+from .safe_mode import safe_mode_scope
 from .serialization import custom_object_scope
 from .. import subclassed
 from .weights import (load_kcompile_state, load_legacy_weights, load_v3_weights,
@@ -133,7 +134,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     """A model from a `.keras` archive or an HDF5 file written by kcompile or Keras 2/3."""
     path = os.fspath(filepath)
     kind = files.file_kind(path)
-    with custom_object_scope(custom_objects):
+    with custom_object_scope(custom_objects), safe_mode_scope(safe_mode):
         if kind == "zip":
             return _read_keras(path, custom_objects, compile)
         return _read_h5(path, custom_objects, compile)

@@ -244,6 +244,9 @@ def functional_from_config(cls, config, custom_objects=None):
             raise ValueError(f"Layer {name!r} is called with {len(args)} positional "
                              f"arguments in the model config; kcompile layers take one")
         kwargs.pop("mask", None)
+        # Keras writes a call's default `training=False` into the node; as Keras
+        # replays it, the model's own call decides training.
+        kwargs.pop("training", None)
         outputs[key] = created[name](args[0], **kwargs)
         return outputs[key]
 

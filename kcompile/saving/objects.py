@@ -55,24 +55,43 @@ def serialize_keras_object(obj):
             "registered_name": None if builtin else get_registered_name(cls)}
 
 
-def _find(name):
+def _kcompile_own(obj, want_class) -> bool:
+    """A public class (want_class) or function defined in kcompile: never a module, a
+    builtin, or a name some kcompile module imported from elsewhere (os, numpy, ...)."""
+    if want_class != isinstance(obj, type) or not callable(obj):
+        return False
+    module = getattr(obj, "__module__", "") or ""
+    return (module == "kcompile" or module.startswith("kcompile.")) \
+        and not getattr(obj, "__name__", "_").startswith("_")
+
+
+def _find(name, want_class):
+    """kcompile's own class or function called `name` in the modules a config may name."""
     import functools
     import kcompile
+    if not isinstance(name, str) or not name or name.startswith("_"):
+        return None
     for mod in _MODULES:
         module = functools.reduce(getattr, mod.split("."), kcompile)
         found = getattr(module, name, None)
-        if found is None:
+        if found is None or not _kcompile_own(found, want_class):
+            found = None
             for table in ("_REGISTRY", "_CLASSES", "_FUNCTIONS"):
                 found = getattr(module, table, {}).get(name)
-                if found is not None:
+                if found is not None and _kcompile_own(found, want_class):
                     break
+                found = None
         if found is not None:
             return found
     return None
 
 
 def deserialize_keras_object(config, custom_objects=None, safe_mode=True, **kwargs):
-    with custom_object_scope(custom_objects):
+    """The object a `serialize_keras_object` dict describes. Only registered objects,
+    `custom_objects` and kcompile's own classes and functions are found; nothing is
+    imported from a config's `module`, and a Lambda's Python code needs safe_mode=False."""
+    from .safe_mode import default_scope
+    with custom_object_scope(custom_objects), default_scope(safe_mode):
         return _deserialize(config)
 
 
@@ -87,12 +106,12 @@ def _deserialize(config):
     if class_name == "__numpy__":
         return np.asarray(inner["value"], dtype=inner["dtype"])
     if class_name == "function":
-        fn = _lookup_custom(config.get("registered_name"), inner) or _find(inner)
+        fn = _lookup_custom(config.get("registered_name"), inner) or _find(inner, False)
         if fn is None:
             raise ValueError(f"Unknown function {inner!r}: pass it in `custom_objects=` or "
                              f"register it with `register_keras_serializable`")
         return fn
-    cls = _lookup_custom(config.get("registered_name"), class_name) or _find(class_name)
+    cls = _lookup_custom(config.get("registered_name"), class_name) or _find(class_name, True)
     if cls is None:
         raise ValueError(f"Unknown object {class_name!r} (module {config.get('module')!r}): "
                          f"pass it in `custom_objects=` or register it with "
