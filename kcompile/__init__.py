@@ -21,6 +21,7 @@ if not _os.path.isdir(_os.path.join(__path__[0], "ir")) and \
 from . import activations, backend, callbacks, config, constraints, data, datasets, initializers
 from . import layers, losses
 from . import metrics, models, ops, optimizers, preprocessing, random, regularizers, saving, utils
+from . import distribute, distribution  # noqa: E402  (data parallelism over MPI)
 from . import keras  # noqa: E402  (kcompile.keras is kcompile: `tf.keras.X` spellings work)
 from .layers import Input
 from .models import Model, Sequential

@@ -298,7 +298,7 @@ def _pad(a, size):
         return a
     out = np.empty((size, *a.shape[1:]), a.dtype)
     out[:n] = a
-    out[n:] = a[0]          # real values: the masked rows must not make NaNs
+    out[n:] = a[0] if n else 0      # real values: the masked rows must not make NaNs
     return out
 
 

@@ -86,10 +86,11 @@ def call(layer, inputs, training=None, mask=None, kwargs=None):
     from .models import Model
     kwargs = dict(kwargs or {})
     bad = {k: v for k, v in kwargs.items() if not isinstance(v, (bool, int, float, str,
-                                                                 type(None)))}
+                                                                 type(None)))
+           and (isinstance(layer, Model) or not _is_array(v))}
     if bad:
         raise TypeError(f"Layer {layer.name!r} called on arrays: keyword arguments must be "
-                        f"plain values, received {sorted(bad)}")
+                        f"plain values or arrays, received {sorted(bad)}")
     if isinstance(layer, Model):
         if mask is not None or kwargs:
             raise TypeError(f"Model {layer.name!r} called on arrays takes `training=` only; "
@@ -157,9 +158,14 @@ def _call_layer(layer, inputs, training, mask, kwargs):
     if mask is None:
         mask = _carried_mask(inputs)
     kind, keys, arrays = _structure(inputs)
+    # Array arguments besides the inputs (MultiHeadAttention's value, attention_mask)
+    # are inputs of the traced call too.
+    tensor_kw = {k: _convert(v) for k, v in kwargs.items() if _is_array(v)}
+    kwargs = {k: v for k, v in kwargs.items() if k not in tensor_kw}
     cache = _cache(layer)
     key = (training, kind, tuple(keys or ()), tuple((a.shape, a.dtype.str) for a in arrays),
-           None if mask is None else np.shape(mask), tuple(sorted(kwargs.items())))
+           None if mask is None else np.shape(mask), tuple(sorted(kwargs.items())),
+           tuple((k, a.shape, a.dtype.str) for k, a in tensor_kw.items()))
     entry = cache.exes.get(key)
     if entry is None:
         trace = Trace()
@@ -167,7 +173,10 @@ def _call_layer(layer, inputs, training, mask, kwargs):
             syms = [trace.input(f"x{i}", a.shape, "int32" if a.dtype == np.int32 else "float32")
                     for i, a in enumerate(arrays)]
             m = None if mask is None else trace.input("mask_in", np.shape(mask))
-            out = layer._call_traced(rebuild_structure(kind, keys, syms), (), training, m, dict(kwargs))
+            call_kw = dict(kwargs)
+            call_kw.update({k: trace.input(f"kw_{k}", a.shape, "int32" if a.dtype == np.int32
+                                           else "float32") for k, a in tensor_kw.items()})
+            out = layer._call_traced(rebuild_structure(kind, keys, syms), (), training, m, call_kw)
             flat, out_kind, out_keys = _flatten_outputs(trace, out)
             masks = [trace.masks.get(o.id) for o in flat]
         state = _layer_state(layer, trace, cache)
@@ -176,6 +185,7 @@ def _call_layer(layer, inputs, training, mask, kwargs):
         cache.exes[key] = entry
     _bind_all(entry["variables"], cache.state)
     feeds = {f"x{i}": a for i, a in enumerate(arrays)}
+    feeds.update({f"kw_{k}": a for k, a in tensor_kw.items()})
     if mask is not None:
         feeds["mask_in"] = np.asarray(mask, np.float32)
     outs = _run(entry, layer, feeds)

@@ -38,6 +38,23 @@ class KerasTensor:
     def __repr__(self):
         return f"<KerasTensor shape={self.shape}, dtype={self.dtype}, name={self.layer.name}>"
 
+    # `x + y` between KerasTensors (a residual connection) records a merging layer.
+    def __add__(self, other): return _merge("Add", "+", self, other)
+    def __radd__(self, other): return _merge("Add", "+", other, self)
+    def __sub__(self, other): return _merge("Subtract", "-", self, other)
+    def __rsub__(self, other): return _merge("Subtract", "-", other, self)
+    def __mul__(self, other): return _merge("Multiply", "*", self, other)
+    def __rmul__(self, other): return _merge("Multiply", "*", other, self)
+
+
+def _merge(cls_name, symbol, a, b):
+    from . import layers
+    if not (isinstance(a, KerasTensor) and isinstance(b, KerasTensor)):
+        raise TypeError(f"unsupported operand for {symbol} with a KerasTensor: "
+                        f"{type(a).__name__} and {type(b).__name__} (both operands must be "
+                        f"KerasTensors; use a Lambda or Rescaling layer for constants)")
+    return getattr(layers, cls_name)()([a, b])
+
 
 def flatten(x):
     if isinstance(x, KerasTensor):
@@ -136,6 +153,13 @@ def topological_tensors(outputs) -> list[KerasTensor]:
     return order
 
 
+def call_key(t):
+    """The layer call that made KerasTensor `t`: one per (layer, inputs, keyword
+    arguments), so a layer called twice on one tensor with other arguments (another
+    mask, a causal mask) is two calls."""
+    return (id(t.layer), id(t.inputs), id(t.kwargs) if t.kwargs else None)
+
+
 def run_graph(inputs, outputs, input_values, training):
     """Replay the layer calls from `inputs` to `outputs` on traced values."""
     env = {id(t): v for t, v in zip(flatten(inputs), input_values)}
@@ -145,7 +169,7 @@ def run_graph(inputs, outputs, input_values, training):
             continue
         if not t.inputs and id(t) not in env:
             raise ValueError(f"Graph disconnected: {t} is needed but is not one of the model's inputs")
-        key = (id(t.layer), id(t.inputs))
+        key = call_key(t)
         if key not in calls:
             args = structure_map(lambda i: env[id(i)], t.inputs)
             kwargs = structure_map(lambda i: env[id(i)] if isinstance(i, KerasTensor) else i,

@@ -26,7 +26,7 @@ import numpy as np
 
 from kcompile.ir import builder as F
 from kcompile.runtime.pipeline import Pipeline, Traced
-from . import losses as losses_mod, metrics as metrics_mod, optimizers as optimizers_mod
+from . import distribute, losses as losses_mod, metrics as metrics_mod, optimizers as optimizers_mod
 from .callbacks import CallbackList, pythonify_logs
 from .data import (ArraySource, EpochIterator, adapt_inputs, adapt_targets, check_batch_size,
                    check_cardinality, feeds, is_batch_stream, make_source, sample_weights,
@@ -75,6 +75,7 @@ class Trainer:
                                      or nthreads < 1):
             raise ValueError(f"`nthreads` must be a positive integer or None, received {nthreads!r}")
         self._nthreads = nthreads
+        self._metric_objects = {}       # (kind, output, position) -> Metric, made when traced
         self.compiled = True
         self._invalidate()
         self._state = None
@@ -82,6 +83,20 @@ class Trainer:
     @property
     def metrics_names(self):
         return list(getattr(self, "_log_kinds", {"loss": None}))
+
+    @property
+    def metrics(self):
+        """The compiled metrics (Metric objects), once a step was traced."""
+        return list(getattr(self, "_metric_objects", {}).values())
+
+    @property
+    def metrics_variables(self):
+        return [v for m in self.metrics for v in m.variables]
+
+    def reset_metrics(self):
+        """Every compiled metric back to its initial state (Keras: at each epoch's start)."""
+        for m in self.metrics:
+            m.reset_state()
 
     def _require_compiled(self, what):
         from .subclassed import check_overrides
@@ -115,6 +130,18 @@ class Trainer:
         if self.optimizer is not None:
             self.optimizer.build(self.trainable_weights)
             variables += self.optimizer.variables
+        # The compiled metrics' variables: state the train and eval steps update.
+        taken = {v.path for v in variables}
+        for v in self.metrics_variables:
+            if any(v is w for w in variables):
+                continue
+            base, k = v.path, 1
+            while v.path in taken:        # two metrics of one name (one per output)
+                v.path, k = f"{base}_{k}", k + 1
+            taken.add(v.path)
+            variables.append(v)
+        if distribute.active() is not None:     # the gradient slots ranks allreduce
+            variables += distribute.active().state_variables(self)
         names = [v.path for v in variables]
         if self._state is not None and list(self._state.types) == names:
             self._state_bindings = [(v, self._state[v.path]) for v in variables]
@@ -157,14 +184,37 @@ class Trainer:
                     return other, self._pipelines[other]
         if key not in self._pipelines:
             # train_step first: the kernels it shares with the other entries carry its names
-            traced = {}
-            if y_specs is not None:
-                traced["train_step"] = self._trace_train(batch_size, y_specs)
-                traced["eval_step"] = Traced(self._trace_loss(batch_size, y_specs, training=False))
-            traced["predict"] = Traced(self._trace_predict(batch_size))
+            traced = self._trace_entries(batch_size, y_specs)
+            if any(v.path not in state.types for v in self.metrics_variables):
+                # The first trace made the metrics (and their variables): trace again
+                # over a State that holds them.
+                state = self._make_state()
+                self._state_generation = None
+                traced = self._trace_entries(batch_size, y_specs)
+            if distribute.active() is not None:     # train_step split at the gradient
+                traced = distribute.active().split(self, traced)
             self._pipelines[key] = Pipeline(traced, state, getattr(self, "_nthreads", None),
                                             self._backend)
         return key, self._pipelines[key]
+
+    def _metric_object(self, key, spec, y_true_shape, y_pred_shape):
+        """The Metric for a compile() entry, made once (its variables are model state)."""
+        objects = self._metric_objects
+        if key not in objects:
+            m = metrics_mod.get(spec, y_true_shape, y_pred_shape)
+            if any(m is o for o in objects.values()):
+                # one instance given for several outputs: each output has its own state
+                m = type(m).from_config(m.get_config())
+            objects[key] = m
+        return objects[key]
+
+    def _trace_entries(self, batch_size, y_specs):
+        traced = {}
+        if y_specs is not None:
+            traced["train_step"] = self._trace_train(batch_size, y_specs)
+            traced["eval_step"] = Traced(self._trace_loss(batch_size, y_specs, training=False))
+        traced["predict"] = Traced(self._trace_predict(batch_size))
+        return traced
 
     def _executable(self, batch_size, y_specs=None):
         if getattr(self, "_length_binding", None) is None:
@@ -275,28 +325,18 @@ class Trainer:
                         kinds[f"{prefix}loss"] = ("mean", f"loss/{prefix}loss")
                     term = batch_loss * float(weights[i] if weights[i] is not None else 1.0)
                     total = term if total is None else total + term
-                for spec in _as_list(metric_specs[i]):
-                    m = metrics_mod.get(spec, (None, *shape), y_pred.shape)
-                    name = prefix + m.name
-                    raw = m.raw_values(y_true, y_pred)
-                    if out_mask is not None and raw.shape[:out_mask.ndim] == out_mask.shape:
-                        w = _expand_to(out_mask, raw) * _expand_to(mask, raw)
-                        g.outputs[f"metric/{name}"] = F.sum(raw * w).id
-                        g.outputs[f"weight/{name}"] = F.sum(w).id
-                        kinds[name] = ("ratio", f"metric/{name}", f"weight/{name}")
-                        continue
-                    g.outputs[f"metric/{name}"] = F.sum(m.values(y_true, y_pred) * mask).id
-                    kinds[name] = ("sum", f"metric/{name}")
-                for spec in _as_list(weighted_specs[i]):
-                    # Keras' weighted_metrics: means weighted by sample_weight.
-                    m = metrics_mod.get(spec, (None, *shape), y_pred.shape)
-                    name = prefix + m.name
-                    if name in kinds:
-                        name = prefix + "weighted_" + m.name
-                    w = weight * mask
-                    g.outputs[f"metric/{name}"] = F.sum(m.values(y_true, y_pred) * w).id
-                    g.outputs[f"weight/{name}"] = F.sum(w).id
-                    kinds[name] = ("ratio", f"metric/{name}", f"weight/{name}")
+                row_weight = mask if out_mask is None else _expand_to(mask, out_mask) * out_mask
+                for kind, specs in (("metrics", metric_specs[i]), ("weighted", weighted_specs[i])):
+                    for j, spec in enumerate(_as_list(specs)):
+                        m = self._metric_object((kind, i, j), spec, (None, *shape), y_pred.shape)
+                        name = prefix + m.name
+                        if kind == "weighted" and name in kinds:
+                            name = prefix + "weighted_" + m.name
+                        # Keras' weighted_metrics use sample_weight; every metric skips
+                        # the padding rows (and entries the output's mask drops).
+                        sw = row_weight * _expand_to(weight, row_weight) if kind == "weighted" \
+                            else row_weight
+                        kinds.update(_trace_metric(trace, m, name, y_true, y_pred, sw))
             if total is None and not trace.losses:
                 raise ValueError("The model must be compiled with a loss (or add losses in "
                                  "call() with `self.add_loss()`) before it is trained or "
@@ -305,6 +345,7 @@ class Trainer:
             reg += trace.losses          # activity regularizers and add_loss terms
             for r in reg:
                 total = r if total is None else total + r
+            _add_updates(trace)             # the metrics' state updates
             g.outputs["loss"] = total.id
             g.outputs["count"] = count.id
             self._log_kinds = kinds
@@ -316,23 +357,27 @@ class Trainer:
         differentiates it and appends the rule (its grad and update stages)."""
         g, trace = self._trace_loss(batch_size, y_specs, training=True)
         by_path = {v.path: v for v in self.trainable_weights}
-        optimizer = self.optimizer
 
         def rule(graph, pairs):
             trace.rebind(graph)
             with tracing(trace):
-                triples = [(by_path[graph.nodes[p.id].name], p, gr) for p, gr in pairs]
-                new = optimizer.emit_updates(trace, triples)
-                out = {}
-                for var, val in new.items():
-                    if getattr(var, "constraint", None) is not None:
-                        val = var.constraint(val)
-                    out[trace.variable(var).id] = val
-            return out
+                return self._optimizer_updates(
+                    trace, [(by_path[graph.nodes[p.id].name], p, gr) for p, gr in pairs])
         # A variable length: the backward pass's sums over the steps skip the padding.
         binding = getattr(self, "_length_binding", None)
         return Traced(g, rule, None if binding is None else
                       (lambda updated: binding.bind(updated, "train_step")))
+
+    def _optimizer_updates(self, trace, triples):
+        """{leaf id: new value} of the optimizer's step on (variable, param, gradient)
+        triples, constraints applied: the training step's update, and the separate
+        apply_update entry of a data-parallel step (kcompile/distribute)."""
+        out = {}
+        for var, val in self.optimizer.emit_updates(trace, triples).items():
+            if getattr(var, "constraint", None) is not None:
+                val = var.constraint(val)
+            out[trace.variable(var).id] = val
+        return out
 
     # -- inspection ------------------------------------------------------------------------
     def compiled_graph(self, entry="train_step", stage="fused", batch_size=32):
@@ -371,8 +416,13 @@ class Trainer:
             if validation_data is not None:
                 val = self._validation_source(validation_data, validation_batch_size or batch_size,
                                               validation_steps)
+        dp = distribute.active()
+        if dp is not None:      # this rank's share; rank 0's weights; rank 0 prints
+            train, val = dp.shard(train), dp.shard(val)
+            verbose, callbacks = dp.verbose(verbose), dp.callbacks(callbacks)
+            dp.start(self)
         iterator = EpochIterator(train, steps_per_epoch)
-        runner = _Runner(self, "train_step", train)
+        runner = _runner(self, "train_step", train)
         if train.fixed_size:
             runner.prepare(train)            # compile before the callbacks start
         val_iterator = EpochIterator(val, validation_steps) if val is not None else None
@@ -389,6 +439,7 @@ class Trainer:
         initial_epoch = self._initial_epoch or initial_epoch
         training_logs = {}
         for epoch in range(initial_epoch, epochs):
+            self.reset_metrics()            # as Keras: each epoch's metrics start afresh
             cbs.on_epoch_begin(epoch)
             logs = {}
             totals = None
@@ -413,6 +464,8 @@ class Trainer:
                 epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
             cbs.on_epoch_end(epoch, epoch_logs)
             training_logs = epoch_logs
+            if dp is not None:      # every rank stops at the same epoch
+                self.stop_training = dp.agree(self.stop_training)
             if self.stop_training:
                 break
         if epochs > 0:      # as Keras: with use_ema, the weights take their moving averages
@@ -433,7 +486,8 @@ class Trainer:
 
     # -- evaluate / predict ------------------------------------------------------------------
     def _test_loop(self, iterator, cbs, where, in_fit=False):
-        runner = _Runner(self, "eval_step", iterator.source)
+        runner = _runner(self, "eval_step", iterator.source)
+        self.reset_metrics()
         cbs.on_test_begin()
         totals, logs = None, {}
         self.stop_evaluating = False
@@ -471,6 +525,10 @@ class Trainer:
         verbose = _check_verbose(verbose)
         source = make_source(x, y, sample_weight, None, batch_size, False, self, "evaluate",
                              steps=steps)
+        if distribute.active() is not None:
+            dp = distribute.active()
+            source = dp.shard(source)
+            verbose, callbacks = dp.verbose(verbose), dp.callbacks(callbacks)
         iterator = EpochIterator(source, steps)
         if isinstance(callbacks, CallbackList):
             cbs = callbacks
@@ -492,8 +550,12 @@ class Trainer:
         if source.fixed_size:
             source.batch_size = min(source.batch_size, source.n)
             source.num_batches = -(-source.n // source.batch_size)
+        dp = distribute.active()
+        if dp is not None:      # batches dealt to the ranks, gathered back in order
+            source = dp.shard(source, collective=False)
+            verbose, callbacks = dp.verbose(verbose), dp.callbacks(callbacks)
         iterator = EpochIterator(source, steps)
-        runner = _Runner(self, "predict", source)
+        runner = _runner(self, "predict", source)
         if isinstance(callbacks, CallbackList):
             cbs = callbacks
         else:
@@ -511,6 +573,10 @@ class Trainer:
             if self.stop_predicting:
                 break
         cbs.on_predict_end()
+        if dp is not None:      # every rank's batches, in the data's order
+            outs = dp.gather(outs)
+            if dp.predict_on == "chief" and not dp.is_chief:
+                return None
         if outs is None:
             raise ValueError("predict() received no samples")
         result = [np.concatenate(o) for o in outs]
@@ -523,9 +589,15 @@ class Trainer:
         sw = sample_weights(sample_weight, ys, class_weight)
         check_cardinality(xs, ys, sw)
         n = len(xs[0])
-        exe = self._executable(n, y_specs(ys))
+        self.reset_metrics()                # the logs are this batch's
+        if distribute.active() is not None:     # this rank's batch, gradients averaged
+            source = ArraySource(xs, ys, sw, n)
+            out = _runner(self, "train_step", source).run(next(source.iterator()))
+        else:
+            exe = self._executable(n, y_specs(ys))
+            out = exe.run("train_step", feeds(xs, ys, sw, np.arange(n), n, n))
         totals = _Totals(self._log_kinds)
-        totals.add(exe.run("train_step", feeds(xs, ys, sw, np.arange(n), n, n)), n)
+        totals.add(out, n)
         return _logs_result(totals.result(), self.metrics_names, return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
@@ -540,6 +612,12 @@ class Trainer:
     def predict_on_batch(self, x):
         xs = adapt_inputs(x, self, "predict_on_batch")
         return self.predict(xs if len(xs) > 1 else xs[0], batch_size=len(xs[0]), verbose=0)
+
+
+def _runner(model, entry, source):
+    """The runner of an entry: one process's, or a data-parallel rank's."""
+    dp = distribute.active()
+    return _Runner(model, entry, source) if dp is None else dp.runner(model, entry, source)
 
 
 class _Runner:
@@ -580,23 +658,67 @@ class _Totals:
     sums over samples, weighted metrics as sums over their sample weights."""
 
     def __init__(self, kinds: dict):
-        self.kinds = kinds     # name -> ("mean", out) | ("sum", out) | ("ratio", out, weight out)
-        self.sums = dict.fromkeys(kinds, 0.0)
-        self.weights = dict.fromkeys(kinds, 0.0)
+        # name -> ("mean", out): a loss, averaged here over the batches;
+        # ("state", out): a metric's result, computed in the step from its variables;
+        # ("eager", metric, key): a metric's result computed here from its variables
+        self.kinds = kinds
+        self.means = [k for k, kind in kinds.items() if kind[0] == "mean"]
+        self.sums = dict.fromkeys(self.means, 0.0)
+        self.last = {}
         self.count = 0.0
 
     def add(self, out, real):
         c = float(out["count"])
         self.count += c
-        for name, (kind, key, *den) in self.kinds.items():
-            self.sums[name] += float(out[key]) * c if kind == "mean" else float(out[key])
-            if kind == "ratio":
-                self.weights[name] += float(out[den[0]])
+        for name in self.means:
+            self.sums[name] += float(out[self.kinds[name][1]]) * c
+        self.last = out
 
     def result(self):
         c = max(self.count, 1.0)
-        return {k: (self.sums[k] / self.weights[k] if self.weights[k] else 0.0)
-                if self.kinds[k][0] == "ratio" else v / c for k, v in self.sums.items()}
+        logs = {}
+        for name, (kind, *rest) in self.kinds.items():
+            if kind == "mean":
+                logs[name] = self.sums[name] / c
+            elif kind == "state":
+                logs[name] = _log_value(self.last[rest[0]]) if rest[0] in self.last else 0.0
+            else:
+                metric, key = rest
+                value = metric.result()
+                logs[name] = _log_value(value[key] if key is not None else value)
+        return logs
+
+
+def _log_value(value):
+    """A scalar result as a float; a vector (per threshold, per class) as an array."""
+    arr = np.array(value, dtype=np.float32)
+    return float(arr) if arr.ndim == 0 else arr
+
+
+def _trace_metric(trace, metric, name, y_true, y_pred, sample_weight) -> dict:
+    """Trace `metric.update_state` into the step and its result as outputs; the log
+    kinds of its entries. A result that is no graph value (read from a variable's
+    `.value`, or branching on values) is computed after the step instead."""
+    from kcompile.ir.builder import Sym
+    trace.call_depth += 1           # as in a layer's call: constant assigns are updates too
+    try:
+        metric.update_state(y_true, y_pred, sample_weight=sample_weight)
+    finally:
+        trace.call_depth -= 1
+    if getattr(metric, "_eager_result", False):
+        return {name: ("eager", metric, None)}
+    result = metric.result()
+    results = result if isinstance(result, dict) else {name: result}
+    kinds = {}
+    for key, value in results.items():
+        if hasattr(value, "__sym__") and not isinstance(value, Sym):
+            value = value.__sym__(trace.graph)         # a variable: its value after the step
+        if not isinstance(value, Sym):
+            kinds[key] = ("eager", metric, key if isinstance(result, dict) else None)
+            continue
+        trace.graph.outputs[f"metric/{key}"] = value.id
+        kinds[key] = ("state", f"metric/{key}")
+    return kinds
 
 
 def _add_updates(trace):

@@ -440,11 +440,12 @@ def test_partial_last_batch_is_exact_mean(batch_size, backend):
     want_acc = float(np.mean(np_categorical_acc(ONEHOT, p)))
     loss, acc = model.evaluate(LOGITS, ONEHOT, batch_size=batch_size, verbose=0)
     assert loss == pytest.approx(want_loss, rel=RTOL)
-    assert acc == pytest.approx(want_acc, abs=1e-12)
+    # the metric's total and count are float32 variables, as in Keras
+    assert acc == pytest.approx(want_acc, abs=1e-7)
     # fit on a model without weights: the epoch's numbers are the same exact means
     hist = model.fit(LOGITS, ONEHOT, batch_size=batch_size, epochs=1, verbose=0).history
     assert hist["loss"][0] == pytest.approx(want_loss, rel=RTOL)
-    assert hist["accuracy"][0] == pytest.approx(want_acc, abs=1e-12)
+    assert hist["accuracy"][0] == pytest.approx(want_acc, abs=1e-7)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -16,7 +16,9 @@ outside the merged kernel, but values of earlier stages only at its own row
 (same shape, or a per-row value broadcast along the row). Per-row values that
 no other kernel reads stay in registers. Merging keeps the kernel graph
 acyclic: a kernel joins a merged group only if no kernel outside the group
-lies on a path from the group to it. A group has at least two stages.
+lies on a path from the group to it. A group has at least two stages. A lone
+elementwise loop that a reduction over its rows reads (masked attention scores
+before their softmax) is a row stage of the reduction's group.
 
 Loop kernels of one shape whose values several later loops read (an LSTM
 backward step's gate activations and their products) form such groups with
@@ -145,6 +147,7 @@ def merge_rows(fg: FusedGraph) -> FusedGraph:
             continue
         placed = False
         for grp in groups_read_by(k):
+            _rows_for_reduction(g, grp, k)
             role = _role(g, k, grp.rows)
             if role is None:
                 continue
@@ -171,6 +174,17 @@ def merge_rows(fg: FusedGraph) -> FusedGraph:
     if not kept:
         return fg
     return _rebuild(fg, kept)
+
+
+def _rows_for_reduction(g, grp: _Group, k: Kernel) -> None:
+    """A lone elementwise loop read by a reduction over its last axis (masked attention
+    scores, then their softmax's max) becomes a row stage of the reduction's rows: the
+    masking then runs in the softmax's rows kernel."""
+    if len(grp.stages) == 1 and not grp.views and k.kind == "reduce" and \
+            grp.rows == grp.stages[0].shape and len(grp.rows) >= 2 and \
+            _row_space(g, k) == grp.rows[:-1] and \
+            _role(g, grp.stages[0], grp.rows[:-1]) == "row":
+        grp.rows = grp.rows[:-1]
 
 
 def _absorb_views(g, grp: _Group, k: Kernel, producer, group_of):

@@ -126,7 +126,9 @@ class Session:
                 doc["graph"], doc["kernels"] = fused_doc(fg, kidx)
             elif stage == "memory":
                 doc["nthreads"] = self.nthreads
-                doc["memory"] = memory_doc(fg, self.plan(entry), self.state, kidx, self.nthreads)
+                # the model's State now: tracing may have remade it (a compiled metric's variables)
+                doc["memory"] = memory_doc(fg, self.plan(entry), self.model._state, kidx,
+                                           self.nthreads)
                 doc["stats"]["arena_bytes"] = doc["memory"]["arena_bytes"]
             else:
                 doc["nthreads"] = self.nthreads

@@ -6,7 +6,10 @@ from .core import Dense, Activation, InputLayer, Input
 from .convolutional import (Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, Convolution1D,
                             Convolution1DTranspose, Convolution2D, Convolution2DTranspose,
                             DepthwiseConv2D, SeparableConv2D, SeparableConvolution2D)
+from .attention import (AdditiveAttention, Attention, GroupedQueryAttention,
+                        GroupQueryAttention, MultiHeadAttention)
 from .dot import Dot, dot
+from .einsum_dense import EinsumDense
 from .embedding import Embedding
 from .identity import Identity
 from .lambda_layer import Lambda
@@ -15,7 +18,8 @@ from .merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Sub
                       average, concatenate, maximum, minimum, multiply, subtract)
 from .noise import (AlphaDropout, GaussianDropout, GaussianNoise, SpatialDropout1D,
                     SpatialDropout2D, SpatialDropout3D)
-from .normalization import BatchNormalization
+from .normalization import (BatchNormalization, GroupNormalization, LayerNormalization,
+                            RMSNormalization, UnitNormalization)
 from .preprocessing import (CategoryEncoding, CenterCrop, Discretization, Normalization,
                             RandomBrightness, RandomContrast, RandomFlip, RandomRotation,
                             RandomTranslation, RandomZoom,
@@ -55,7 +59,10 @@ __all__ = ["Layer", "Dense", "Activation", "InputLayer", "Input", "Embedding", "
            "Normalization", "Rescaling", "Permute", "Cropping3D", "UpSampling3D",
            "ZeroPadding3D", "CenterCrop", "RandomFlip", "Resizing",
            "RandomRotation", "RandomTranslation", "RandomZoom",
-           "RandomBrightness", "RandomContrast"]
+           "RandomBrightness", "RandomContrast",
+           "LayerNormalization", "GroupNormalization", "UnitNormalization", "EinsumDense",
+           "MultiHeadAttention", "Attention", "AdditiveAttention",
+           "RMSNormalization", "GroupQueryAttention"]
 
 
 def serialize(layer):

@@ -312,8 +312,7 @@ class Layer:
             return self._call_traced(consts, args, training, mask, kwargs)
         if eager.is_array_structure(inputs):
             if args:
-                raise TypeError(f"Layer {self.name!r}: called on arrays, extra arguments go "
-                                f"by keyword (received {len(args)} positional)")
+                kwargs = {**self._positional_as_keywords(args), **kwargs}
             return eager.call(self, inputs, training=training, mask=mask, kwargs=kwargs)
         raise TypeError(f"Layer {self.name!r} was called on {type(inputs).__name__}; call it on "
                         f"arrays, on a `layers.Input` tensor, or on traced tensors inside "

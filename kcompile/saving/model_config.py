@@ -56,7 +56,8 @@ def sequential_from_config(cls, config, custom_objects=None):
 
 
 def _node_key(t):
-    return (id(t.layer), id(t.inputs))
+    from ..functional import call_key
+    return call_key(t)
 
 
 def _is_input_tensor(t):
@@ -240,14 +241,15 @@ def functional_from_config(cls, config, custom_objects=None):
             tensors = [tensor(r[0], r[1], r[2]) for r in refs]
             args = [tensors[0] if len(tensors) == 1 else tensors]
             kwargs = dict(refs[0][3]) if refs and len(refs[0]) == 4 and refs[0][3] else {}
-        if len(args) != 1:
-            raise ValueError(f"Layer {name!r} is called with {len(args)} positional "
-                             f"arguments in the model config; kcompile layers take one")
+        if not args:
+            raise ValueError(f"Layer {name!r} is called without positional arguments in the "
+                             f"model config")
         kwargs.pop("mask", None)
         # Keras writes a call's default `training=False` into the node; as Keras
         # replays it, the model's own call decides training.
         kwargs.pop("training", None)
-        outputs[key] = created[name](args[0], **kwargs)
+        # Arguments after the inputs (MultiHeadAttention's value) go on by position.
+        outputs[key] = created[name](args[0], *args[1:], **kwargs)
         return outputs[key]
 
     def structure(spec):

@@ -254,12 +254,16 @@ def serialize_layer(layer, for_model=True) -> dict:
         config = {k: v for k, v in config.items() if k != "batch_input_shape"}
     builtin = _is_builtin(cls)
     entry = {"module": "keras.layers" if builtin else cls.__module__,
-             "class_name": cls.__name__,
+             # a class Keras exports under another name (GroupQueryAttention) says so
+             "class_name": vars(cls).get("keras_class_name", cls.__name__),
              "config": config,
              "registered_name": None if builtin else get_registered_name(cls)}
     if getattr(layer, "built", False) and getattr(layer, "input_shape", None) is not None \
             and not isinstance(layer.input_shape, list):
         entry["build_config"] = {"input_shape": list(layer.input_shape)}
+    shapes = getattr(layer, "build_shapes", None)     # a layer built from several shapes
+    if shapes:
+        entry["build_config"] = {"shapes_dict": {k: list(v) for k, v in shapes.items()}}
     return entry
 
 

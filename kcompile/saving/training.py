@@ -44,8 +44,8 @@ OPTIMIZER_NOISE = {"is_legacy_optimizer", "jit_compile"}
 def _ser_object(obj):
     cls = type(obj)
     builtin = _is_builtin(cls)
-    module = {"kcompile.losses": "keras.losses", "kcompile.metrics": "keras.metrics"}.get(
-        cls.__module__, cls.__module__)
+    module = "keras.metrics" if cls.__module__.startswith("kcompile.metrics") else {
+        "kcompile.losses": "keras.losses"}.get(cls.__module__, cls.__module__)
     return {"module": module, "class_name": cls.__name__, "config": obj.get_config(),
             "registered_name": None if builtin else get_registered_name(cls)}
 
@@ -132,7 +132,7 @@ def serialize_metrics(spec):
     if isinstance(spec, (list, tuple)):
         return [serialize_metrics(v) for v in spec]
     if isinstance(spec, metrics.Metric):
-        if type(spec) is metrics.Metric:
+        if type(spec) is metrics.MeanMetricWrapper:
             return get_registered_name(spec.fn)
         return _ser_object(spec)
     if callable(spec):
@@ -150,7 +150,7 @@ def deserialize_metrics(spec):
         cls = _class_of(spec, metrics._CLASSES, "metric")
         if _is_builtin(cls):
             config.pop("dtype", None)
-        return cls(**config)
+        return cls.from_config(config)
     return _deserialize(spec, deserialize_metrics,
                         lambda n: n in ("accuracy", "acc") or n in metrics._FUNCTIONS
                         or n in metrics._CLASSES, "metric", from_class)

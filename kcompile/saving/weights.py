@@ -291,7 +291,8 @@ def _children_paths(obj, path, out, seen):
             _add(layer, _join(path, f"layers/{_unique_name(_class_base(layer), used)}"), out,
                  seen)
         return
-    if type(obj).__module__.startswith("kcompile."):
+    if type(obj).__module__.startswith("kcompile.") and \
+            not getattr(obj, "keras_saves_sublayers", False):
         return          # kcompile's own layers keep their variables themselves
     for attr, value in attribute_children(obj):
         if isinstance(value, Layer):

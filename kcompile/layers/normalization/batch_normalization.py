@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from kcompile.ir import builder as F
-from .. import constraints, initializers, regularizers
-from ..tracing import current
-from .layer import Layer
+from ... import initializers
+from ...tracing import current
+from ..layer import Layer
+from .affine import add_beta, add_gamma, affine_config, set_affine_options
 
 
 class BatchNormalization(Layer):
@@ -19,14 +20,10 @@ class BatchNormalization(Layer):
         self.axis = axis
         self.momentum, self.epsilon = float(momentum), float(epsilon)
         self.center, self.scale = center, scale
-        self.beta_initializer = initializers.get(beta_initializer)
-        self.gamma_initializer = initializers.get(gamma_initializer)
+        set_affine_options(self, beta_initializer, gamma_initializer, beta_regularizer,
+                           gamma_regularizer, beta_constraint, gamma_constraint)
         self.moving_mean_initializer = initializers.get(moving_mean_initializer)
         self.moving_variance_initializer = initializers.get(moving_variance_initializer)
-        self.beta_regularizer = regularizers.get(beta_regularizer)
-        self.gamma_regularizer = regularizers.get(gamma_regularizer)
-        self.beta_constraint = constraints.get(beta_constraint)
-        self.gamma_constraint = constraints.get(gamma_constraint)
 
     def build(self, input_shape):
         axis = self.axis % len(input_shape)
@@ -35,12 +32,8 @@ class BatchNormalization(Layer):
                              f"must be known, received input_shape={input_shape}")
         n = (input_shape[axis],)
         # Keras' weight order: gamma, beta, moving_mean, moving_variance.
-        self.gamma = self.add_weight(n, self.gamma_initializer, name="gamma",
-                                     regularizer=self.gamma_regularizer,
-                                     constraint=self.gamma_constraint) if self.scale else None
-        self.beta = self.add_weight(n, self.beta_initializer, name="beta",
-                                    regularizer=self.beta_regularizer,
-                                    constraint=self.beta_constraint) if self.center else None
+        self.gamma = add_gamma(self, n) if self.scale else None
+        self.beta = add_beta(self, n) if self.center else None
         self.moving_mean = self.add_weight(n, self.moving_mean_initializer, name="moving_mean",
                                            trainable=False)
         self.moving_variance = self.add_weight(n, self.moving_variance_initializer,
@@ -89,11 +82,6 @@ class BatchNormalization(Layer):
     def get_config(self):
         return {**super().get_config(), "axis": self.axis, "momentum": self.momentum,
                 "epsilon": self.epsilon, "center": self.center, "scale": self.scale,
-                "beta_initializer": initializers.serialize(self.beta_initializer),
-                "gamma_initializer": initializers.serialize(self.gamma_initializer),
+                **affine_config(self),
                 "moving_mean_initializer": initializers.serialize(self.moving_mean_initializer),
-                "moving_variance_initializer": initializers.serialize(self.moving_variance_initializer),
-                "beta_regularizer": regularizers.serialize(regularizers.get(self.beta_regularizer)),
-                "gamma_regularizer": regularizers.serialize(regularizers.get(self.gamma_regularizer)),
-                "beta_constraint": constraints.serialize(constraints.get(self.beta_constraint)),
-                "gamma_constraint": constraints.serialize(constraints.get(self.gamma_constraint))}
+                "moving_variance_initializer": initializers.serialize(self.moving_variance_initializer)}
