@@ -168,6 +168,12 @@ class Model(Trainer, Layer):
         save_model(self, filepath, overwrite=overwrite, include_optimizer=include_optimizer,
                    **kwargs)
 
+    def export(self, filepath, format="native", verbose=None, input_signature=None, **kwargs):
+        """Write the model's predict as a standalone C library (kcompile/export.py):
+        batch_size= or max_batch_size=, threads=, cpu='host'|'generic'|name, weights_file=."""
+        from .export import export_model
+        return export_model(self, filepath, format, verbose, input_signature, **kwargs)
+
     def save_weights(self, filepath, overwrite=True):
         """`.weights.h5` (Keras 3 layout) or `.h5` (legacy layout)."""
         from .saving import save_weights
