@@ -12,4 +12,5 @@ packages = find_packages(include=["kcompile", "kcompile.*"])
 for name, folder in INSIDE.items():
     packages += [name] + [f"{name}.{sub}" for sub in find_packages(folder)]
 
-setup(packages=packages, package_dir=INSIDE)
+# The C entry layer of exported libraries (runtime/export/runtime.c) is data to install.
+setup(packages=packages, package_dir=INSIDE, package_data={"kcompile.runtime.export": ["*.c"]})

@@ -1,6 +1,7 @@
 """The host target: triple, CPU name and features, and a fresh TargetMachine."""
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import llvmlite
@@ -15,10 +16,29 @@ def _init() -> None:
 
 
 @functools.cache
-def host() -> tuple[str, str, str]:
-    """(triple, cpu name, feature string) of this machine."""
+def _this_machine() -> tuple[str, str, str]:
     _init()
     return llvm.get_process_triple(), llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
+
+
+_compiling_for: list[tuple[str, str, str]] = []
+
+
+def host() -> tuple[str, str, str]:
+    """(triple, cpu name, feature string) code is generated for: this machine, or the
+    CPU of an ahead-of-time build inside `compiling_for`."""
+    return _compiling_for[-1] if _compiling_for else _this_machine()
+
+
+@contextlib.contextmanager
+def compiling_for(cpu: str, features: str):
+    """Lower code for another CPU of this triple (an exported library): the lowering
+    choices that read host() (vector widths) follow it."""
+    _compiling_for.append((_this_machine()[0], cpu, features))
+    try:
+        yield
+    finally:
+        _compiling_for.pop()
 
 
 def target_machine(opt: int = 3):

@@ -6,6 +6,8 @@
     kcompile summary MODEL [--batch N] [--threads N]
     kcompile profile MODEL [--entry E] [--batch N] [--steps N] [--top N] [--json]
     kcompile bench [--workloads W1,W5] [--peers kcompile,numpy] [--steps N] [--json FILE]
+    kcompile export MODEL -o DIR [--batch N | --max-batch N] [--threads N]
+                          [--cpu host|generic|NAME] [--weights-file]
 
 MODEL is a saved model (`model.h5`) or `path/to/file.py:function`, a function of no
 arguments returning a kcompile model (compiled or not; an uncompiled model has only
@@ -255,6 +257,18 @@ def benchmark_script() -> pathlib.Path:
     return pathlib.Path(__file__).resolve().parent.parent / "examples" / "benchmarks" / "run.py"
 
 
+def cmd_export(args) -> int:
+    """Write MODEL's predict as a standalone C library in DIR (kcompile/export.py)."""
+    from .export import export_model
+    model = load_model(args.model)
+    try:
+        export_model(model, args.out, batch_size=args.batch, max_batch_size=args.max_batch,
+                     threads=args.threads, cpu=args.cpu, weights_file=args.weights_file)
+    except ValueError as e:         # the model or the options cannot be exported
+        raise UsageError(str(e)) from None
+    return 0
+
+
 def cmd_bench(args) -> int:
     script = benchmark_script()
     if not script.is_file():
@@ -341,6 +355,22 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--top", type=_positive, help="show only the N slowest kernels")
     pr.add_argument("--json", action="store_true", help="print the measurements as JSON")
     pr.set_defaults(func=cmd_profile)
+
+    ex = sub.add_parser("export", help="write the model's predict as a C library "
+                        "(libmodel.so, libmodel.a, model.h)", description=cmd_export.__doc__)
+    ex.add_argument("model", metavar="MODEL", help="model.h5 or path/to/file.py:function")
+    ex.add_argument("-o", "--out", required=True, metavar="DIR", help="the export directory")
+    size = ex.add_mutually_exclusive_group()
+    size.add_argument("--batch", type=_positive, help="a fixed batch size (default 1)")
+    size.add_argument("--max-batch", type=_positive,
+                      help="any batch from 1 to this (compiled for 1, 2, 4, ... and it)")
+    ex.add_argument("--threads", type=_positive, default=1, help="threads per handle (default 1)")
+    ex.add_argument("--cpu", default="host",
+                    help="host (fastest here), generic (x86-64-v2: any recent x86-64) or a CPU "
+                         "name such as x86-64-v3, skylake-avx512, znver3")
+    ex.add_argument("--weights-file", action="store_true",
+                    help="weights in model.weights beside the library, not embedded in it")
+    ex.set_defaults(func=cmd_export)
 
     b = sub.add_parser("bench", help="run the benchmark workloads (examples/benchmarks/run.py)",
                        description="Run the benchmark suite: each peer on each workload in its "

@@ -88,7 +88,7 @@ def call(layer, inputs, training=None, mask=None, kwargs=None):
     kwargs = dict(kwargs or {})
     bad = {k: v for k, v in kwargs.items() if not isinstance(v, (bool, int, float, str,
                                                                  type(None)))
-           and (isinstance(layer, Model) or not _is_array(v))}
+           and (isinstance(layer, Model) or _tensor_kwarg(v) is None)}
     if bad:
         raise TypeError(f"Layer {layer.name!r} called on arrays: keyword arguments must be "
                         f"plain values or arrays, received {sorted(bad)}")
@@ -167,18 +167,34 @@ def _carried_mask(inputs):
     return getattr(inputs, "_keras_mask", None) if _is_array(inputs) else None
 
 
+def _tensor_kwarg(v):
+    """A keyword argument holding arrays (an RNN's `initial_state`: arrays or a layer's
+    state variables) as a list of float32 arrays and whether it was one array; else None."""
+    def one(a):
+        if hasattr(a, "__sym__") and hasattr(a, "numpy"):     # a Variable: its value now
+            return np.asarray(a.numpy(), np.float32)
+        return _convert(a) if _is_array(a) else None
+    if isinstance(v, (list, tuple)) and v:
+        arrays = [one(a) for a in v]
+        return None if any(a is None for a in arrays) else (arrays, False)
+    a = one(v)
+    return None if a is None else ([a], True)
+
+
 def _call_layer(layer, inputs, training, mask, kwargs):
     if mask is None:
         mask = _carried_mask(inputs)
     kind, keys, arrays = _structure(inputs)
-    # Array arguments besides the inputs (MultiHeadAttention's value, attention_mask)
-    # are inputs of the traced call too.
-    tensor_kw = {k: _convert(v) for k, v in kwargs.items() if _is_array(v)}
-    kwargs = {k: v for k, v in kwargs.items() if k not in tensor_kw}
     cache = _cache(layer)
+    # Array-valued keyword arguments (MultiHeadAttention's value and attention_mask, an
+    # RNN's initial_state) are inputs of the compiled call, like `inputs`.
+    tensor_kw = {k: _tensor_kwarg(v) for k, v in kwargs.items()
+                 if not isinstance(v, (bool, int, float, str, type(None)))}
+    kwargs = {k: v for k, v in kwargs.items() if k not in tensor_kw}
     key = (training, kind, tuple(keys or ()), tuple((a.shape, a.dtype.str) for a in arrays),
            None if mask is None else np.shape(mask), tuple(sorted(kwargs.items())),
-           tuple((k, a.shape, a.dtype.str) for k, a in tensor_kw.items()))
+           tuple((k, single, tuple((a.shape, a.dtype.str) for a in vals))
+                 for k, (vals, single) in sorted(tensor_kw.items())))
     entry = cache.exes.get(key)
     if entry is None:
         trace = Trace()
@@ -187,8 +203,11 @@ def _call_layer(layer, inputs, training, mask, kwargs):
                     for i, a in enumerate(arrays)]
             m = None if mask is None else trace.input("mask_in", np.shape(mask))
             call_kw = dict(kwargs)
-            call_kw.update({k: trace.input(f"kw_{k}", a.shape, "int32" if a.dtype == np.int32
-                                           else "float32") for k, a in tensor_kw.items()})
+            for k, (vals, single) in tensor_kw.items():
+                ins = [trace.input(f"kw_{k}_{j}", a.shape,
+                                   "int32" if a.dtype == np.int32 else "float32")
+                       for j, a in enumerate(vals)]
+                call_kw[k] = ins[0] if single else ins
             out = layer._call_traced(rebuild_structure(kind, keys, syms), (), training, m, call_kw)
             flat, out_kind, out_keys = _flatten_outputs(trace, out)
             masks = [trace.masks.get(o.id) for o in flat]
@@ -198,9 +217,10 @@ def _call_layer(layer, inputs, training, mask, kwargs):
         cache.exes[key] = entry
     _bind_all(entry["variables"], cache.state)
     feeds = {f"x{i}": a for i, a in enumerate(arrays)}
-    feeds.update({f"kw_{k}": a for k, a in tensor_kw.items()})
     if mask is not None:
         feeds["mask_in"] = np.asarray(mask, np.float32)
+    for k, (vals, _) in tensor_kw.items():
+        feeds.update({f"kw_{k}_{j}": a for j, a in enumerate(vals)})
     outs = _run(entry, layer, feeds)
     return rebuild_structure(*entry["structure"], outs)
 

@@ -168,6 +168,12 @@ class Model(Trainer, Layer):
         save_model(self, filepath, overwrite=overwrite, include_optimizer=include_optimizer,
                    **kwargs)
 
+    def export(self, filepath, format="native", verbose=None, input_signature=None, **kwargs):
+        """Write the model's predict as a standalone C library (kcompile/export.py):
+        batch_size= or max_batch_size=, threads=, cpu='host'|'generic'|name, weights_file=."""
+        from .export import export_model
+        return export_model(self, filepath, format, verbose, input_signature, **kwargs)
+
     def save_weights(self, filepath, overwrite=True):
         """`.weights.h5` (Keras 3 layout) or `.h5` (legacy layout)."""
         from .saving import save_weights
@@ -243,11 +249,13 @@ class Sequential(Model):
             if self._layers or self._input_shape is not None:
                 raise ValueError("An Input can only be the first entry of a Sequential model")
             self._input_shape = layer.shape[1:]
+            self._input_batch = layer.shape[0]
             self._input_dtype = layer.dtype
             self._input_tensor = layer      # model.input is this very tensor, as in Keras
             return
         if isinstance(layer, InputLayer):
             self._input_shape = layer._input_shape_arg
+            self._input_batch = layer._batch_size
             return
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential.add() takes a Layer instance, received: {layer!r} "
@@ -257,6 +265,7 @@ class Sequential(Model):
                              f"Name {layer.name!r} is already the name of a layer in this model.")
         if not self._layers and self._input_shape is None and layer._input_shape_arg is not None:
             self._input_shape = layer._input_shape_arg
+            self._input_batch = getattr(layer, "_batch_size_arg", None)
         self._layers.append(layer)
         self._invalidate()
         if self._input_shape is not None:
@@ -276,7 +285,8 @@ class Sequential(Model):
             raise ValueError("This Sequential model has no input shape yet: give the first layer "
                              "`input_shape=`, start with `layers.Input(shape=...)`, or call "
                              "fit/predict on data")
-        shape = (None, *self._input_shape)
+        # A batch size given to the Input builds the layers (a stateful RNN's states).
+        shape = (getattr(self, "_input_batch", None), *self._input_shape)
         for layer in self._layers:
             if not layer.built or layer.input_shape is None:
                 layer._maybe_build(shape)

@@ -42,10 +42,13 @@ def k_block(K: int) -> int:
     return -(-K // n)
 
 
-@functools.cache
 def vector_shape() -> tuple[int, int]:
     """(W, V): floats per vector register and vectors per tile row on this host."""
-    features = host()[2]
+    return _vector_shape(host()[2])
+
+
+@functools.cache
+def _vector_shape(features: str) -> tuple[int, int]:
     if "+avx512f" in features.split(","):
         return 16, 4
     if "+avx" in features.split(","):

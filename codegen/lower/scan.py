@@ -23,6 +23,7 @@ from ...ir.passes.plan_memory import plan_memory
 from llvmlite import ir
 
 from ..irutil import I8, I64, i64, loop
+from ..target import host
 
 ALIGN = 64
 
@@ -31,9 +32,15 @@ def _pad(n):
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
-@functools.lru_cache(maxsize=64)
 def scan_layout(body, nthreads: int):
     """(fused body, plan, carry offsets by name, carry bytes) for a Body."""
+    return _scan_layout(body, nthreads, host())
+
+
+@functools.lru_cache(maxsize=64)
+def _scan_layout(body, nthreads: int, target):
+    # Keyed by the target too: scratch sizes follow its vector width (an export for
+    # another CPU must not reuse this machine's plan, nor leave its own behind).
     from ..module import scratch_bytes
     g = simplify(body.graph)
     offsets, off = {}, 0

@@ -66,8 +66,33 @@ model.summary()
 assert tuple(state_h.shape) == (None, 64) and tuple(state_c.shape) == (None, 64)
 assert tuple(output.shape) == (None, 10)
 
-# left out: Cross-batch statefulness (LSTM(stateful=True), reset_states, layer.states):
-# needs stateful recurrent layers (issue 12)
+paragraph1 = np.random.random((20, 10, 50)).astype(np.float32)
+paragraph2 = np.random.random((20, 10, 50)).astype(np.float32)
+paragraph3 = np.random.random((20, 10, 50)).astype(np.float32)
+
+lstm_layer = layers.LSTM(64, stateful=True)
+output = lstm_layer(paragraph1)
+output = lstm_layer(paragraph2)
+output = lstm_layer(paragraph3)
+
+# reset_states() will reset the cached state to the original initial_state.
+# If no initial_state was provided, zero-states will be used by default.
+lstm_layer.reset_states()
+assert all(not np.any(np.asarray(s)) for s in lstm_layer.states)
+
+paragraph1 = np.random.random((20, 10, 50)).astype(np.float32)
+paragraph2 = np.random.random((20, 10, 50)).astype(np.float32)
+paragraph3 = np.random.random((20, 10, 50)).astype(np.float32)
+
+lstm_layer = layers.LSTM(64, stateful=True)
+output = lstm_layer(paragraph1)
+output = lstm_layer(paragraph2)
+
+existing_state = lstm_layer.states
+
+new_lstm_layer = layers.LSTM(64)
+new_output = new_lstm_layer(paragraph3, initial_state=existing_state)
+assert tuple(new_output.shape) == (20, 64)
 
 model = keras.Sequential()
 
@@ -137,8 +162,20 @@ model.fit(
     x_train, y_train, validation_data=(x_test, y_test), batch_size=batch_size, epochs=1
 )
 
-# left out: the RNN(LSTMCell(units)) model of the same section: needs keras.layers.RNN
-# with cells (issue 12)
+noncudnn_model = build_model(allow_cudnn_kernel=False)
+noncudnn_model.set_weights(model.get_weights())
+noncudnn_model.compile(
+    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    optimizer="sgd",
+    metrics=["accuracy"],
+)
+# The cell in a RNN layer computes what the LSTM layer does, from the same weights.
+np.testing.assert_allclose(
+    noncudnn_model.predict(x_test[:8], verbose=0), model.predict(x_test[:8], verbose=0),
+    atol=1e-5)
+noncudnn_model.fit(
+    x_train, y_train, validation_data=(x_test, y_test), batch_size=batch_size, epochs=1
+)
 
 # left out: the `with tf.device("CPU:0")` inference block (tf.argmax, tf.expand_dims, plt.imshow): needs TensorFlow (tf.device) and plotting
 # left out: RNNs with list/dict inputs, or nested inputs (NestedCell + keras.layers.RNN): needs TensorFlow (tf.TensorShape, tf.nest.flatten, tf.matmul, tf.einsum)

@@ -41,7 +41,14 @@ class Session:
         except ValueError as e:
             raise InspectError(f"model {model.name!r} cannot be traced: {e}") from None
         model.build_for_data()
-        self.state = model._ensure_state()
+        model._ensure_state()
+
+    @property
+    def state(self):
+        # Read each time: tracing a step can remake the model's State (a metric's
+        # variables appear when its update_state is first traced), and the memory plan
+        # of a compiled step addresses the State it was traced with.
+        return self.model._ensure_state()
 
     @property
     def compiled(self) -> bool:
@@ -127,7 +134,7 @@ class Session:
             elif stage == "memory":
                 doc["nthreads"] = self.nthreads
                 # the model's State now: tracing may have remade it (a compiled metric's variables)
-                doc["memory"] = memory_doc(fg, self.plan(entry), self.model._state, kidx,
+                doc["memory"] = memory_doc(fg, self.plan(entry), self.state, kidx,
                                            self.nthreads)
                 doc["stats"]["arena_bytes"] = doc["memory"]["arena_bytes"]
             else:

@@ -25,6 +25,9 @@ from .preprocessing import (CategoryEncoding, CenterCrop, Discretization, Normal
                             RandomTranslation, RandomZoom,
                             Rescaling, Resizing)
 from .recurrent import GRU, LSTM, SimpleRNN
+from .rnn import RNN
+from .conv_lstm import ConvLSTM1D, ConvLSTM2D
+from .rnn_cells import GRUCell, LSTMCell, SimpleRNNCell, StackedRNNCells
 from .regularization import Dropout
 from .pooling import (AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D,
                       GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D,
@@ -32,7 +35,7 @@ from .pooling import (AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D
 from .reshaping import (Cropping1D, Cropping2D, Cropping3D, Flatten, Permute, RepeatVector,
                         Reshape, UpSampling1D, UpSampling2D, UpSampling3D, ZeroPadding1D,
                         ZeroPadding2D, ZeroPadding3D)
-from .wrappers import Bidirectional, TimeDistributed
+from .wrappers import Bidirectional, TimeDistributed, Wrapper
 
 # Keras' short names for the pooling layers.
 MaxPool1D, MaxPool2D = MaxPooling1D, MaxPooling2D
@@ -63,6 +66,8 @@ __all__ = ["Layer", "Dense", "Activation", "InputLayer", "Input", "Embedding", "
            "LayerNormalization", "GroupNormalization", "UnitNormalization", "EinsumDense",
            "MultiHeadAttention", "Attention", "AdditiveAttention",
            "RMSNormalization", "GroupQueryAttention"]
+__all__ += ["RNN", "LSTMCell", "GRUCell", "SimpleRNNCell", "StackedRNNCells", "Wrapper",
+            "ConvLSTM1D", "ConvLSTM2D"]
 
 
 def serialize(layer):

@@ -90,16 +90,20 @@ class InputLayer(Layer):
         if shape is None and kwargs.get("input_shape") is not None:
             shape = kwargs.pop("input_shape")
         if shape is None and kwargs.get("batch_shape") is not None:
-            shape = tuple(kwargs.pop("batch_shape"))[1:]
+            batch_shape = tuple(kwargs.pop("batch_shape"))
+            shape = batch_shape[1:]
+            batch_size = batch_shape[0] if batch_size is None else batch_size
         kwargs.pop("batch_shape", None)
         super().__init__(name=name or None, dtype=dtype, **kwargs)
         if shape is None:
             raise ValueError("InputLayer needs `shape=`")
         self._input_shape_arg = tuple(shape)
+        self._batch_size = batch_size      # a stateful RNN's states need it
         self.built = True
 
     def get_config(self):
-        return {"name": self.name, "batch_shape": (None, *self._input_shape_arg), "dtype": self.dtype}
+        return {"name": self.name, "batch_shape": (self._batch_size, *self._input_shape_arg),
+                "dtype": self.dtype}
 
 
 def Input(shape=None, batch_size=None, dtype=None, sparse=None, batch_shape=None, name=None,
@@ -113,6 +117,6 @@ def Input(shape=None, batch_size=None, dtype=None, sparse=None, batch_shape=None
         raise ValueError("Input() needs `shape=` (the shape of one sample, without the batch)")
     if isinstance(shape, int):
         shape = (shape,)
-    layer = InputLayer(shape=tuple(shape), dtype=dtype, name=name)
+    layer = InputLayer(shape=tuple(shape), batch_size=batch_size, dtype=dtype, name=name)
     # As Keras: a batch size given here stays in the tensors' shapes.
     return KerasTensor((batch_size, *shape), dtype or "float32", layer, [])

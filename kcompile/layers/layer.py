@@ -68,6 +68,11 @@ class Layer:
         if kwargs.get("input_dim") is not None:
             shape = (kwargs["input_dim"],)
         self._input_shape_arg = tuple(shape) if shape is not None else None
+        # A first layer's batch size (`batch_size=`, `batch_input_shape=`): a stateful
+        # RNN's states need it.
+        self._batch_size_arg = kwargs.get("batch_size") if kwargs.get("batch_size") is not None \
+            else (tuple(kwargs["batch_input_shape"])[0]
+                  if kwargs.get("batch_input_shape") is not None else None)
         self._initial_weights = kwargs.get("weights")
         params = inspect.signature(self.call).parameters
         self._call_has_training = "training" in params

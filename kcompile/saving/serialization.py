@@ -26,8 +26,8 @@ _GLOBAL_CUSTOM_OBJECTS: dict = {}
 # hold their default: dropped without a word.
 KERAS_ONLY_KEYS = {"quantization_config", "sparse", "ragged", "optional", "lora_rank",
                    "lora_alpha", "autocast", "input_dtype", "synchronized", "seed_generator",
-                   "registered_name", "module", "implementation", "time_major",
-                   "zero_output_for_mask", "renorm_momentum", "renorm_clipping"}
+                   "registered_name", "module", "time_major",
+                   "renorm_momentum", "renorm_clipping"}
 
 # Per layer class: Keras config keys that kcompile spells differently.
 CONFIG_RENAMES = {
@@ -35,7 +35,10 @@ CONFIG_RENAMES = {
     "LeakyReLU": {"alpha": "negative_slope"},          # Keras 2's name of the slope
 }
 # Per layer class: keyword arguments a constructor takes through **kwargs.
-EXTRA_KWARGS = {"InputLayer": {"batch_shape", "input_shape"}}
+EXTRA_KWARGS = {"InputLayer": {"batch_shape", "input_shape"},
+                # Keras' recurrent layers take these through **kwargs and save them.
+                **{n: {"zero_output_for_mask", "implementation"}
+                   for n in ("LSTM", "GRU", "SimpleRNN")}}
 
 # Model class names of other Keras versions.
 MODEL_ALIASES = {"Functional": "Model", "Model": "Model", "Sequential": "Sequential"}

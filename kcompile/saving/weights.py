@@ -49,10 +49,6 @@ KERAS_LAYOUTS: dict[str, KerasLayout] = {
     "Dropout": DEFAULT_LAYOUT,
     "Embedding": DEFAULT_LAYOUT,
     "BatchNormalization": DEFAULT_LAYOUT,
-    # Keras 3 RNN layers keep their variables in their cell.
-    "SimpleRNN": KerasLayout(subpath="cell"),
-    "LSTM": KerasLayout(subpath="cell"),
-    "GRU": KerasLayout(subpath="cell"),
 }
 
 
@@ -293,7 +289,12 @@ def _children_paths(obj, path, out, seen):
         return
     if type(obj).__module__.startswith("kcompile.") and \
             not getattr(obj, "keras_saves_sublayers", False):
-        return          # kcompile's own layers keep their variables themselves
+        # kcompile's own layers keep their variables themselves, or say which sublayers
+        # Keras saves in groups of their own (an RNN's cell, a wrapper's layers).
+        children = getattr(obj, "_keras_saved_children", None)
+        for sub, child in (children() if children is not None else []):
+            _add(child, _join(path, sub), out, seen)
+        return
     for attr, value in attribute_children(obj):
         if isinstance(value, Layer):
             _add(value, _join(path, attr), out, seen)
