@@ -18,6 +18,7 @@ import time
 import numpy as np
 
 from kcompile import callbacks, distribute, layers, models, optimizers
+from kcompile.random import seed_states
 from kcompile.utils import PyDataset
 
 N = 200          # 3 global batches of 64 and a short one of 8 (rank 1 gets none of it)
@@ -118,18 +119,26 @@ def main(kind, source, batch, out, how=None):
     rows = slice(dp.rank * batch, (dp.rank + 1) * batch)
     step_loss = model.train_on_batch(x[rows], y[rows], return_dict=True)["loss"]
     state = np.array(model._state.buffer)
+    # The random counters are each rank's own (its own Dropout masks); all else is alike.
+    seeds = [model._state[v.path] for v in seed_states(model)]
+    seed_values = [int(np.asarray(view)) for view in seeds]
+    base = model._state.buffer.__array_interface__["data"][0]
+    for view in seeds:
+        at = view.__array_interface__["data"][0] - base
+        state.view(np.uint8)[at:at + view.nbytes] = 0
     moving = [v.numpy() for v in model.non_trainable_weights]
     if dp.active:
-        every = dp.world.allgather_object((state.tobytes(), moving))
-        identical = all(s == every[0][0] for s, _ in every)
-        moving_mean = [np.mean([m[i] for _, m in every], axis=0) for i in range(len(moving))]
+        every = dp.world.allgather_object((state.tobytes(), moving, seed_values))
+        identical = all(s == every[0][0] for s, _, _ in every)
+        own_streams = len({tuple(sv) for _, _, sv in every}) == len(every) and bool(seeds)
+        moving_mean = [np.mean([m[i] for _, m, _ in every], axis=0) for i in range(len(moving))]
     else:
-        identical, moving_mean = True, moving
+        identical, moving_mean, own_streams = True, moving, True
     loss = model.evaluate(x, y, batch_size=batch, verbose=0, return_dict=True)
     pred = model.predict(x, batch_size=batch, verbose=0)
     if distribute.rank() == 0:
         opt = [v.numpy() for v in model.optimizer.variables]
-        np.savez(out, identical=identical,
+        np.savez(out, identical=identical, own_streams=own_streams,
                  **{f"moving{i}": m for i, m in enumerate(moving_mean)}, ranks=dp.num_processes, pred=pred,
                  eval_loss=loss["loss"], eval_acc=loss.get("accuracy", loss.get("mae")),
                  loss=np.array(hist.history["loss"]), step_loss=step_loss,

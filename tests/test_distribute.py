@@ -62,6 +62,7 @@ def test_two_ranks_of_32_train_as_one_process_of_64(tmp_path, model, source):
     two = _train(tmp_path, model, source, 2, 32)
     assert int(one["ranks"]) == 1 and int(two["ranks"]) == 2
     assert bool(two["identical"]), "the ranks' weights and optimizer state differ"
+    assert bool(two["own_streams"]), "the ranks draw the same random numbers"
     keys = [k for k in one.files if k.startswith(("w", "opt"))]
     assert len(keys) > 6
     for k in keys:

@@ -24,6 +24,9 @@ import numpy as np
 
 from . import comm, data, split
 
+# Draws between two ranks' random streams (see DataParallel._own_random_streams).
+RANK_STREAM_STRIDE = 1 << 24
+
 
 class DataParallel:
     """Keras' `keras.distribution.DataParallel`, over MPI processes: every rank holds
@@ -115,6 +118,17 @@ class DataParallel:
             model._state_generation = None      # made before the distribution was set
         state = model._ensure_state()
         self.world.broadcast(state.buffer, "the broadcast of rank 0's weights")
+        self._own_random_streams(model)
+
+    def _own_random_streams(self, model) -> None:
+        """Each rank draws its own Dropout masks and noise (one process of the global
+        batch would draw a different mask for every row): rank r's random counters start
+        r * RANK_STREAM_STRIDE draws after rank 0's, so streams meet only after that many
+        steps. The weights, which every rank must hold alike, are not touched."""
+        from ..random import seed_states
+        for v in seed_states(model):
+            moved = v.value.astype(np.int64) + self.rank * RANK_STREAM_STRIDE
+            np.copyto(v.value, ((moved + 2**31) % 2**32 - 2**31).astype(np.int32))
 
     def average_batch_norm_statistics(self, model) -> None:
         """The moving statistics of the model's BatchNormalization layers, averaged
