@@ -42,3 +42,17 @@ def check_axes(layer, axes, ndim, input_shape):
         if not -ndim <= a < ndim:
             raise ValueError(f"Axis {a} is out of bounds for input shape {tuple(input_shape)}. "
                              f"Received: axis={layer.axis}")
+
+
+def normalized_shape(layer, input_shape) -> tuple:
+    """The shape of the axes a layer normalizes over (its weights' shape), after setting
+    `layer.axis` to their sorted list, as Keras does once the layer is built."""
+    axes = layer.axis if isinstance(layer.axis, list) else [layer.axis]
+    check_axes(layer, axes, len(input_shape), input_shape)
+    layer.axis = sorted(axes)
+    shape = tuple(input_shape[a] for a in layer.axis)
+    if None in shape:
+        raise ValueError(f"{type(layer).__name__} {layer.name!r}: the normalized axes "
+                         f"{layer.axis} of the input must be known, received "
+                         f"input_shape={tuple(input_shape)}")
+    return shape

@@ -6,7 +6,8 @@ import warnings
 
 from kcompile.ir import builder as F
 from ..layer import Layer
-from .affine import add_beta, add_gamma, affine_config, check_axes, set_affine_options
+from .affine import (add_beta, add_gamma, affine_config, check_axes, normalized_shape,
+                     set_affine_options)
 
 
 def axis_list(layer, axis):
@@ -47,14 +48,7 @@ class LayerNormalization(Layer):
                            gamma_regularizer, beta_constraint, gamma_constraint)
 
     def build(self, input_shape):
-        axes = self.axis if isinstance(self.axis, list) else [self.axis]
-        check_axes(self, axes, len(input_shape), input_shape)
-        self.axis = sorted(axes)
-        shape = tuple(input_shape[a] for a in self.axis)
-        if None in shape:
-            raise ValueError(f"LayerNormalization {self.name!r}: the normalized axes "
-                             f"{self.axis} of the input must be known, received "
-                             f"input_shape={tuple(input_shape)}")
+        shape = normalized_shape(self, input_shape)
         self.gamma = add_gamma(self, shape) if self.scale or self.rms_scaling else None
         self.beta = add_beta(self, shape) if self.center and not self.rms_scaling else None
         self.built = True

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from kcompile.ir import builder as F
 from ..layer import Layer
-from .affine import check_axes
+from .affine import check_axes, normalized_shape
 from .layer_normalization import axis_list, broadcast_param
 
 
@@ -16,14 +16,7 @@ class RMSNormalization(Layer):
         self.epsilon = float(epsilon)
 
     def build(self, input_shape):
-        axes = self.axis if isinstance(self.axis, list) else [self.axis]
-        check_axes(self, axes, len(input_shape), input_shape)
-        self.axis = sorted(axes)
-        shape = tuple(input_shape[a] for a in self.axis)
-        if None in shape:
-            raise ValueError(f"RMSNormalization {self.name!r}: the normalized axes "
-                             f"{self.axis} of the input must be known, received "
-                             f"input_shape={tuple(input_shape)}")
+        shape = normalized_shape(self, input_shape)
         self.scale = self.add_weight(shape, "ones", name="scale")
         self.built = True
 

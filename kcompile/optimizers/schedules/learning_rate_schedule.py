@@ -32,6 +32,25 @@ class LearningRateSchedule:
         return cls(**config)
 
 
+class _KerasSchedule(LearningRateSchedule):
+    """Keras' own schedules: the config is the constructor's arguments, kept as
+    attributes of the same names (listed in CONFIG)."""
+    CONFIG: tuple = ()
+
+    def _keep(self, **arguments):
+        for key, value in arguments.items():
+            setattr(self, key, value)
+
+    def get_config(self):
+        return {key: getattr(self, key) for key in self.CONFIG}
+
+
+def _progress(step, decay_steps, staircase):
+    """step / decay_steps, floored with staircase=True."""
+    p = _float_step(step) / float(decay_steps)
+    return ops.floor(p) if staircase else p
+
+
 def _positive_steps(arg, value):
     if value <= 0:
         raise ValueError(f"Argument `{arg}` must be > 0. Received: {arg}={value}")
@@ -41,31 +60,22 @@ def _float_step(step):
     return ops.cast(step, "float32")
 
 
-class ExponentialDecay(LearningRateSchedule):
+class ExponentialDecay(_KerasSchedule):
     """initial_learning_rate * decay_rate ^ (step / decay_steps), the exponent floored
     with staircase=True."""
+    CONFIG = ("initial_learning_rate", "decay_steps", "decay_rate", "staircase", "name")
 
     def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False,
                  name="ExponentialDecay"):
         super().__init__()
-        self.initial_learning_rate = initial_learning_rate
-        self.decay_steps = decay_steps
-        self.decay_rate = decay_rate
-        self.staircase = staircase
-        self.name = name
+        self._keep(initial_learning_rate=initial_learning_rate, decay_steps=decay_steps,
+                   decay_rate=decay_rate, staircase=staircase, name=name)
         _positive_steps("decay_steps", decay_steps)
 
     def __call__(self, step):
-        p = _float_step(step) / float(self.decay_steps)
-        if self.staircase:
-            p = ops.floor(p)
+        p = _progress(step, self.decay_steps, self.staircase)
         return ops.multiply(float(self.initial_learning_rate),
                             ops.power(float(self.decay_rate), p))
-
-    def get_config(self):
-        return {"initial_learning_rate": self.initial_learning_rate,
-                "decay_steps": self.decay_steps, "decay_rate": self.decay_rate,
-                "staircase": self.staircase, "name": self.name}
 
 
 class PiecewiseConstantDecay(LearningRateSchedule):
@@ -98,19 +108,17 @@ class PiecewiseConstantDecay(LearningRateSchedule):
         return {"boundaries": self.boundaries, "values": self.values, "name": self.name}
 
 
-class PolynomialDecay(LearningRateSchedule):
+class PolynomialDecay(_KerasSchedule):
     """(initial - end) * (1 - min(step, decay_steps) / decay_steps) ^ power + end; with
     cycle=True decay_steps grows to the first multiple above step."""
+    CONFIG = ("initial_learning_rate", "decay_steps", "end_learning_rate", "power", "cycle",
+              "name")
 
     def __init__(self, initial_learning_rate, decay_steps, end_learning_rate=0.0001, power=1.0,
                  cycle=False, name="PolynomialDecay"):
         super().__init__()
-        self.initial_learning_rate = initial_learning_rate
-        self.decay_steps = decay_steps
-        self.end_learning_rate = end_learning_rate
-        self.power = power
-        self.cycle = cycle
-        self.name = name
+        self._keep(initial_learning_rate=initial_learning_rate, decay_steps=decay_steps,
+                   end_learning_rate=end_learning_rate, power=power, cycle=cycle, name=name)
         _positive_steps("decay_steps", decay_steps)
 
     def __call__(self, step):
@@ -126,37 +134,23 @@ class PolynomialDecay(LearningRateSchedule):
         return ops.add(ops.multiply(span, ops.power(1.0 - p, float(self.power))),
                        float(self.end_learning_rate))
 
-    def get_config(self):
-        return {"initial_learning_rate": self.initial_learning_rate,
-                "decay_steps": self.decay_steps, "end_learning_rate": self.end_learning_rate,
-                "power": self.power, "cycle": self.cycle, "name": self.name}
 
-
-class InverseTimeDecay(LearningRateSchedule):
+class InverseTimeDecay(_KerasSchedule):
     """initial_learning_rate / (1 + decay_rate * step / decay_steps), the ratio floored
     with staircase=True."""
+    CONFIG = ExponentialDecay.CONFIG
 
     def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False,
                  name="InverseTimeDecay"):
         super().__init__()
-        self.initial_learning_rate = initial_learning_rate
-        self.decay_steps = decay_steps
-        self.decay_rate = decay_rate
-        self.staircase = staircase
-        self.name = name
+        self._keep(initial_learning_rate=initial_learning_rate, decay_steps=decay_steps,
+                   decay_rate=decay_rate, staircase=staircase, name=name)
         _positive_steps("decay_steps", decay_steps)
 
     def __call__(self, step):
-        p = _float_step(step) / float(self.decay_steps)
-        if self.staircase:
-            p = ops.floor(p)
+        p = _progress(step, self.decay_steps, self.staircase)
         return ops.divide(float(self.initial_learning_rate),
                           ops.add(1.0, ops.multiply(float(self.decay_rate), p)))
-
-    def get_config(self):
-        return {"initial_learning_rate": self.initial_learning_rate,
-                "decay_steps": self.decay_steps, "decay_rate": self.decay_rate,
-                "staircase": self.staircase, "name": self.name}
 
 
 class CosineDecay(LearningRateSchedule):
