@@ -410,3 +410,30 @@ def test_only_one_clip_option():
         optimizers.SGD(clipnorm=1.0, clipvalue=1.0)
     with pytest.raises(ValueError):
         optimizers.Adam(clipnorm=1.0, global_clipnorm=1.0)
+
+
+def test_decaying_optimizer_slots_never_turn_subnormal():
+    """Units that never fire leave zero gradients, so RMSprop's velocity of their weights
+    decays by rho every step: in float32 it passes the subnormal range after ~850 steps
+    from 1e-7. Compiled steps flush such results to zero (FTZ) instead of carrying them,
+    since every subnormal operand costs a microcode assist."""
+    from kcompile import layers, models
+    rng = np.random.default_rng(3)
+    model = models.Sequential([layers.Input((16,)), layers.Dense(8, activation="relu"),
+                               layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="rmsprop", loss="categorical_crossentropy")
+    w, b = model.layers[0].get_weights()
+    w[:, :4] = -1.0                        # units 0-3 never fire on positive inputs
+    model.layers[0].set_weights([w, b])
+    x = rng.random((32, 16)).astype(np.float32)
+    y = np.eye(2, dtype=np.float32)[rng.integers(0, 2, 32)]
+    model.train_on_batch(x, y)
+    velocity = [v for v in model.optimizer.variables if v.path.endswith("velocity")]
+    for v in velocity:
+        v.assign(np.full(v.shape, 1e-30, np.float32))       # 0.9^k reaches 1e-38 in ~180 steps
+    for _ in range(300):
+        model.train_on_batch(x, y)
+    tiny = np.finfo(np.float32).tiny
+    for v in velocity:
+        a = np.abs(np.asarray(v.numpy()))
+        assert not ((a > 0) & (a < tiny)).any(), f"subnormal values in {v.path}"
