@@ -14,46 +14,13 @@ import pytest
 from kcompile import layers, models, optimizers
 from kcompile.optimizers import schedules
 
+from fixtures.optim_cases import optimizer_cases
+
 HERE = pathlib.Path(__file__).parent / "fixtures" / "optim"
 KERAS = np.load(HERE / "updates.npz")
 STEPS, SAVED_AT = 6, 3
 
-# The cases of make_optim_fixtures.py, built here with the same arguments.
-CASES = {
-    "nadam": lambda: optimizers.Nadam(0.05),
-    "nadam_betas": lambda: optimizers.Nadam(0.05, beta_1=0.8, beta_2=0.9, epsilon=1e-4),
-    "adadelta": lambda: optimizers.Adadelta(1.0),
-    "adadelta_rho": lambda: optimizers.Adadelta(0.5, rho=0.8, epsilon=1e-5),
-    "lion": lambda: optimizers.Lion(0.01),
-    "lion_betas_decay": lambda: optimizers.Lion(0.01, beta_1=0.5, beta_2=0.7,
-                                                weight_decay=0.1),
-    "ftrl": lambda: optimizers.Ftrl(0.1),
-    "ftrl_regularized": lambda: optimizers.Ftrl(
-        0.1, learning_rate_power=-0.7, initial_accumulator_value=0.5,
-        l1_regularization_strength=0.01, l2_regularization_strength=0.02,
-        l2_shrinkage_regularization_strength=0.03, beta=0.2),
-    "lamb": lambda: optimizers.Lamb(0.05),
-    "lamb_decay": lambda: optimizers.Lamb(0.05, beta_1=0.8, beta_2=0.9, weight_decay=0.1),
-    "adafactor": lambda: optimizers.Adafactor(0.5),
-    "adafactor_fixed_step": lambda: optimizers.Adafactor(0.05, beta_2_decay=-0.5,
-                                                         epsilon_2=1e-2, clip_threshold=0.5,
-                                                         relative_step=False),
-    "adafactor_schedule": lambda: optimizers.Adafactor(schedules.ExponentialDecay(2.0, 2, 0.5)),
-    "adam_ema": lambda: optimizers.Adam(0.05, use_ema=True, ema_momentum=0.9),
-    "sgd_ema_overwrite": lambda: optimizers.SGD(0.1, momentum=0.5, use_ema=True,
-                                                ema_momentum=0.8, ema_overwrite_frequency=4),
-    "sgd_exponential": lambda: optimizers.SGD(schedules.ExponentialDecay(0.1, 2, 0.5)),
-    "sgd_piecewise": lambda: optimizers.SGD(schedules.PiecewiseConstantDecay([1, 3],
-                                                                             [0.1, 0.05, 0.01])),
-    "sgd_polynomial": lambda: optimizers.SGD(schedules.PolynomialDecay(0.1, 4, 0.01, power=2.0,
-                                                                       cycle=True)),
-    "sgd_inverse_time": lambda: optimizers.SGD(schedules.InverseTimeDecay(0.1, 2, 0.5,
-                                                                          staircase=True)),
-    "adam_cosine_warmup": lambda: optimizers.Adam(schedules.CosineDecay(
-        0.01, 3, alpha=0.1, warmup_target=0.1, warmup_steps=2)),
-    "sgd_cosine_restarts": lambda: optimizers.SGD(schedules.CosineDecayRestarts(
-        0.1, 2, t_mul=2.0, m_mul=0.5, alpha=0.1)),
-}
+CASES = optimizer_cases(optimizers, schedules)
 SAVED = sorted(p.stem for p in HERE.glob("*.keras"))
 
 

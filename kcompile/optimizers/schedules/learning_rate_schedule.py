@@ -45,12 +45,6 @@ class _KerasSchedule(LearningRateSchedule):
         return {key: getattr(self, key) for key in self.CONFIG}
 
 
-def _progress(step, decay_steps, staircase):
-    """step / decay_steps, floored with staircase=True."""
-    p = _float_step(step) / float(decay_steps)
-    return ops.floor(p) if staircase else p
-
-
 def _positive_steps(arg, value):
     if value <= 0:
         raise ValueError(f"Argument `{arg}` must be > 0. Received: {arg}={value}")
@@ -60,22 +54,29 @@ def _float_step(step):
     return ops.cast(step, "float32")
 
 
-class ExponentialDecay(_KerasSchedule):
-    """initial_learning_rate * decay_rate ^ (step / decay_steps), the exponent floored
-    with staircase=True."""
+class _StepDecay(_KerasSchedule):
+    """A decay driven by step / decay_steps (floored with staircase=True)."""
     CONFIG = ("initial_learning_rate", "decay_steps", "decay_rate", "staircase", "name")
 
     def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False,
-                 name="ExponentialDecay"):
+                 name=None):
         super().__init__()
         self._keep(initial_learning_rate=initial_learning_rate, decay_steps=decay_steps,
-                   decay_rate=decay_rate, staircase=staircase, name=name)
+                   decay_rate=decay_rate, staircase=staircase, name=name or type(self).__name__)
         _positive_steps("decay_steps", decay_steps)
 
+    def _progress(self, step):
+        p = _float_step(step) / float(self.decay_steps)
+        return ops.floor(p) if self.staircase else p
+
+
+class ExponentialDecay(_StepDecay):
+    """initial_learning_rate * decay_rate ^ (step / decay_steps), the exponent floored
+    with staircase=True."""
+
     def __call__(self, step):
-        p = _progress(step, self.decay_steps, self.staircase)
         return ops.multiply(float(self.initial_learning_rate),
-                            ops.power(float(self.decay_rate), p))
+                            ops.power(float(self.decay_rate), self._progress(step)))
 
 
 class PiecewiseConstantDecay(LearningRateSchedule):
@@ -135,22 +136,14 @@ class PolynomialDecay(_KerasSchedule):
                        float(self.end_learning_rate))
 
 
-class InverseTimeDecay(_KerasSchedule):
+class InverseTimeDecay(_StepDecay):
     """initial_learning_rate / (1 + decay_rate * step / decay_steps), the ratio floored
     with staircase=True."""
-    CONFIG = ExponentialDecay.CONFIG
-
-    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False,
-                 name="InverseTimeDecay"):
-        super().__init__()
-        self._keep(initial_learning_rate=initial_learning_rate, decay_steps=decay_steps,
-                   decay_rate=decay_rate, staircase=staircase, name=name)
-        _positive_steps("decay_steps", decay_steps)
 
     def __call__(self, step):
-        p = _progress(step, self.decay_steps, self.staircase)
         return ops.divide(float(self.initial_learning_rate),
-                          ops.add(1.0, ops.multiply(float(self.decay_rate), p)))
+                          ops.add(1.0, ops.multiply(float(self.decay_rate),
+                                                    self._progress(step))))
 
 
 class CosineDecay(LearningRateSchedule):
