@@ -80,11 +80,15 @@ class Batches(PyDataset):
 class Fail(callbacks.Callback):
     """Rank 1 raises, hangs or dies (SIGKILL) at its third batch."""
 
-    def __init__(self, how):
+    def __init__(self, how, dp):
         super().__init__()
-        self.how = how
+        self.how, self.dp = how, dp
 
     def on_train_batch_begin(self, batch, logs=None):
+        if self.how == "stuck" and batch == 2:
+            # The short timeout starts only now, on every rank: before, a rank still
+            # compiling on a loaded machine could outlast it and be named instead.
+            self.dp.world.timeout = 5.0
         if distribute.rank() == 1 and batch == 2:
             if self.how == "fail":
                 raise RuntimeError("a bad batch on rank 1")
@@ -94,12 +98,11 @@ class Fail(callbacks.Callback):
 
 
 def main(kind, source, batch, out, how=None):
-    dp = distribute.DataParallel(timeout=5.0 if how == "stuck" else 600.0,
-                                 sync_batch_norm=kind == "bnsync")
+    dp = distribute.DataParallel(timeout=600.0, sync_batch_norm=kind == "bnsync")
     distribute.set_distribution(dp)
     model = build(kind)
     x, y = data(kind)
-    cbs = [Fail(how)] if how else []
+    cbs = [Fail(how, dp)] if how else []
     # The generator yields the per-rank batches; each rank skips the others' ones.
     per_rank = batch if source != "arrays" else None
     if source == "arrays":
