@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from kcompile import layers, models, optimizers
-from kcompile.ir.cost import barrier_estimate, flops
+from kcompile.ir.cost import barrier_estimate, flops, leaf_bytes
 from kcompile.runtime import threads
 from kcompile.runtime.barrier_probe import measured
 from kcompile.runtime.threads import choose_threads
 
-IDLE = dict(barrier_s=0.3e-6, wake_s=5e-6, speedup=1.95)       # two free cores
+IDLE = dict(barrier_s=2e-6, wake_s=1e-6, speedup=1.95)         # two free cores
 SHARED = dict(barrier_s=20e-6, wake_s=60e-6, speedup=1.9)      # a VM with slow barriers
 BUSY = dict(barrier_s=1e-6, wake_s=10e-6, speedup=0.8)         # the other core is taken
 
@@ -51,6 +51,45 @@ def test_deep_narrow_model_counts_its_barriers():
     assert n >= 30 * 4          # per block at least: matmul, its two gradients, BN's sums
     assert choose_threads(flops(g), 0, n, 2, **SHARED) == 1
     assert choose_threads(flops(g), 0, n, 2, **BUSY) == 1
+
+
+def test_a_quiet_host_keeps_the_deep_narrow_step_on_one_thread_and_batch_one_predict_on_two():
+    """Where barriers cost what moving a small kernel's result between cores costs
+    (~2 us), the deep narrow step's hundreds of them outweigh its small kernels; a
+    batch-1 predict streaming megabytes of weights in 5 kernels is split."""
+    m = deep_narrow(30)
+    _, pipeline = m._pipeline(64, [((10,), "float32")])
+    g = pipeline.graph("train_step")
+    assert choose_threads(flops(g), leaf_bytes(g), barrier_estimate(g), 2, **IDLE) == 1
+    p = mlp_784_512_256_10()._pipeline(1)[1]
+    g = p.graph("predict")
+    assert choose_threads(flops(g), leaf_bytes(g), barrier_estimate(g), 2, **IDLE) == 2
+
+
+def mlp_784_512_256_10():
+    m = models.Sequential([layers.Input((784,)), layers.Dense(512, activation="relu"),
+                           layers.Dense(256, activation="relu"),
+                           layers.Dense(10, activation="softmax")])
+    m.compile(optimizer="adam", loss="categorical_crossentropy")
+    return m
+
+
+@pytest.mark.parametrize("costs, expected", [(IDLE, 2), (SHARED, 1), (BUSY, 1)])
+def test_the_choice_is_a_function_of_the_measured_costs(monkeypatch, costs, expected):
+    """The same program on the same measured costs gets the same count, each time
+    (the probe is replaced by fixed figures: its own are the machine's)."""
+    from kcompile.runtime import barrier_probe
+    monkeypatch.delenv("KCOMPILE_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "available_cpus", lambda: 2)
+    monkeypatch.setattr(barrier_probe, "measured",
+                        lambda n: (costs["barrier_s"], costs["wake_s"], costs["speedup"]))
+    counts = set()
+    for _ in range(3):
+        m = mlp_784_512_256_10()
+        _, pipeline = m._pipeline(1)
+        pipeline.use_cache = False          # decided by the costs, not by a cached program
+        counts.add(pipeline.nthreads)
+    assert counts == {expected}
 
 
 def test_environment_override_and_probe_results(monkeypatch):
