@@ -18,6 +18,7 @@ from llvmlite import ir
 from ..ir.passes.fuse import FusedGraph, Kernel
 from ..ir.passes.plan_memory import MemoryPlan
 from .irutil import F32, I8, I32, I64, PTR, Partition, i64
+from . import io_pointers
 from .kernel_key import kernel_key
 from .target import host
 from .lower.elementwise import Intrinsics
@@ -69,19 +70,41 @@ def _constant_global(module, name, value: np.ndarray):
     return gv
 
 
-def build_module(entries: list[Entry], nthreads: int = 1, name: str = "kcompile") -> ir.Module:
+def build_module(entries: list[Entry], nthreads: int = 1, name: str = "kcompile",
+                 bind_io: bool = False) -> ir.Module:
+    """bind_io: the entries' inputs and outputs also take pointers from slots past
+    the arena (codegen/io_pointers.py); the arena must then be io_pointers.slots'
+    work_bytes long, zeroed."""
     module = ir.Module(name=name)
     ctx = _Context(module, Intrinsics(module), nthreads)
+    table = io_pointers.slots(entries) if bind_io else None
     for e in entries:
         step = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, PTR, I64, PTR]), name=e.name)
         state, work, tid, sync = step.args
         state.name, work.name, tid.name, sync.name = "state", "work", "tid", "sync"
         b = ir.IRBuilder(step.append_basic_block("entry"))
         restore = _flush_denormals(module, b)
-        emit_entry(ctx, b, e, state, work, tid, sync, inputs={})
+        e, bound = _bind_io(b, e, work, table) if table is not None else (e, {})
+        emit_entry(ctx, b, e, state, work, tid, sync, inputs=bound)
         restore(b)
         b.ret_void()
     return module
+
+
+def _bind_io(b, e: Entry, work, table):
+    """(the entry placed with its bound values, {root value: its pointer}): the
+    pointer in the value's slot, or its arena buffer when the slot holds zero."""
+    bound, fallback = io_pointers.bound_plan(e)
+    names = io_pointers.output_names(e)
+    pointers = {}
+    for r, offset in fallback.items():
+        slot = table.inputs[e.name].get(r)
+        if slot is None:
+            slot = table.outputs[e.name][names[r]]
+        given = b.load(b.gep(work, [i64(slot)], inbounds=True, source_etype=I8), typ=PTR)
+        own = b.gep(work, [i64(offset)], inbounds=True, source_etype=I8)
+        pointers[r] = b.select(b.icmp_unsigned("==", given, ir.Constant(PTR, None)), own, given)
+    return bound, pointers
 
 
 # MXCSR's FTZ bit: results below float32's normal range become zero. (Subnormal inputs
@@ -252,7 +275,9 @@ class _Pending:
         out = []
         for v in values:
             loc = self.plan.locations[v]
-            if loc.region != "const":
+            if loc.region == "input":       # a buffer of its own (offset: the value bound)
+                out.append((("input", loc.offset), 0, max(self.g.type(v).nbytes, 1)))
+            elif loc.region != "const":
                 out.append((loc.region, loc.offset, loc.offset + max(self.g.type(v).nbytes, 1)))
         return out
 

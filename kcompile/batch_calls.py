@@ -6,10 +6,15 @@ the full path: the data is validated and adapted, the model traced and compiled.
 It leaves behind a `PreparedCall`: the entry's native function and the arena
 slots its inputs and outputs live in. A later call with the same signature is
 then: one check that the model kept its executables and its variables their
-places, the id/label bounds check where the graph has one, one copy of each array
-into the arena (converting the dtype on the way), the native call, and one copy
-of each output into the array returned. No data source, batch, callback or
-dictionary of feeds is made.
+places, the id/label bounds check where the graph has one, the inputs, the native
+call and the outputs. No data source, batch, callback or dictionary of feeds is made.
+
+Inputs and outputs of at least IN_PLACE_BYTES are bound (codegen/io_pointers.py):
+an input that is already float32 (the slot's dtype), C-contiguous and aligned is
+read where it is, and an output is written straight into the array returned,
+made fresh for each call (the caller keeps it; the next call does not touch it).
+Smaller ones, and inputs of another dtype or layout, are copied (once, converting
+on the way): for them a copy costs less than finding the array's address.
 
 A signature is prepared only where that copy is all the full path would do with
 the data: plain numpy arrays whose dtype is the arena's, or a float array for a
@@ -23,6 +28,10 @@ from kcompile.runtime.executable import NativeExecutable, check_input_bounds
 from . import distribute
 from .data import row_mask
 from .variables import placements
+
+# Inputs and outputs from this size on are bound rather than copied: finding an
+# array's address costs ~1 us, about a 16 KiB copy.
+IN_PLACE_BYTES = 16384
 
 
 def signature(arrays) -> tuple | None:
@@ -38,7 +47,8 @@ def signature(arrays) -> tuple | None:
 
 class PreparedCall:
     """One entry point of one native executable, bound to arrays of one signature."""
-    __slots__ = ("table", "placed", "fn", "names", "slots", "fixed", "outputs", "bounded")
+    __slots__ = ("table", "placed", "fn", "names", "slots", "fixed", "outputs", "bounded",
+                 "pointers", "bound_inputs", "bound_outputs")
 
     def __init__(self, model, exe, entry, names, n):
         inputs = exe._inputs[entry]
@@ -53,6 +63,17 @@ class PreparedCall:
         self.outputs = list(exe._outputs[entry].items())
         g = exe.graphs[entry]
         self.bounded = g if g.input_bounds else None
+        self.pointers = exe.pointers
+        slots = exe._slots[entry]
+        # (position, slot index) of the inputs that may be read in place
+        self.bound_inputs = [(n, slots["inputs"][k]) for n, k in enumerate(names)
+                             if k in slots["inputs"] and inputs[k].dtype == np.float32
+                             and inputs[k].nbytes >= IN_PLACE_BYTES]
+        # (name, slot index, shape, dtype) of the outputs written into the returned array
+        self.bound_outputs = [(k, slots["outputs"][k], v.shape, v.dtype) for k, v in self.outputs
+                              if k in slots["outputs"] and v.nbytes >= IN_PLACE_BYTES]
+        bound = {k for k, *_ in self.bound_outputs}
+        self.outputs = [(k, v) for k, v in self.outputs if k not in bound]
 
     @classmethod
     def make(cls, model, exe, entry, arrays, names):
@@ -82,13 +103,34 @@ class PreparedCall:
     def run(self, arrays) -> dict:
         if self.bounded is not None:
             check_input_bounds(self.bounded, dict(zip(self.names, arrays)))
-        for slot, a in zip(self.slots, arrays):
-            np.copyto(slot, a, casting="unsafe")
+        pointers = self.pointers
+        in_place = None
+        for n, index in self.bound_inputs:
+            a = arrays[n]
+            if a.dtype == np.float32 and a.flags.c_contiguous and a.flags.aligned:
+                pointers[index] = a.ctypes.data
+                in_place = in_place or set()
+                in_place.add(n)
+        for n, (slot, a) in enumerate(zip(self.slots, arrays)):
+            if in_place is None or n not in in_place:
+                np.copyto(slot, a, casting="unsafe")
         for slot, a in self.fixed:
             np.copyto(slot, a)
-        self.fn()
+        results = {}
+        for name, index, shape, dtype in self.bound_outputs:
+            out = results[name] = np.empty(shape, dtype)
+            pointers[index] = out.ctypes.data
+        try:
+            self.fn()
+        finally:
+            for _, index in self.bound_inputs:
+                pointers[index] = 0
+            for _, index, _, _ in self.bound_outputs:
+                pointers[index] = 0
         # Copies: the arena is reused by the next step (a 0-d result as a numpy scalar).
-        return {k: v[()] if v.ndim == 0 else v.copy() for k, v in self.outputs}
+        for k, v in self.outputs:
+            results[k] = v[()] if v.ndim == 0 else v.copy()
+        return results
 
 
 def lookup(model, kind, key):

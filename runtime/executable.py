@@ -109,6 +109,13 @@ class NativeExecutable:
                         for n, e in meta["entries"].items()}
         self._outputs = {n: {k: self._view(v) for k, v in e["outputs"].items()}
                          for n, e in meta["entries"].items()}
+        # The pointer slots of bound inputs and outputs (codegen/io_pointers.py), as
+        # indices into the arena read as 8-byte words: zero (the arena's own place)
+        # but during a call that binds the caller's arrays (kcompile/batch_calls.py).
+        self.pointers = self.work[:len(self.work) // 8 * 8].view(np.uint64)
+        self._slots = {n: {side: {k: off // 8 for k, off in e["pointer_slots"][side].items()}
+                           for side in ("inputs", "outputs")}
+                       for n, e in meta["entries"].items()}
         self.compile_seconds = time.perf_counter() - t0
 
     # -- the compiler's products: the pipeline's stages (built on demand after a cache hit)

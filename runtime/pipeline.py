@@ -34,7 +34,7 @@ from ..ir.graph import Graph
 from ..ir.passes import autodiff, optimizer_step, simplify
 from ..ir.passes.fuse import fuse
 from ..ir.passes.plan_memory import plan_memory
-from ..codegen import cache, jit
+from ..codegen import cache, io_pointers, jit
 from ..codegen.module import Entry, build_module, scratch_bytes
 from ..codegen.target import fingerprint
 from .state import State
@@ -197,7 +197,8 @@ class Pipeline:
 
     def llvm(self) -> LLVMProgram:
         def compute():
-            module = build_module([self.memory(e) for e in self.traced], self.nthreads)
+            module = build_module([self.memory(e) for e in self.traced], self.nthreads,
+                                  bind_io=True)
             return LLVMProgram(str(module), module.kernel_symbols)
         return _kept(self._stages, "llvm", compute)
 
@@ -250,13 +251,17 @@ class Pipeline:
                 return ["const", g.nodes[v].value.tolist(), list(t.shape), t.dtype]
             return [loc.region, loc.offset, list(t.shape), t.dtype]
         entries = [self.memory(e) for e in self.traced]
-        layout = {"work_bytes": max([e.plan.work_bytes for e in entries] + [64]), "entries": {}}
+        slots = io_pointers.slots(entries)      # (build_module(bind_io=True) reads them)
+        layout = {"work_bytes": max(slots.work_bytes, 64), "entries": {}}
         for e in entries:
             g = e.fused.graph
             io = [v for v in g.leaves() if g.nodes[v].role in ("input", "target")]
             layout["entries"][e.name] = {
                 "inputs": {g.nodes[v].name: describe(g, e.plan, v) for v in io},
-                "outputs": {k: describe(g, e.plan, v) for k, v in g.outputs.items()}}
+                "outputs": {k: describe(g, e.plan, v) for k, v in g.outputs.items()},
+                "pointer_slots": {"inputs": {g.nodes[v].name: off
+                                             for v, off in slots.inputs[e.name].items()},
+                                  "outputs": slots.outputs[e.name]}}
         return layout
 
     def cache_key(self) -> str:
