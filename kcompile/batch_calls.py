@@ -154,3 +154,80 @@ def remember(model, kind, key, exe, entry, arrays, names):
         calls.pop((kind, key), None)
     else:
         calls[(kind, key)] = call
+
+
+class LoopStep:
+    """The steps of a fit/evaluate/predict loop over in-memory arrays, on one entry of
+    a native executable, without a feeds dictionary or a batch's arrays. A batch of
+    consecutive rows (not shuffled, not padded) is read where the arrays keep it: each
+    input's pointer slot is set to the batch's first row, and cleared after the step.
+    A shuffled batch's rows are gathered straight into the arena. Inputs that cannot
+    be read in place (another dtype or layout) are copied; a padded batch takes the
+    full path."""
+    __slots__ = ("fn", "pointers", "inputs", "outputs", "indices")
+
+    def __init__(self, exe, entry, inputs):
+        self.fn = exe._fns[entry]
+        self.pointers = exe.pointers
+        # (arena slot, array, pointer slot index or None, the array's address, bytes
+        # per row (0: the same array every step), whether it is a batch's rows)
+        self.inputs = inputs
+        self.outputs = list(exe._outputs[entry].items())
+        self.indices = [index for _, _, index, _, _, _ in inputs if index is not None]
+
+    @classmethod
+    def make(cls, exe, entry, source, size, targets):
+        """A LoopStep, or None where the full path must run (a reference executable,
+        ids or labels to check per batch, an input the arrays do not give)."""
+        if type(exe) is not NativeExecutable or exe.graphs[entry].input_bounds:
+            return None
+        rows = {f"x{i}": a for i, a in enumerate(source.xs)}
+        fixed = {}
+        if targets:
+            rows.update({f"y{i}": a for i, a in enumerate(source.ys)})
+            if source.sw is not None:
+                rows["sample_weight"] = source.sw
+            else:
+                fixed["sample_weight"] = row_mask(size, size)
+            fixed["mask"] = row_mask(size, size)     # every row real: no padding here
+        slots, pointer_slots = exe._inputs[entry], exe._slots[entry]["inputs"]
+        fixed = {k: v for k, v in fixed.items() if k in slots}
+        if set(rows) | set(fixed) != set(slots):
+            return None
+        inputs = []
+        for name, a in [*rows.items(), *fixed.items()]:
+            slot, per_row = slots[name], name in rows
+            if per_row and (a.shape[1:] != slot.shape[1:] or len(a) < size):
+                return None
+            index = pointer_slots.get(name)
+            if (index is None or a.dtype != slot.dtype or not a.flags.c_contiguous
+                    or not a.flags.aligned):
+                index = None
+            row = a.strides[0] if per_row and a.ndim else 0
+            inputs.append((slot, a, index, a.ctypes.data, row, per_row))
+        return cls(exe, entry, inputs)
+
+    def run(self, rows) -> dict:
+        """The step on `rows` of the arrays: a slice of a batch size, or their indices."""
+        pointers = self.pointers
+        if type(rows) is slice:
+            start = rows.start
+            for slot, a, index, base, row, per_row in self.inputs:
+                if index is not None:
+                    pointers[index] = base + start * row
+                else:
+                    np.copyto(slot, a[rows] if per_row else a, casting="unsafe")
+        else:
+            for slot, a, index, base, row, per_row in self.inputs:
+                if not per_row and index is not None:
+                    pointers[index] = base
+                elif index is not None:             # same dtype: no conversion
+                    a.take(rows, 0, slot)
+                else:
+                    np.copyto(slot, a[rows] if per_row else a, casting="unsafe")
+        try:
+            self.fn()
+        finally:
+            for index in self.indices:
+                pointers[index] = 0
+        return {k: v[()] if v.ndim == 0 else v.copy() for k, v in self.outputs}

@@ -30,9 +30,9 @@ from kcompile.runtime.pipeline import Pipeline, Traced
 from . import (batch_calls, distribute, losses as losses_mod, metrics as metrics_mod,
                optimizers as optimizers_mod)
 from .callbacks import CallbackList, pythonify_logs
-from .data import (ArraySource, EpochIterator, adapt_inputs, adapt_targets, check_batch_size,
-                   check_cardinality, feeds, is_batch_stream, make_source, sample_weights,
-                   split_arrays, unpack_x_y_sample_weight, y_specs)
+from .data import (ArrayBatch, ArraySource, EpochIterator, adapt_inputs, adapt_targets,
+                   check_batch_size, check_cardinality, feeds, is_batch_stream, make_source,
+                   sample_weights, split_arrays, unpack_x_y_sample_weight, y_specs)
 from .tracing import Trace, tracing
 from .variables import state_over
 from .variable_length import padded_executable
@@ -446,14 +446,18 @@ class Trainer:
             cbs.on_epoch_begin(epoch)
             logs = {}
             totals = None
-            batch_logs = cbs.wants("on_train_batch_end")
+            # (batch hooks no callback overrides are not called: a step stays a native call)
+            batch_begin, batch_logs = map(cbs.wants, ("on_train_batch_begin",
+                                                      "on_train_batch_end"))
             for step, batch in iterator.epoch():
-                cbs.on_train_batch_begin(step)
+                if batch_begin:
+                    cbs.on_train_batch_begin(step)
                 out = runner.run(batch)
                 if totals is None:
                     totals = _Totals(self._log_kinds)
                 totals.add(out, batch.real)
-                cbs.on_train_batch_end(step, totals.result() if batch_logs else None)
+                if batch_logs:
+                    cbs.on_train_batch_end(step, totals.result())
                 if self.stop_training:
                     break
             if totals is not None:
@@ -496,14 +500,16 @@ class Trainer:
         cbs.on_test_begin()
         totals, logs = None, {}
         self.stop_evaluating = False
-        batch_logs = cbs.wants("on_test_batch_end")
+        batch_begin, batch_logs = map(cbs.wants, ("on_test_batch_begin", "on_test_batch_end"))
         for step, batch in iterator.epoch():
-            cbs.on_test_batch_begin(step)
+            if batch_begin:
+                cbs.on_test_batch_begin(step)
             out = runner.run(batch)
             if totals is None:
                 totals = _Totals(self._log_kinds)
             totals.add(out, batch.real)
-            cbs.on_test_batch_end(step, totals.result() if batch_logs else None)
+            if batch_logs:
+                cbs.on_test_batch_end(step, totals.result())
             if self.stop_evaluating:
                 break
         if totals is None:
@@ -584,12 +590,21 @@ class Trainer:
         self.stop_predicting = False
         cbs.on_predict_begin()
         outs = None
+        batch_begin, batch_end = map(cbs.wants, ("on_predict_batch_begin", "on_predict_batch_end"))
+        names = None
         for step, batch in iterator.epoch():
-            cbs.on_predict_batch_begin(step)
+            if batch_begin:
+                cbs.on_predict_batch_begin(step)
             res = runner.run(batch)
-            parts = [res[f"y{i}"][:batch.real] for i in range(len(res))]
-            outs = [[p] for p in parts] if outs is None else [o + [p] for o, p in zip(outs, parts)]
-            cbs.on_predict_batch_end(step, {"outputs": parts[0] if len(parts) == 1 else parts})
+            if outs is None:
+                names = [f"y{i}" for i in range(len(res))]
+                outs = [[] for _ in names]
+            real = batch.real
+            parts = [res[k] if len(res[k]) == real else res[k][:real] for k in names]
+            for o, p in zip(outs, parts):
+                o.append(p)
+            if batch_end:
+                cbs.on_predict_batch_end(step, {"outputs": parts[0] if len(parts) == 1 else parts})
             if self.stop_predicting:
                 break
         cbs.on_predict_end()
@@ -686,6 +701,9 @@ class _Runner:
         self.targets = entry != "predict"
         self.size = source.batch_size if source.fixed_size else None
         self._key = self._exe = self._table = None
+        self._seen = self._specs = self._size = None
+        self._step = None           # batch_calls.LoopStep of (executable, source), if any
+        self._step_for = (None, None)
 
     def prepare(self, source):
         exe = self._get(source.y_specs)
@@ -699,7 +717,12 @@ class _Runner:
 
     def _get(self, specs):
         specs = specs if self.targets else None
-        shapes = tuple(map(tuple, getattr(self.model, "_data_input_shapes", None) or ()))
+        seen = getattr(self.model, "_data_input_shapes", None)
+        if (seen is self._seen and specs is self._specs and self.size == self._size
+                and self._table is self.model._executables):
+            return self._exe            # the same batch as the last step's: nothing to ask
+        self._seen, self._specs, self._size = seen, specs, self.size
+        shapes = tuple(map(tuple, seen or ()))
         key = (self.size, shapes, tuple(specs) if specs is not None else None)
         # Ask the model again only when the batch shape changed or it dropped its
         # executables (recompiled): no per-step Python beyond this check.
@@ -713,6 +736,14 @@ class _Runner:
         if self.size is None or batch.real > self.size:
             self.size = batch.real
         exe = self._get(batch.y_specs if self.targets else None)
+        if type(batch) is ArrayBatch and batch.real == self.size:
+            # a whole batch of rows of in-memory arrays: read in place or gathered
+            if self._step_for[0] is not exe or self._step_for[1] is not batch.source:
+                self._step_for = (exe, batch.source)
+                self._step = batch_calls.LoopStep.make(exe, self.entry, batch.source,
+                                                       self.size, self.targets)
+            if self._step is not None:
+                return self._step.run(batch.idx)
         return exe.run(self.entry, batch.feeds(self.size, self.targets))
 
 

@@ -96,3 +96,31 @@ def test_train_on_batch_reads_its_batch_in_place(nthreads):
     np.testing.assert_array_equal(y, Y)
     for a, b in zip(nat.get_weights(), ref.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_fit_evaluate_predict_loops_read_their_batches_in_place(shuffle):
+    """Batches of consecutive rows are read in place, shuffled ones gathered into the
+    arena, the padded last one (30 rows in batches of 8) copied: the same weights,
+    losses and predictions as the reference interpreter, the arrays untouched."""
+    nat, ref = _pair()
+    x, y = X[:30].copy(), Y[:30].copy()
+    sw = np.linspace(0.5, 1.5, 30).astype(np.float32)
+    for model in (nat, ref):
+        np.random.seed(5)
+        model.fit(x, y, sample_weight=sw, batch_size=8, epochs=2, shuffle=shuffle, verbose=0)
+    for a, b in zip(nat.get_weights(), ref.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(nat.evaluate(x, y, batch_size=8, verbose=0),
+                               ref.evaluate(x, y, batch_size=8, verbose=0), rtol=1e-4)
+    np.testing.assert_allclose(nat.predict(x, batch_size=8, verbose=0),
+                               ref.predict(x, batch_size=8, verbose=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(x, X[:30])
+    np.testing.assert_array_equal(y, Y[:30])
+    # float64 and Fortran-ordered data (converted or copied on the way)
+    xf = np.asfortranarray(x.astype(np.float64))
+    np.testing.assert_allclose(nat.predict(xf, batch_size=8, verbose=0),
+                               ref.predict(x, batch_size=8, verbose=0), rtol=1e-5, atol=1e-6)
+    exe = next(iter(nat._executables.values()))
+    slots = [i for e in exe._slots.values() for side in e.values() for i in side.values()]
+    assert slots and not exe.pointers[slots].any()     # no slot left pointing at the data
