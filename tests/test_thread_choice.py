@@ -4,6 +4,10 @@ host (runtime/barrier_probe.py). The model is checked on given costs; the probe
 only for well-formed results (its numbers depend on the machine's load)."""
 from __future__ import annotations
 
+import platform
+import sys
+import time
+
 import numpy as np
 import pytest
 
@@ -101,3 +105,23 @@ def test_environment_override_and_probe_results(monkeypatch):
     barrier_s, wake_s, speedup = measured(2)
     assert np.isfinite([barrier_s, wake_s, speedup]).all()
     assert barrier_s > 0 and wake_s > 0 and 0 < speedup <= 2
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or platform.machine() != "x86_64",
+                    reason="reads the worker's system call from /proc (Linux, x86-64 numbering)")
+def test_idle_workers_block_in_the_kernel_and_wake_for_the_next_step():
+    """After a step the workers spin briefly, nap, then block on a futex (an idle
+    process uses no CPU); the next step wakes them and computes the same numbers."""
+    m = models.Sequential([layers.Input((64,)), layers.Dense(64)])
+    m.compile(optimizer="sgd", loss="mse", nthreads=2)
+    x = np.random.default_rng(0).standard_normal((8, 64)).astype(np.float32)
+    first = m.predict_on_batch(x)
+    worker = next(iter(m._executables.values()))._pool.threads[0]
+    syscall = f"/proc/self/task/{worker.native_id}/syscall"
+    deadline = time.monotonic() + 30
+    while open(syscall).read().split()[0] != "202":       # futex
+        assert time.monotonic() < deadline, "the idle worker never blocked"
+        time.sleep(0.01)
+    want = x @ m.layers[0].kernel.numpy() + m.layers[0].bias.numpy()
+    np.testing.assert_allclose(first, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(m.predict_on_batch(x), want, rtol=1e-5, atol=1e-5)

@@ -27,7 +27,7 @@ FORMAT_VERSION = 1
 HEADER_BYTES = 64
 
 # What the compiled code may call besides LLVM intrinsics: libc, and libm's float math.
-LIBC = {"sched_yield", "usleep", "memcpy", "memmove", "memset"}
+LIBC = {"sched_yield", "usleep", "syscall", "memcpy", "memmove", "memset"}
 LIBM_PREFIXES = ("exp", "log", "pow", "sin", "cos", "tan", "atan", "asin", "acos", "sinh",
                  "cosh", "tanh", "erf", "sqrt", "fmod", "round", "floor", "ceil", "trunc",
                  "fmin", "fmax", "rint", "nearbyint", "cbrt", "hypot", "ldexp", "frexp")
