@@ -48,7 +48,7 @@ def signature(arrays) -> tuple | None:
 class PreparedCall:
     """One entry point of one native executable, bound to arrays of one signature."""
     __slots__ = ("table", "placed", "fn", "names", "slots", "fixed", "outputs", "bounded",
-                 "pointers", "bound_inputs", "bound_outputs")
+                 "pointers", "bound_inputs", "bound_outputs", "ones", "fixed_pointers", "cleared")
 
     def __init__(self, model, exe, entry, names, n):
         inputs = exe._inputs[entry]
@@ -57,14 +57,18 @@ class PreparedCall:
         self.fn = exe._fns[entry]
         self.names = names
         self.slots = [inputs[k] for k in names]
-        # Every row real, every weight 1: what the full path feeds a whole batch.
-        self.fixed = [(inputs[k], row_mask(n, n)) for k in ("mask", "sample_weight")
-                      if k in inputs]
+        # Every row real, every weight 1: what the full path feeds a whole batch (read
+        # where it is kept, through the pointer slots, else copied).
+        self.ones = row_mask(n, n)
+        slots = exe._slots[entry]
+        fixed = [k for k in ("mask", "sample_weight") if k in inputs]
+        self.fixed_pointers = [(slots["inputs"][k], self.ones.ctypes.data) for k in fixed
+                               if k in slots["inputs"]]
+        self.fixed = [(inputs[k], self.ones) for k in fixed if k not in slots["inputs"]]
         self.outputs = list(exe._outputs[entry].items())
         g = exe.graphs[entry]
         self.bounded = g if g.input_bounds else None
         self.pointers = exe.pointers
-        slots = exe._slots[entry]
         # (position, slot index) of the inputs that may be read in place
         self.bound_inputs = [(n, slots["inputs"][k]) for n, k in enumerate(names)
                              if k in slots["inputs"] and inputs[k].dtype == np.float32
@@ -74,6 +78,9 @@ class PreparedCall:
                               if k in slots["outputs"] and v.nbytes >= IN_PLACE_BYTES]
         bound = {k for k, *_ in self.bound_outputs}
         self.outputs = [(k, v) for k, v in self.outputs if k not in bound]
+        # the slots a call may set, zeroed after it
+        self.cleared = ([i for _, i in self.bound_inputs] + [i for i, _ in self.fixed_pointers]
+                        + [i for _, i, _, _ in self.bound_outputs])
 
     @classmethod
     def make(cls, model, exe, entry, arrays, names):
@@ -116,6 +123,8 @@ class PreparedCall:
                 np.copyto(slot, a, casting="unsafe")
         for slot, a in self.fixed:
             np.copyto(slot, a)
+        for index, address in self.fixed_pointers:
+            pointers[index] = address
         results = {}
         for name, index, shape, dtype in self.bound_outputs:
             out = results[name] = np.empty(shape, dtype)
@@ -123,9 +132,7 @@ class PreparedCall:
         try:
             self.fn()
         finally:
-            for _, index in self.bound_inputs:
-                pointers[index] = 0
-            for _, index, _, _ in self.bound_outputs:
+            for index in self.cleared:
                 pointers[index] = 0
         # Copies: the arena is reused by the next step (a 0-d result as a numpy scalar).
         for k, v in self.outputs:
