@@ -84,8 +84,10 @@ def build_module(entries: list[Entry], nthreads: int = 1, name: str = "kcompile"
         state.name, work.name, tid.name, sync.name = "state", "work", "tid", "sync"
         b = ir.IRBuilder(step.append_basic_block("entry"))
         restore = _flush_denormals(module, b)
-        e, bound = _bind_io(b, e, work, table) if table is not None else (e, {})
-        emit_entry(ctx, b, e, state, work, tid, sync, inputs=bound)
+        placed, bound = _bind_io(b, e, work, table) if table is not None else (e, {})
+        # (barriers from the arena plan: a bound value's buffer is its arena place
+        # whenever its slot is zero, and that place is other values' at other times)
+        emit_entry(ctx, b, placed, state, work, tid, sync, inputs=bound, arena=e.plan)
         restore(b)
         b.ret_void()
     return module
@@ -199,14 +201,15 @@ class _Context:
 
 
 def emit_entry(ctx: _Context, b, e: Entry, state, work, tid, sync, inputs: dict,
-               read_before=()):
+               read_before=(), arena=None):
     """Call e's kernels in order (a barrier before each that depends on one since
     the last), then its copy-backs.
 
     state/work: base pointers of the regions; inputs: pointers bound to pinned
     input leaves (scan bodies), by leaf id; read_before: (region, start, end) byte
     ranges thread 0 may still be reading when the entry starts (a scan step's copy
-    of its carries), which no kernel may overwrite before a barrier.
+    of its carries), which no kernel may overwrite before a barrier; arena: the
+    plan whose places the barriers are decided from (default: e's).
     """
     g, plan = e.fused.graph, e.plan
     consts = {v: _constant_global(ctx.module, f"{e.name}.c{n}", g.nodes[v].value)
@@ -220,7 +223,7 @@ def emit_entry(ctx: _Context, b, e: Entry, state, work, tid, sync, inputs: dict,
         base = state if loc.region == "state" else work
         return b.gep(base, [i64(loc.offset)], inbounds=True, source_etype=I8)
 
-    pending = _Pending(g, plan, ctx.nthreads)
+    pending = _Pending(g, arena or plan, ctx.nthreads)
     pending.reads += list(read_before)
     for k in e.fused.kernels:
         if k.kind == "view":
@@ -275,9 +278,7 @@ class _Pending:
         out = []
         for v in values:
             loc = self.plan.locations[v]
-            if loc.region == "input":       # a buffer of its own (offset: the value bound)
-                out.append((("input", loc.offset), 0, max(self.g.type(v).nbytes, 1)))
-            elif loc.region != "const":
+            if loc.region != "const":
                 out.append((loc.region, loc.offset, loc.offset + max(self.g.type(v).nbytes, 1)))
         return out
 
