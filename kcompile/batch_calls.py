@@ -171,16 +171,19 @@ class LoopStep:
     A shuffled batch's rows are gathered straight into the arena. Inputs that cannot
     be read in place (another dtype or layout) are copied; a padded batch takes the
     full path."""
-    __slots__ = ("fn", "pointers", "inputs", "outputs", "indices")
+    __slots__ = ("fn", "pointers", "moves", "fixed", "gathers", "copies", "outputs")
 
-    def __init__(self, exe, entry, inputs):
+    def __init__(self, exe, entry, moves, copies):
         self.fn = exe._fns[entry]
         self.pointers = exe.pointers
-        # (arena slot, array, pointer slot index or None, the array's address, bytes
-        # per row (0: the same array every step), whether it is a batch's rows)
-        self.inputs = inputs
+        # (pointer slot index, the array's address, bytes per row (0: one array for
+        # every step), the array, its arena slot) of the inputs read in place
+        self.moves = moves
+        self.fixed = [(index, base) for index, base, row, _, _ in moves if not row]
+        self.gathers = [(a, slot) for _, _, row, a, slot in moves if row]
+        # (arena slot, array, whether it is a batch's rows) of the inputs copied
+        self.copies = copies
         self.outputs = list(exe._outputs[entry].items())
-        self.indices = [index for _, _, index, _, _, _ in inputs if index is not None]
 
     @classmethod
     def make(cls, exe, entry, source, size, targets):
@@ -201,40 +204,36 @@ class LoopStep:
         fixed = {k: v for k, v in fixed.items() if k in slots}
         if set(rows) | set(fixed) != set(slots):
             return None
-        inputs = []
+        moves, copies = [], []
         for name, a in [*rows.items(), *fixed.items()]:
             slot, per_row = slots[name], name in rows
             if per_row and (a.shape[1:] != slot.shape[1:] or len(a) < size):
                 return None
-            index = pointer_slots.get(name)
-            if (index is None or a.dtype != slot.dtype or not a.flags.c_contiguous
-                    or not a.flags.aligned):
-                index = None
-            row = a.strides[0] if per_row and a.ndim else 0
-            inputs.append((slot, a, index, a.ctypes.data, row, per_row))
-        return cls(exe, entry, inputs)
+            if (name in pointer_slots and a.dtype == slot.dtype and a.flags.c_contiguous
+                    and a.flags.aligned):
+                row = a.strides[0] if per_row and a.ndim else 0
+                moves.append((pointer_slots[name], a.ctypes.data, row, a, slot))
+            else:
+                copies.append((slot, a, per_row))
+        return cls(exe, entry, moves, copies)
 
     def run(self, rows) -> dict:
         """The step on `rows` of the arrays: a slice of a batch size, or their indices."""
         pointers = self.pointers
         if type(rows) is slice:
             start = rows.start
-            for slot, a, index, base, row, per_row in self.inputs:
-                if index is not None:
-                    pointers[index] = base + start * row
-                else:
-                    np.copyto(slot, a[rows] if per_row else a, casting="unsafe")
+            for index, base, row, _, _ in self.moves:
+                pointers[index] = base + start * row
         else:
-            for slot, a, index, base, row, per_row in self.inputs:
-                if not per_row and index is not None:
-                    pointers[index] = base
-                elif index is not None:             # same dtype: no conversion
-                    a.take(rows, 0, slot)
-                else:
-                    np.copyto(slot, a[rows] if per_row else a, casting="unsafe")
+            for index, base in self.fixed:
+                pointers[index] = base
+            for a, slot in self.gathers:        # (same dtype: nothing to convert)
+                a.take(rows, 0, slot)
+        for slot, a, per_row in self.copies:
+            np.copyto(slot, a[rows] if per_row else a, casting="unsafe")
         try:
             self.fn()
         finally:
-            for index in self.indices:
+            for index, _, _, _, _ in self.moves:
                 pointers[index] = 0
         return {k: v[()] if v.ndim == 0 else v.copy() for k, v in self.outputs}
