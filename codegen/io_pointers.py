@@ -11,9 +11,10 @@ slot, 8 bytes past the arena's planned buffers:
   slot set to an address                                the entry's kernels read
       the input from there, or write the output there.
 
-An output can be bound when a kernel computes it into the arena: not a weight,
-an input or a constant returned as they are, not the buffer of another output,
-not a value copied back into the state. Views (reshapes) of a bound value share
+An input can be bound unless it is returned as an output (the caller reads the
+outputs from the arena). An output can be bound when a kernel computes it into
+the arena: not a weight, an input or a constant returned as they are, not the
+buffer of another output, not a value copied back into the state. Views (reshapes) of a bound value share
 its pointer, as they share its buffer in the plan.
 """
 from __future__ import annotations
@@ -49,11 +50,13 @@ def bindable(e) -> tuple[dict[int, int], dict[str, int]]:
     g, plan = e.fused.graph, e.plan
     alias = _aliases(e.fused)
     root = lambda v: alias.get(v, v)        # noqa: E731
+    roots = [root(v) for v in g.outputs.values()]
+    # (an input returned as an output, or a view of it, stays where the caller reads
+    # the outputs: in the arena)
     inputs = {v: v for v in g.leaves()
               if g.nodes[v].role in ("input", "target") and plan.locations.get(v) is not None
-              and plan.locations[v].region == "work"}
+              and plan.locations[v].region == "work" and v not in roots}
     copied = {root(src) for src, _ in plan.copies}
-    roots = [root(v) for v in g.outputs.values()]
     outputs = {}
     for name, v in g.outputs.items():
         r = root(v)

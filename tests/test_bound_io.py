@@ -124,3 +124,13 @@ def test_fit_evaluate_predict_loops_read_their_batches_in_place(shuffle):
     exe = next(iter(nat._executables.values()))
     slots = [i for e in exe._slots.values() for side in e.values() for i in side.values()]
     assert slots and not exe.pointers[slots].any()     # no slot left pointing at the data
+
+
+def test_an_input_returned_as_the_output_is_not_read_in_place():
+    """Dropout at inference is the identity: the output is the input's own buffer,
+    which the caller reads from the arena, so the input is copied there."""
+    m = models.Sequential([layers.Input((FEATURES,)), layers.Dropout(0.5)])
+    m.compile(optimizer="sgd", loss="mse")
+    for _ in range(2):
+        np.testing.assert_array_equal(m.predict_on_batch(X), X)
+        np.testing.assert_array_equal(m.predict(X, batch_size=64, verbose=0), X)
