@@ -14,8 +14,10 @@ slot, 8 bytes past the arena's planned buffers:
 An input can be bound unless it is returned as an output (the caller reads the
 outputs from the arena). An output can be bound when a kernel computes it into
 the arena: not a weight, an input or a constant returned as they are, not the
-buffer of another output, not a value copied back into the state. Views (reshapes) of a bound value share
-its pointer, as they share its buffer in the plan.
+buffer of another output, not a value copied back into the state. Views
+(reshapes) of a bound value share its pointer, as they share its buffer in the
+plan. Barriers between kernels are still decided from the arena plan
+(codegen/module.py): with its slot at zero a value is where the plan put it.
 """
 from __future__ import annotations
 
