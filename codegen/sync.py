@@ -42,7 +42,8 @@ _FUTEX_WAIT, _FUTEX_WAKE = 128, 129         # FUTEX_WAIT/WAKE | FUTEX_PRIVATE_FL
 
 def _futex_number():
     from .target import host
-    return _FUTEX.get(host()[0].split("-")[0])
+    triple = host()[0]
+    return _FUTEX.get(triple.split("-")[0]) if "linux" in triple else None
 
 
 # The step's arguments from the control block: %state, %work, %sync.
