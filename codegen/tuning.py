@@ -92,9 +92,10 @@ def _stored(key) -> Tiling | None:
 
 def candidates(M: int, N: int, K: int, nthreads: int) -> list[Tiling]:
     """The constants first, then a few tilings that differ where CPUs differ (cache
-    sizes, load ports): shorter k-blocks with rows of A blocked for L2; a tile with
-    more rows and fewer vectors (fewer loads of B per FMA) with the rows split
-    between threads; the other thread split. Few, so compiling them stays cheap."""
+    sizes and associativity, load ports): packed panels of B in L1-sized k-blocks;
+    short k-blocks with rows of A blocked for L2; a tile with more rows and fewer
+    vectors (fewer loads of B per FMA) with the rows split between threads; packed
+    panels with the other thread split. Few, so compiling them stays cheap."""
     W, vmax = vector_shape()
     base = default_tiling(M, N, K, nthreads)
     out = [base]
@@ -103,13 +104,16 @@ def candidates(M: int, N: int, K: int, nthreads: int) -> list[Tiling]:
         if t not in out:
             out.append(t)
     other = "rows" if base.split == "cols" else "cols"
-    add(replace(base, kc_max=KC_MAX // 2, mc=8 * base.mr))
+    short = KC_MAX // 2
+    if N >= W:
+        add(replace(base, kc_max=short, pack=True))
+    add(replace(base, kc_max=short, mc=8 * base.mr))
     mr, v = (8, 3) if vmax == 4 else (4, 3) if vmax == 2 else (base.mr, base.v)
     v = max(1, min(v, N // W))
     mr = mr if v > 1 else tile_rows(1)
     add(Tiling(mr, v, base.kc_max, "rows" if nthreads > 1 else base.split, 8 * mr))
     if nthreads > 1:
-        add(replace(base, split=other))
+        add(replace(base, split=other, pack=N >= W))
     return out
 
 
@@ -135,22 +139,32 @@ def _tune(key, shape) -> Tiling:
 
 
 def _module(cands, M, N, K, a_trans, nthreads):
-    """One function per candidate: void(ptr A, ptr B, ptr C, i64 tid)."""
+    """One function per candidate: void(ptr A, ptr B, ptr C, ptr pack, i64 tid), where
+    pack holds each thread's packed panel (pack_bytes)."""
     from llvmlite import ir
 
-    from .irutil import I64, PTR, Partition
+    from .irutil import F32, I64, PTR, Partition
     from .lower.gemm import gemm
     module = ir.Module(name="kcompile-tuning")
     for i, t in enumerate(cands):
-        fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, PTR, PTR, I64]), name=f"cand{i}")
-        A, B, C, tid = fn.args
-        for p in (A, B, C):
+        fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, PTR, PTR, PTR, I64]),
+                         name=f"cand{i}")
+        A, B, C, P, tid = fn.args
+        for p in (A, B, C, P):
             p.add_attribute("noalias")
         b = ir.IRBuilder(fn.append_basic_block("entry"))
         part = Partition(tid, nthreads) if nthreads > 1 else None
-        gemm(b, A, B, C, M, N, K, a_trans=a_trans, part=part, tiling=t)
+        pack = b.gep(P, [b.mul(tid, ir.Constant(I64, _pack_stride(cands, N, K)))], inbounds=True,
+                     source_etype=F32)
+        gemm(b, A, B, C, M, N, K, a_trans=a_trans, part=part, tiling=t, pack=pack)
         b.ret_void()
     return module
+
+
+def _pack_stride(cands, N, K) -> int:
+    """Floats between two threads' packed panels: the largest any candidate needs."""
+    W, _ = vector_shape()
+    return max([16] + [-(-t.pack_floats(N, K, W) // 16) * 16 for t in cands])
 
 
 def _aligned(n):
@@ -169,9 +183,11 @@ def measure(cands, M, N, K, a_trans, nthreads) -> list[float]:
     A, B, C = _aligned(M * K), _aligned(K * N), _aligned(M * N)
     A[:] = rng.standard_normal(M * K, dtype=np.float32)
     B[:] = rng.standard_normal(K * N, dtype=np.float32)
-    proto = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
+    P = _aligned(_pack_stride(cands, N, K) * nthreads)
+    proto = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                             ctypes.c_void_p, ctypes.c_int64)
     fns = [proto(code.addresses[n]) for n in names]
-    args = (A.ctypes.data, B.ctypes.data, C.ctypes.data)
+    args = (A.ctypes.data, B.ctypes.data, C.ctypes.data, P.ctypes.data)
 
     def once(fn):
         worst = 0.0

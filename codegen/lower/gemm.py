@@ -57,6 +57,11 @@ class Tiling:
     kc_max: int
     split: str
     mc: int = 0       # rows of A per block kept in L2 across column panels (0: all rows)
+    pack: bool = False  # copy each k-block of a column panel of B to a contiguous buffer
+
+    def pack_floats(self, N: int, K: int, W: int) -> int:
+        """Floats of the per-thread buffer a packed panel of B takes (0: not packed)."""
+        return k_block(K, self.kc_max) * self.vectors(N, W) * W if self.pack and N >= W else 0
 
     def vectors(self, N: int, W: int) -> int:
         """Vectors per tile row for N columns (narrow products take fewer)."""
@@ -121,10 +126,11 @@ def _masked(module, kind, vec):
 
 
 def _tile(b, A, B, C, K, lda, ldb, ldc, i0, j0, rows, W, V, last_lanes=None, a_trans=False,
-          kblock=None, epilogue=None):
+          kblock=None, epilogue=None, b_at=None):
     """One rows x (V*W) tile of C; the last vector covers only `last_lanes` columns
     (masked loads and stores) when given. With a_trans, A is stored K x M (C = A^T B):
-    the values broadcast at step k are then contiguous, and no transpose is needed."""
+    the values broadcast at step k are then contiguous, and no transpose is needed.
+    b_at(b, k), when given, points at row k of the tile's columns of B (a packed panel)."""
     vec = ir.VectorType(F32, W)
     fma = _fma(b.module, vec)
     zero = ir.Constant(vec, [0.0] * W)
@@ -143,7 +149,7 @@ def _tile(b, A, B, C, K, lda, ldb, ldc, i0, j0, rows, W, V, last_lanes=None, a_t
         return b.load(p, typ=vec, align=4)
 
     def kstep(b, k, acc):
-        brow = _gep(b, B, b.add(b.mul(k, i64(ldb)), j0))
+        brow = b_at(b, k) if b_at else _gep(b, B, b.add(b.mul(k, i64(ldb)), j0))
         bv = [load_b(b, _gep(b, brow, i64(v * W)), v) for v in range(V)]
         ak = a_step(b, k)
         out = []
@@ -201,7 +207,7 @@ def _when(b, cond, emit):
 
 
 def _row_tiles(b, A, B, C, M, K, lda, ldb, ldc, j0, W, V, last_lanes, a_trans, rows=None,
-               kblock=None, epilogue=None, mr=MR):
+               kblock=None, epilogue=None, mr=MR, b_at=None):
     """The tiles of one column panel, for row tiles in `rows` = (lo, hi) (default: all)."""
     m_tiles, rem = M // mr, M % mr
     count = m_tiles + (1 if rem else 0)
@@ -210,22 +216,23 @@ def _row_tiles(b, A, B, C, M, K, lda, ldb, ldc, j0, W, V, last_lanes, a_trans, r
     if m_tiles:
         loop(b, full_hi, lambda b, it, _: _tile(b, A, B, C, K, lda, ldb, ldc, b.mul(it, i64(mr)),
                                                  j0, mr, W, V, last_lanes, a_trans, kblock,
-                                                 epilogue),
+                                                 epilogue, b_at),
              name="it", start=lo)
     if rem:
         emit = lambda: _tile(b, A, B, C, K, lda, ldb, ldc, i64(m_tiles * mr), j0, rem, W, V,  # noqa: E731
-                             last_lanes, a_trans, kblock, epilogue)
+                             last_lanes, a_trans, kblock, epilogue, b_at)
         if rows:    # the thread whose (non-empty) share ends with the last tile
             _when(b, b.and_(b.icmp_signed("==", hi, i64(count)), b.icmp_signed("<", lo, hi)), emit)
         else:
             emit()
 
 
-def gemm(b, A, B, C, M, N, K, a_trans=False, part=None, epilogue=None, tiling=None):
+def gemm(b, A, B, C, M, N, K, a_trans=False, part=None, epilogue=None, tiling=None, pack=None):
     """C (M x N) = op(A) @ B (K x N), row-major; op(A) = A (M x K), or A^T for A (K x M).
 
     Cut as `tiling` says (default: default_tiling): threads split the column panels
     or the row tiles; a split with fewer units than threads falls back to the other.
+    With tiling.pack, `pack` is this thread's buffer of tiling.pack_floats(N, K, W).
     """
     lda, ldb, ldc = (M if a_trans else K), N, N
     nthreads = part.nthreads if part is not None else 1
@@ -247,12 +254,33 @@ def gemm(b, A, B, C, M, N, K, a_trans=False, part=None, epilogue=None, tiling=No
     lo, hi = part.share(b, col_count) if split_cols else (i64(0), i64(col_count))
     full_hi = b.select(b.icmp_signed("<", hi, i64(n_tiles)), hi, i64(n_tiles))
 
+    packed = tiling.pack_floats(N, K, W) > 0
+    assert not packed or pack is not None, "a packed tiling needs its buffer"
+
+    def panel(kblock, rows, b, jt):
+        j0 = b.mul(jt, i64(NR))
+        if not packed:
+            _row_tiles(b, A, B, C, M, K, lda, ldb, ldc, j0, W, V, None, a_trans, rows, kblock,
+                       epilogue, mr)
+            return
+        # Rows k0..k1 of the panel, contiguous: B's rows are ldb apart, and at a
+        # power-of-two stride they share a few L1 sets and evict one another.
+        k0, k1 = (kblock[0], kblock[1]) if kblock else (i64(0), i64(K))
+        vec = ir.VectorType(F32, W)
+
+        def copy(b, k, _):
+            src = _gep(b, B, b.add(b.mul(k, i64(ldb)), j0))
+            dst = _gep(b, pack, b.mul(b.sub(k, k0), i64(NR)))
+            for v in range(V):
+                b.store(b.load(_gep(b, src, i64(v * W)), typ=vec, align=4),
+                        _gep(b, dst, i64(v * W)), align=4)
+        loop(b, k1, copy, name="pk", start=k0)
+        _row_tiles(b, A, B, C, M, K, lda, ldb, ldc, j0, W, V, None, a_trans, rows, kblock,
+                   epilogue, mr, b_at=lambda b, k: _gep(b, pack, b.mul(b.sub(k, k0), i64(NR))))
+
     def panels_of(kblock, rows):
         if n_tiles:
-            loop(b, full_hi, lambda b, jt, _: _row_tiles(b, A, B, C, M, K, lda, ldb, ldc,
-                                                          b.mul(jt, i64(NR)), W, V, None, a_trans,
-                                                          rows, kblock, epilogue, mr),
-                 name="jt", start=lo)
+            loop(b, full_hi, lambda b, jt, _: panel(kblock, rows, b, jt) or [], name="jt", start=lo)
         if rest:
             # The columns past the last full panel: ceil(rest / W) vectors, the last masked.
             _when(b, b.and_(b.icmp_signed("==", hi, i64(col_count)), b.icmp_signed("<", lo, hi)),

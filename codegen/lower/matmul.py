@@ -35,7 +35,18 @@ def scratch_bytes(graph, kernel: Kernel, nthreads: int = 1) -> int:
     product = _pad(graph.type(matmul_of(graph, kernel)).nbytes) \
         if _needs_product_buffer(graph, kernel, nthreads) else 0
     return (_transpose_scratch(graph, kernel, nthreads) + product
-            + epilogue_tile_bytes(graph, kernel, nthreads) * nthreads)
+            + (epilogue_tile_bytes(graph, kernel, nthreads) + _pack_bytes(graph, kernel, nthreads))
+            * nthreads)
+
+
+def _pack_bytes(graph, kernel, nthreads) -> int:
+    """Per thread: a packed k-block of a column panel of B, when the tiling packs."""
+    if _dot_products(graph, kernel):
+        return 0
+    v = matmul_of(graph, kernel)
+    W, _ = vector_shape()
+    N = graph.type(v).shape[1]
+    return _pad(tiling_of(graph, kernel, nthreads).pack_floats(N, _k_of(graph, v), W) * 4)
 
 
 def tiling_of(graph, kernel: Kernel, nthreads: int = 1):
@@ -174,6 +185,15 @@ def lower_matmul(b, graph, kernel: Kernel, buffers, fn, scratch=None, part=None)
         _matmul_nt(b, A, B, C, M, N, K, part, epi, tile)
         return
     tiling = tiling_of(graph, kernel, nthreads)
+    pack = None
+    per_pack = _pack_bytes(graph, kernel, nthreads)
+    if per_pack:
+        # After the transposed B, the product and the epilogue tiles (scratch_bytes).
+        off = scratch_bytes(graph, kernel, nthreads) - per_pack * nthreads
+        if part is not None:
+            off = b.add(i64(off), b.mul(part.tid, i64(per_pack)))
+        pack = b.gep(scratch, [off if part is not None else i64(off)], inbounds=True,
+                     source_etype=I8)
     if epilogue is not None:
         base = _transpose_scratch(graph, kernel, nthreads)
         if _k_blocked(graph, kernel, nthreads):
@@ -196,9 +216,11 @@ def lower_matmul(b, graph, kernel: Kernel, buffers, fn, scratch=None, part=None)
         off = b.mul(part.tid, i64(per_thread)) if part is not None else i64(0)
         Bt = b.gep(scratch, [off], inbounds=True, source_etype=I8)
         _transpose_into(b, B, Bt, N, K)
-        gemm(b, A, Bt, C, M, N, K, a_trans=ta, part=part, epilogue=epilogue, tiling=tiling)
+        gemm(b, A, Bt, C, M, N, K, a_trans=ta, part=part, epilogue=epilogue, tiling=tiling,
+             pack=pack)
     else:
-        gemm(b, A, B, C, M, N, K, a_trans=ta, part=part, epilogue=epilogue, tiling=tiling)
+        gemm(b, A, B, C, M, N, K, a_trans=ta, part=part, epilogue=epilogue, tiling=tiling,
+             pack=pack)
 
 
 def _matmul_nt(b, A, B, C, M, N, K, part=None, epilogue=None, tile=None):
