@@ -14,13 +14,14 @@ from the stored partial sum), so the choice changes speed, never results.
 Tuning is skipped, and the constants used, for products under MIN_FLOP (too
 short to gain what measuring costs), when the disk cache is off
 (KCOMPILE_NO_CACHE: the result could not be kept) and when KCOMPILE_TUNE=0.
-With several threads, a tiling's time is its slowest thread's share, each
-share timed alone on one thread (threads of a shared machine may not be free).
+On several threads the candidates run on the step's own worker pool, so the
+threads' competition for caches and memory bandwidth is in the times.
 """
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import hashlib
 import os
 import time
@@ -62,14 +63,18 @@ def forced(tiling: Tiling):
         _forced.pop()
 
 
-def gemm_tiling(M: int, N: int, K: int, a_trans: bool, nthreads: int) -> Tiling:
-    """The tiling to lower C (M x N) = op(A) (M x K) @ B with, on `nthreads` threads."""
+def gemm_tiling(M: int, N: int, K: int, a_trans: bool, nthreads: int, streams=(0, 0)) -> Tiling:
+    """The tiling to lower C (M x N) = op(A) (M x K) @ B with, on `nthreads` threads.
+
+    streams: (reads, writes) of M x N arrays by a fused epilogue (an optimizer's
+    update reads and writes its weights and moments): their traffic is part of the
+    kernel's time and favours other loop orders, so candidates are timed with it."""
     if _forced:
         return _forced[-1]
     default = default_tiling(M, N, K, nthreads)
     if 2.0 * M * N * K < MIN_FLOP or not enabled():
         return default
-    shape = (M, N, K, bool(a_trans), nthreads)
+    shape = (M, N, K, bool(a_trans), nthreads, *streams)
     key = (fingerprint(), cache.compiler_version(), shape)
     if key not in _chosen:
         _chosen[key] = _stored(key) or _tune(key, shape)
@@ -90,12 +95,14 @@ def _stored(key) -> Tiling | None:
         return None
 
 
-def candidates(M: int, N: int, K: int, nthreads: int) -> list[Tiling]:
+def candidates(M: int, N: int, K: int, nthreads: int, streams=(0, 0)) -> list[Tiling]:
     """The constants first, then a few tilings that differ where CPUs differ (cache
     sizes and associativity, load ports): packed panels of B in L1-sized k-blocks;
     short k-blocks with rows of A blocked for L2; a tile with more rows and fewer
     vectors (fewer loads of B per FMA) with the rows split between threads; packed
-    panels with the other thread split. Few, so compiling them stays cheap."""
+    panels with the other thread split; with an epilogue streaming arrays, each row
+    tile across all of this thread's columns in turn (the arrays' rows are then read
+    in order). Few, so compiling them stays cheap."""
     W, vmax = vector_shape()
     base = default_tiling(M, N, K, nthreads)
     out = [base]
@@ -114,14 +121,16 @@ def candidates(M: int, N: int, K: int, nthreads: int) -> list[Tiling]:
     add(Tiling(mr, v, base.kc_max, "rows" if nthreads > 1 else base.split, 8 * mr))
     if nthreads > 1:
         add(replace(base, split=other, pack=N >= W))
+    if any(streams):
+        add(replace(base, mc=base.mr))
     return out
 
 
 def _tune(key, shape) -> Tiling:
     t0 = time.perf_counter()
-    M, N, K, a_trans, nthreads = shape
-    cands = candidates(M, N, K, nthreads)
-    times = measure(cands, M, N, K, a_trans, nthreads)
+    M, N, K, a_trans, nthreads, *streams = shape
+    cands = candidates(M, N, K, nthreads, streams)
+    times = measure(cands, M, N, K, a_trans, nthreads, streams)
     best = min(range(len(cands)), key=lambda i: times[i])
     if times[best] >= times[0] * (1 - TIE):
         best = 0
@@ -131,40 +140,99 @@ def _tune(key, shape) -> Tiling:
     if os.environ.get("KC_DEBUG", "0") not in ("", "0"):
         print(f"[kcompile] tuned {M}x{N}x{K}{' A^T' if a_trans else ''} on {nthreads} threads "
               f"in {cost * 1e3:.0f} ms: {choice} "
-              + ", ".join(f"{c.mr}x{c.v} kc{c.kc_max} {c.split}: {t * 1e6:.0f} us"
+              + ", ".join(f"{c.mr}x{c.v} kc{c.kc_max} {c.split} mc{c.mc}{' pack' if c.pack else ''}: "
+                          f"{t * 1e6:.0f} us"
                           for c, t in zip(cands, times)))
     cache.store(_cache_key(key), b"", {"tiling": choice.__dict__,
                                        "times_us": [t * 1e6 for t in times]})
     return choice
 
 
-def _module(cands, M, N, K, a_trans, nthreads):
-    """One function per candidate: void(ptr A, ptr B, ptr C, ptr pack, i64 tid), where
-    pack holds each thread's packed panel (pack_bytes)."""
+def _module(cands, M, N, K, a_trans, nthreads, streams=(0, 0)):
+    """One function per candidate: void(ptr A, ptr B, ptr C, ptr scratch, ptr X, i64 tid),
+    where scratch holds each thread's packed panel and product tile (_scratch_stride)
+    and X the arrays a stand-in epilogue reads and writes (`streams`)."""
     from llvmlite import ir
 
-    from .irutil import F32, I64, PTR, Partition
-    from .lower.gemm import gemm
+    from .irutil import F32, I32, PTR, Partition, i64
+    from .lower.gemm import _masked, gemm, k_block
     module = ir.Module(name="kcompile-tuning")
+    reads, writes = streams
+    W, _ = vector_shape()
+
+    def epilogue_fn(X):
+        # Straight vector code (no loop for LLVM to vectorize: cheap to compile).
+        def run(b, i0, j0, rows, width, tile, ld):
+            vec = ir.VectorType(F32, W)
+            for r in range(rows):
+                at = b.add(b.mul(b.add(i0, i64(r)), i64(N)), j0)
+                for c in range(0, width, W):
+                    lanes = min(W, width - c)
+                    mask = ir.Constant(ir.VectorType(ir.IntType(1), W), [int(x < lanes) for x in range(W)])
+
+                    def load(p):
+                        if lanes == W:
+                            return b.load(p, typ=vec, align=4)
+                        return b.call(_masked(module, "load", vec),
+                                      [p, ir.Constant(I32, 4), mask, ir.Constant(vec, [0.0] * W)])
+                    x = load(b.gep(tile, [i64(r * ld + c)], inbounds=True, source_etype=F32))
+                    ptrs = [b.gep(X, [b.add(at, i64(c + a * M * N))], inbounds=True, source_etype=F32)
+                            for a in range(max(reads, writes))]
+                    for p in ptrs[:reads]:
+                        x = b.fadd(x, load(p))
+                    for p in ptrs[:writes]:
+                        if lanes == W:
+                            b.store(x, p, align=4)
+                        else:
+                            b.call(_masked(module, "store", vec), [x, p, ir.Constant(I32, 4), mask])
+        return run
+    stride, pack_floats = _scratch_stride(cands, N, K)
     for i, t in enumerate(cands):
-        fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, PTR, PTR, PTR, I64]),
+        fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR] * 5 + [ir.IntType(64)]),
                          name=f"cand{i}")
-        A, B, C, P, tid = fn.args
-        for p in (A, B, C, P):
+        A, B, C, P, X, tid = fn.args
+        for p in (A, B, C, P, X):
             p.add_attribute("noalias")
         b = ir.IRBuilder(fn.append_basic_block("entry"))
         part = Partition(tid, nthreads) if nthreads > 1 else None
-        pack = b.gep(P, [b.mul(tid, ir.Constant(I64, _pack_stride(cands, N, K)))], inbounds=True,
-                     source_etype=F32)
-        gemm(b, A, B, C, M, N, K, a_trans=a_trans, part=part, tiling=t, pack=pack)
+        mine = b.gep(P, [b.mul(tid, i64(stride))], inbounds=True, source_etype=F32)
+        epilogue = None
+        if any(streams):
+            blocked = k_block(K, t.kc_max) < K     # then the epilogue reads the product in C
+            epilogue = (epilogue_fn(X), None if blocked else
+                        b.gep(mine, [i64(pack_floats)], inbounds=True, source_etype=F32))
+        gemm(b, A, B, C, M, N, K, a_trans=a_trans, part=part, tiling=t, pack=mine,
+             epilogue=epilogue)
         b.ret_void()
+        if nthreads > 1:
+            _step(module, fn, nthreads, i)
     return module
 
 
-def _pack_stride(cands, N, K) -> int:
-    """Floats between two threads' packed panels: the largest any candidate needs."""
+def _step(module, cand, nthreads, i):
+    """step{i}(ptr table, ptr work, i64 tid, ptr sync): cand{i} on the operands whose
+    addresses `table` lists, then a barrier (the worker pool's entry signature)."""
+    from llvmlite import ir
+
+    from .irutil import I32, I64, PTR, i64
+    barrier = module.globals.get("kc_barrier") or ir.Function(
+        module, ir.FunctionType(ir.VoidType(), [PTR, I32, I64]), name="kc_barrier")
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, PTR, I64, PTR]), name=f"step{i}")
+    table, _, tid, sync = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    ptrs = [b.load(b.gep(table, [i64(n)], inbounds=True, source_etype=PTR), typ=PTR)
+            for n in range(5)]
+    b.call(cand, [*ptrs, tid])
+    b.call(barrier, [sync, ir.Constant(I32, nthreads), tid])
+    b.ret_void()
+
+
+def _scratch_stride(cands, N, K) -> tuple[int, int]:
+    """(floats of scratch per thread, floats of it before the product tile): the
+    largest packed panel and tile any candidate needs."""
     W, _ = vector_shape()
-    return max([16] + [-(-t.pack_floats(N, K, W) // 16) * 16 for t in cands])
+    pack = max([16] + [-(-t.pack_floats(N, K, W) // 16) * 16 for t in cands])
+    return pack + max(t.tile_floats(N, W) for t in cands), pack
 
 
 def _aligned(n):
@@ -173,29 +241,37 @@ def _aligned(n):
     return raw[skip:skip + n]
 
 
-def measure(cands, M, N, K, a_trans, nthreads) -> list[float]:
-    """Seconds per product for each tiling: its slowest thread's share, best of ROUNDS."""
+def measure(cands, M, N, K, a_trans, nthreads, streams=(0, 0)) -> list[float]:
+    """Seconds per product for each tiling, best of ROUNDS; on several threads, run
+    by the step's own worker pool (threads share caches and memory bandwidth)."""
+    from . import sync
     from .jit import build_object, load_object
-    names = [f"cand{i}" for i in range(len(cands))]
-    code = load_object(build_object(str(_module(cands, M, N, K, a_trans, nthreads))).obj, names,
-                       name="kcompile-tuning")
+    prefix = "step" if nthreads > 1 else "cand"
+    names = [f"{prefix}{i}" for i in range(len(cands))]
+    module = _module(cands, M, N, K, a_trans, nthreads, tuple(streams))
+    code = load_object(build_object(str(module)).obj,
+                       names + (list(sync.SYMBOLS) if nthreads > 1 else []), name="kcompile-tuning")
     rng = np.random.default_rng(0)
     A, B, C = _aligned(M * K), _aligned(K * N), _aligned(M * N)
     A[:] = rng.standard_normal(M * K, dtype=np.float32)
     B[:] = rng.standard_normal(K * N, dtype=np.float32)
-    P = _aligned(_pack_stride(cands, N, K) * nthreads)
-    proto = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
-                             ctypes.c_void_p, ctypes.c_int64)
-    fns = [proto(code.addresses[n]) for n in names]
-    args = (A.ctypes.data, B.ctypes.data, C.ctypes.data, P.ctypes.data)
+    P = _aligned(_scratch_stride(cands, N, K)[0] * nthreads)
+    X = _aligned(max(16, max(streams) * M * N))
+    args = (A.ctypes.data, B.ctypes.data, C.ctypes.data, P.ctypes.data, X.ctypes.data)
+    pool = None
+    if nthreads > 1:
+        from ..runtime.threads import WorkerPool
+        table = np.array(args, np.uint64)
+        pool = WorkerPool(code, nthreads, table.ctypes.data, 0)
+        fns = [functools.partial(pool.run, code.addresses[n]) for n in names]
+    else:
+        proto = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 5, ctypes.c_int64)
+        fns = [functools.partial(proto(code.addresses[n]), *args, 0) for n in names]
 
     def once(fn):
-        worst = 0.0
-        for tid in range(nthreads):
-            t0 = time.perf_counter()
-            fn(*args, tid)
-            worst = max(worst, time.perf_counter() - t0)
-        return worst
+        t0 = time.perf_counter()
+        fn()
+        return time.perf_counter() - t0
     for fn in fns:          # warm: code, operands and C in cache
         once(fn)
     best = [float("inf")] * len(fns)
@@ -205,5 +281,7 @@ def measure(cands, M, N, K, a_trans, nthreads) -> list[float]:
             best[i] = min(best[i], once(fn))
         if r >= 1 and time.perf_counter() > deadline:
             break
+    if pool is not None:
+        pool.close()
     del code
     return best

@@ -162,16 +162,36 @@ def test_small_products_are_not_tuned(tuning_cache):
     assert calls == []
 
 
-def test_measuring_times_every_candidate(tmp_path, monkeypatch):
-    """The real measurement (no timing asserted): one finite time per candidate, and
-    the stored choice is one of them."""
+@pytest.mark.parametrize("nthreads,streams", [(1, (0, 0)), (2, (3, 3))])
+def test_measuring_times_every_candidate(tmp_path, monkeypatch, nthreads, streams):
+    """The real measurement (no timing asserted), alone and on the worker pool with a
+    stand-in epilogue: one finite time per candidate, and the stored choice is one of
+    them."""
     monkeypatch.setenv("KCOMPILE_CACHE_DIR", str(tmp_path))
-    M, N, K = 64, 3 * W, 40
-    cands = tuning.candidates(M, N, K, 2)
-    times = tuning.measure(cands, M, N, K, True, 2)
+    M, N, K = 64, 3 * W + 5, 40
+    cands = tuning.candidates(M, N, K, nthreads, streams)
+    times = tuning.measure(cands, M, N, K, True, nthreads, streams)
     assert len(times) == len(cands) and all(0 < t < 1 for t in times)
-    key = ("cpu", "version", (M, N, K, True, 2))
+    key = ("cpu", "version", (M, N, K, True, nthreads, *streams))
     monkeypatch.setattr(tuning, "measure", lambda c, *s: times)
     assert tuning._tune(key, key[2]) in cands
     assert tuning._stored(key) in cands
     assert cache.load(tuning._cache_key(key)) is not None
+
+
+def test_an_optimizer_update_fused_into_the_weight_gradient_is_tuned_with_its_streams(monkeypatch):
+    """The Adam update of a Dense kernel, fused after dW = X^T dZ, reads and writes the
+    weights and both moments: the tiling is asked for with those 3 + 3 streams."""
+    from kcompile import layers, models
+    from kcompile.codegen.lower import matmul
+    asked = []
+
+    def record(M, N, K, a_trans, nthreads, streams=(0, 0)):
+        asked.append((M, N, K, a_trans, streams))
+        return default_tiling(M, N, K, nthreads)
+    monkeypatch.setattr(matmul, "gemm_tiling", record)
+    monkeypatch.setenv("KCOMPILE_NO_CACHE", "1")
+    m = models.Sequential([layers.Dense(48, activation="relu", input_shape=(40,)), layers.Dense(3)])
+    m.compile(optimizer="adam", loss="mse", nthreads=1)
+    m.train_on_batch(np.ones((16, 40), np.float32), np.ones((16, 3), np.float32))
+    assert (40, 48, 16, True, (3, 3)) in asked

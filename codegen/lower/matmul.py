@@ -53,7 +53,20 @@ def tiling_of(graph, kernel: Kernel, nthreads: int = 1):
     """The GEMM tiling of this kernel's product (tuned for the host when enabled)."""
     v = matmul_of(graph, kernel)
     M, N = graph.type(v).shape
-    return gemm_tiling(M, N, _k_of(graph, v), graph.nodes[v].params["transpose_a"], nthreads)
+    return gemm_tiling(M, N, _k_of(graph, v), graph.nodes[v].params["transpose_a"], nthreads,
+                       _epilogue_streams(graph, kernel, v))
+
+
+def _epilogue_streams(graph, kernel, v) -> tuple[int, int]:
+    """(reads, writes) of arrays shaped like the product by the fused epilogue, at most
+    4 each (an optimizer's update of a kernel's weights: 3 and 3)."""
+    if len(kernel.members) == 1:
+        return 0, 0
+    shape = graph.type(v).shape
+    operands = set(graph.nodes[v].inputs)
+    reads = sum(graph.type(u).shape == shape for u in kernel.inputs if u not in operands)
+    writes = sum(graph.type(u).shape == shape for u in kernel.outputs if u != v)
+    return min(reads, 4), min(writes, 4)
 
 
 def _pad(n):
