@@ -37,7 +37,10 @@ ENV = "KCOMPILE_TUNE"
 MIN_FLOP = 30e6      # below this a product takes < ~0.1 ms: little to gain
 TIE = 0.03           # a candidate must beat the constants by more than this fraction
 ROUNDS = 5           # timings per candidate, interleaved; the fastest counts
-BUDGET_S = 0.03      # measuring time per shape at most (besides compiling candidates)
+BUDGET_S = 0.03      # measuring time per shape at most (besides compiling candidates)...
+MIN_ROUNDS = 3       # ...but at least this many rounds
+CONFIRM = 4          # more rounds of the constants against the leader: a leader that won
+                     # by another process taking the CPU from the constants' run loses here
 
 _chosen: dict[tuple, Tiling] = {}
 _forced: list[Tiling] = []
@@ -279,8 +282,12 @@ def measure(cands, M, N, K, a_trans, nthreads, streams=(0, 0)) -> list[float]:
     for r in range(ROUNDS):
         for i, fn in enumerate(fns):
             best[i] = min(best[i], once(fn))
-        if r >= 1 and time.perf_counter() > deadline:
+        if r + 1 >= MIN_ROUNDS and time.perf_counter() > deadline:
             break
+    leader = min(range(len(fns)), key=lambda i: best[i])
+    for _ in range(CONFIRM if leader else 0):
+        for i in (0, leader):
+            best[i] = min(best[i], once(fns[i]))
     if pool is not None:
         pool.close()
     del code
