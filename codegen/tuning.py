@@ -71,7 +71,7 @@ def gemm_tiling(M: int, N: int, K: int, a_trans: bool, nthreads: int, streams=(0
 
     streams: (reads, writes) of M x N arrays by a fused epilogue (an optimizer's
     update reads and writes its weights and moments): their traffic is part of the
-    kernel's time and favours other loop orders, so candidates are timed with it."""
+    kernel's time and changes which tiling is fastest, so candidates are timed with it."""
     if _forced:
         return _forced[-1]
     default = default_tiling(M, N, K, nthreads)
@@ -98,14 +98,15 @@ def _stored(key) -> Tiling | None:
         return None
 
 
-def candidates(M: int, N: int, K: int, nthreads: int, streams=(0, 0)) -> list[Tiling]:
+def candidates(M: int, N: int, K: int, nthreads: int) -> list[Tiling]:
     """The constants first, then a few tilings that differ where CPUs differ (cache
-    sizes and associativity, load ports): packed panels of B in L1-sized k-blocks;
-    short k-blocks with rows of A blocked for L2; a tile with more rows and fewer
-    vectors (fewer loads of B per FMA) with the rows split between threads; packed
-    panels with the other thread split; with an epilogue streaming arrays, each row
-    tile across all of this thread's columns in turn (the arrays' rows are then read
-    in order). Few, so compiling them stays cheap."""
+    sizes and associativity, load ports): packed panels of B in L1-sized k-blocks; a
+    tile with more rows and fewer vectors (fewer loads of B per FMA) with rows of A
+    blocked for L2 and split between threads; packed panels with the other thread
+    split. Few: compiling them is most of the cost. (Measured and not kept, on a
+    Xeon with AVX-512: short k-blocks with row blocks alone, and each row tile
+    across all columns in turn before an optimizer's update: never the fastest
+    on the worker pool.)"""
     W, vmax = vector_shape()
     base = default_tiling(M, N, K, nthreads)
     out = [base]
@@ -117,22 +118,19 @@ def candidates(M: int, N: int, K: int, nthreads: int, streams=(0, 0)) -> list[Ti
     short = KC_MAX // 2
     if N >= W:
         add(replace(base, kc_max=short, pack=True))
-    add(replace(base, kc_max=short, mc=8 * base.mr))
     mr, v = (8, 3) if vmax == 4 else (4, 3) if vmax == 2 else (base.mr, base.v)
     v = max(1, min(v, N // W))
     mr = mr if v > 1 else tile_rows(1)
     add(Tiling(mr, v, base.kc_max, "rows" if nthreads > 1 else base.split, 8 * mr))
     if nthreads > 1:
         add(replace(base, split=other, pack=N >= W))
-    if any(streams):
-        add(replace(base, mc=base.mr))
     return out
 
 
 def _tune(key, shape) -> Tiling:
     t0 = time.perf_counter()
     M, N, K, a_trans, nthreads, *streams = shape
-    cands = candidates(M, N, K, nthreads, streams)
+    cands = candidates(M, N, K, nthreads)
     times = measure(cands, M, N, K, a_trans, nthreads, streams)
     best = min(range(len(cands)), key=lambda i: times[i])
     if times[best] >= times[0] * (1 - TIE):

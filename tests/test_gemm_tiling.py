@@ -141,7 +141,8 @@ def test_another_cpu_does_not_read_this_cpus_choice(tuning_cache):
 
 
 def test_ties_keep_the_constants(tuning_cache, monkeypatch):
-    monkeypatch.setattr(tuning, "measure", lambda cands, *s: [1.0] + [1.0 - tuning.TIE / 2] * (len(cands) - 1))
+    monkeypatch.setattr(tuning, "measure",
+                        lambda cands, *s: [1.0] + [1.0 - tuning.TIE / 2] * (len(cands) - 1))
     assert tuning.gemm_tiling(*SHAPE) == default_tiling(*SHAPE[:3], SHAPE[4])
 
 
@@ -169,7 +170,7 @@ def test_measuring_times_every_candidate(tmp_path, monkeypatch, nthreads, stream
     them."""
     monkeypatch.setenv("KCOMPILE_CACHE_DIR", str(tmp_path))
     M, N, K = 64, 3 * W + 5, 40
-    cands = tuning.candidates(M, N, K, nthreads, streams)
+    cands = tuning.candidates(M, N, K, nthreads)
     times = tuning.measure(cands, M, N, K, True, nthreads, streams)
     assert len(times) == len(cands) and all(0 < t < 1 for t in times)
     key = ("cpu", "version", (M, N, K, True, nthreads, *streams))
