@@ -13,7 +13,8 @@ from the stored partial sum), so the choice changes speed, never results.
 
 Tuning is skipped, and the constants used, for products under MIN_FLOP (too
 short to gain what measuring costs), when the disk cache is off
-(KCOMPILE_NO_CACHE: the result could not be kept) and when KCOMPILE_TUNE=0.
+(KCOMPILE_NO_CACHE: the result could not be kept), for code built for another
+CPU (an exported library) and when KCOMPILE_TUNE=0.
 On several threads the candidates run on the step's own worker pool, so the
 threads' competition for caches and memory bandwidth is in the times.
 """
@@ -32,7 +33,7 @@ import numpy as np
 
 from . import cache
 from .lower.gemm import KC_MAX, Tiling, default_tiling, tile_rows, vector_shape
-from .target import fingerprint
+from .target import _this_machine, fingerprint, host
 
 ENV = "KCOMPILE_TUNE"
 MIN_FLOP = 30e6      # below this a product takes < ~0.1 ms: little to gain
@@ -51,7 +52,10 @@ compile_s: dict[tuple, float] = {}      # of which compiling the candidates
 
 
 def enabled() -> bool:
-    return os.environ.get(ENV, "1") not in ("0", "off", "false", "") and cache.cache_dir() is not None
+    """Tuning on: not turned off, a cache to keep results in, and code for this machine
+    (an ahead-of-time build for another CPU cannot be timed here)."""
+    return os.environ.get(ENV, "1") not in ("0", "off", "false", "") \
+        and cache.cache_dir() is not None and host() == _this_machine()
 
 
 def key_salt() -> str:

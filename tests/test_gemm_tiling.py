@@ -156,6 +156,17 @@ def test_disabled_tuning_uses_the_constants_without_measuring(tuning_cache, env)
     assert calls == [] and tuning.key_salt() == "tune=off"
 
 
+def test_code_for_another_cpu_is_not_tuned_here(tuning_cache):
+    """An ahead-of-time build for another CPU keeps the constants: its code cannot be
+    timed on this machine."""
+    from kcompile.codegen.target import compiling_for
+    calls, fake_measure, _ = tuning_cache
+    fake_measure(1)
+    with compiling_for("x86-64", ""):
+        assert tuning.gemm_tiling(*SHAPE) == default_tiling(*SHAPE[:3], SHAPE[4])
+    assert calls == []
+
+
 def test_small_products_are_not_tuned(tuning_cache):
     calls, fake_measure, _ = tuning_cache
     fake_measure(1)
