@@ -152,7 +152,7 @@ def _tune(key, shape) -> Tiling:
               + ", ".join(f"{c.mr}x{c.v} kc{c.kc_max} {c.split} mc{c.mc}{' pack' if c.pack else ''}: "
                           f"{t * 1e6:.0f} us"
                           for c, t in zip(cands, times)))
-    cache.store(_cache_key(key), b"", {"tiling": choice.__dict__,
+    cache.store(_cache_key(key), b"", {"tiling": choice.__dict__, "shape": list(shape),
                                        "times_us": [t * 1e6 for t in times]})
     return choice
 
