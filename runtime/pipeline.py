@@ -10,6 +10,7 @@
     pipeline.llvm()                   the LLVM module of every entry, as text (one function
                                       per distinct kernel body, shared by the entries)
     pipeline.object()                 the module optimized at O3 for the host, as object code
+                                      (compiled in partitions on several cores: codegen/jit.py)
     pipeline.executable()             the program loaded to run (native or reference)
 
 Every stage is computed at most once, on first use, and kept: the executable is
@@ -207,7 +208,8 @@ class Pipeline:
     def object(self) -> jit.ObjectCode:
         """The module after LLVM's O3 passes (its text kept) and as object code."""
         return _kept(self._stages, "object",
-                     lambda: jit.build_object(self.llvm_ir(), keep_ir=True))
+                     lambda: jit.build_object(self.llvm_ir(), keep_ir=True,
+                                              threads=jit.compile_threads()))
 
     def optimized_llvm_ir(self) -> str:
         return self.object().optimized_ir
@@ -215,7 +217,7 @@ class Pipeline:
     def assembly(self) -> str:
         """The host assembly of the optimized module."""
         return _kept(self._stages, "asm",
-                     lambda: jit.emit_assembly(self.optimized_llvm_ir()))
+                     lambda: jit.emit_assembly(self.object().optimized_parts))
 
     def compiled(self) -> Compiled:
         """The object code to load: from the disk cache when it holds this program
