@@ -79,17 +79,33 @@ def _unlocked(name: str):
     return getattr(fn, "_cfn", fn)
 
 
-def _pass_builder(tm, level: int):
+@dataclass(frozen=True)
+class Passes:
+    """The O3 pipeline's loop transformations that are on."""
+    unroll: bool = True
+    vectorize: bool = True
+
+
+O3 = Passes()
+SPEED_LEVEL = 3
+NO_UNROLL_KINDS: set = set()
+
+
+def passes_for(kind: str | None) -> Passes:
+    return Passes(unroll=False) if kind in NO_UNROLL_KINDS else O3
+
+
+def _pass_builder(tm, level: int, passes: Passes = O3):
     pto = llvm.create_pipeline_tuning_options(speed_level=level)
-    pto.loop_vectorization = True
-    pto.slp_vectorization = True
-    pto.loop_interleaving = True
-    pto.loop_unrolling = True
+    pto.loop_vectorization = passes.vectorize
+    pto.slp_vectorization = passes.vectorize
+    pto.loop_interleaving = passes.vectorize
+    pto.loop_unrolling = passes.unroll
     return llvm.create_pass_builder(tm, pto)
 
 
-def optimize(mod, tm, level: int = 3, unlocked: bool = False) -> None:
-    pb = _pass_builder(tm, level)
+def optimize(mod, tm, level: int = 3, unlocked: bool = False, passes: Passes = O3) -> None:
+    pb = _pass_builder(tm, level, passes)
     mpm = pb.getModulePassManager()
     if unlocked:
         _unlocked("LLVMPY_RunNewModulePassManager")(mpm, mod, pb)
@@ -122,7 +138,8 @@ def parse(llvm_ir: str, context=None, with_sync: bool = True):
     return mod
 
 
-def _compile(llvm_ir: str, with_sync: bool, keep_ir: bool, own_context: bool):
+def _compile(llvm_ir: str, with_sync: bool, keep_ir: bool, own_context: bool,
+             passes: Passes = O3):
     """(object, optimized text, timings) of one module; on its own LLVM context (and
     without llvmlite's lock around the long calls) when own_context."""
     t0 = time.perf_counter()
@@ -132,7 +149,7 @@ def _compile(llvm_ir: str, with_sync: bool, keep_ir: bool, own_context: bool):
     tm = target_machine()
     mod.triple = llvm.get_process_triple()
     mod.data_layout = str(tm.target_data)
-    optimize(mod, tm, unlocked=own_context)
+    optimize(mod, tm, SPEED_LEVEL, unlocked=own_context, passes=passes)
     t2 = time.perf_counter()
     obj = _emit_object(tm, mod, unlocked=own_context)
     t3 = time.perf_counter()
@@ -145,39 +162,58 @@ def _compile(llvm_ir: str, with_sync: bool, keep_ir: bool, own_context: bool):
     return obj, text, {"parse": t1 - t0, "optimize": t2 - t1, "codegen": t3 - t2}
 
 
-def build_object(llvm_ir: str, keep_ir: bool = False, threads: int = 1) -> ObjectCode:
-    """The module's object code; with threads > 1, compiled in (up to) that many
-    partitions at once and returned as packed objects (load_object links them)."""
+# Partitions per compiling thread: more, smaller partitions even out the threads'
+# loads (functions differ in cost per line) for a few milliseconds each.
+PARTITIONS_PER_THREAD = 2
+
+
+def build_object(llvm_ir: str, keep_ir: bool = False, threads: int = 1,
+                 kinds: dict[str, str] | None = None) -> ObjectCode:
+    """The module's object code; with threads > 1, compiled in partitions on that many
+    threads at once and returned as packed objects (load_object links them). kinds:
+    each kernel function's kind, which chooses its passes (passes_for)."""
     t0 = time.perf_counter()
-    parts = partition.split(llvm_ir, threads)
+    kinds = kinds or {}
+    parts = partition.split(llvm_ir, threads * PARTITIONS_PER_THREAD if threads > 1 else 1,
+                            lambda name: passes_for(kinds.get(name)))
     if len(parts) == 1:
-        obj, text, timings = _compile(parts[0], True, keep_ir, own_context=False)
+        obj, text, timings = _compile(parts[0][1], True, keep_ir, own_context=False,
+                                      passes=parts[0][0])
         objs, texts = [obj], [text]
     else:
         results: list = [None] * len(parts)
         errors: list = []
+        todo = sorted(range(len(parts)), key=lambda i: -len(parts[i][1]))   # largest first
+        lock = threading.Lock()
 
-        def work(i):
-            try:
-                results[i] = _compile(parts[i], i == 0, keep_ir, own_context=True)
-            except BaseException as e:       # raised again on the calling thread
-                errors.append(e)
-        workers = [threading.Thread(target=work, args=(i,), name=f"kcompile-llvm-{i}",
-                                    daemon=True) for i in range(1, len(parts))]
+        def work():
+            while not errors:
+                with lock:
+                    if not todo:
+                        return
+                    i = todo.pop(0)
+                try:
+                    results[i] = _compile(parts[i][1], i == 0, keep_ir, own_context=True,
+                                          passes=parts[i][0])
+                except BaseException as e:       # raised again on the calling thread
+                    errors.append(e)
+        workers = [threading.Thread(target=work, name=f"kcompile-llvm-{n}", daemon=True)
+                   for n in range(1, min(threads, len(parts)))]
         for w in workers:
             w.start()
-        work(0)
+        work()
         for w in workers:
             w.join()
         if errors:
             raise errors[0]
         objs, texts = [r[0] for r in results], [r[1] for r in results]
-        timings = {k: max(r[2][k] for r in results) for k in results[0][2]}
+        timings = {k: sum(r[2][k] for r in results) for k in results[0][2]}
     timings["total"] = time.perf_counter() - t0
     if _debug() >= 1:
-        print(f"[kcompile] llvm {len(parts)} partition(s): parse {1e3*timings['parse']:.1f} ms, "
-              f"O3 {1e3*timings['optimize']:.1f} ms, codegen {1e3*timings['codegen']:.1f} ms, "
-              f"wall {1e3*timings['total']:.1f} ms")
+        print(f"[kcompile] llvm {len(parts)} partition(s) on {min(threads, len(parts))} "
+              f"thread(s): parse {1e3*timings['parse']:.1f} ms, O3 {1e3*timings['optimize']:.1f} "
+              f"ms, codegen {1e3*timings['codegen']:.1f} ms (summed), wall "
+              f"{1e3*timings['total']:.1f} ms")
     return ObjectCode(pack(objs), texts if keep_ir else [], timings)
 
 

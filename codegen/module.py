@@ -21,6 +21,7 @@ from .irutil import F32, I8, I32, I64, PTR, Partition, i64
 from .kernel_key import kernel_key
 from .target import host
 from .lower.elementwise import Intrinsics
+from .lower.group import lower_group as _lower_group
 from .lower.conv import lower_conv, scratch_bytes as conv_scratch
 from .lower.loop import lower_loop
 from .lower.matmul import lower_matmul, scratch_bytes as matmul_scratch
@@ -29,9 +30,8 @@ from .lower.rows import lower_rows
 from .lower.scatter import lower_scatter
 
 def lower_group(b, graph, kernel: Kernel, buffers, fn, scratch=None, part=None):
-    """Independent stages, one after another; each split between the threads."""
-    for st in kernel.stages:
-        LOWER[st.kind](b, graph, st, buffers, fn, scratch, part)
+    """Independent stages, one after another (codegen/lower/group.py)."""
+    _lower_group(LOWER, b, graph, kernel, buffers, fn, scratch, part)
 
 
 LOWER = {"loop": lower_loop, "reduce": lower_reduce, "matmul": lower_matmul, "conv": lower_conv,
@@ -118,6 +118,7 @@ class _Context:
         self.kernels: dict[str, ir.Function] = {}
         self.by_key: dict[str, ir.Function] = {}
         module.kernel_symbols = {}     # "entry.kernel" -> the function it calls
+        module.kernel_kinds = {}       # function -> its kernel's kind (codegen/jit.py's passes)
 
     def kernel(self, e: Entry, k: Kernel):
         """(function, argument locations) of kernel k of entry e: lowered once per
@@ -215,6 +216,7 @@ def emit_entry(ctx: _Context, b, e: Entry, state, work, tid, sync, inputs: dict,
         pending.add(k)
         kf, arg_locs = ctx.kernel(e, k)
         ctx.module.kernel_symbols[f"{e.name}.{k.name}"] = kf.name
+        ctx.module.kernel_kinds[kf.name] = k.kind
         args = [tid]
         for loc in arg_locs:
             if loc == "scratch":

@@ -96,22 +96,30 @@ def balance(functions: list[Function], n: int) -> list[list[Function]]:
     return [[functions[i] for i in sorted(g)] for g in groups if g]
 
 
-def split(text: str, n: int) -> list[str]:
-    """The module as n (or fewer) module texts that together define the same functions.
-    With n == 1 (or one function) the text itself."""
+def split(text: str, n: int, group=None) -> list[tuple[object, str]]:
+    """The module as (group, module text) pairs that together define the same functions:
+    about n per group, each with the functions of one group only (`group(name)`, by
+    default one group: None). With n == 1 and one group, the text itself."""
     mod = parse(text)
-    if n <= 1 or len(mod.functions) <= 1:
-        return [text]
-    parts = []
-    for group in balance(mod.functions, n):
-        inside = {f.name for f in group}
-        body = "\n\n".join(f.definition() for f in group)
-        used = set(m.group(1).strip('"') for m in _NAME.finditer(body))
-        lines = [*mod.header, ""]
-        lines += [g for name, g in mod.globals.items() if name in used]
-        lines += [d for d in mod.declarations if _name(d) in used]
-        lines += [f.declaration() for f in mod.functions
-                  if f.name not in inside and f.name in used]
-        lines += ["", body, "", *mod.other]
-        parts.append("\n".join(lines) + "\n")
-    return parts
+    group = group or (lambda name: None)
+    by_group: dict = {}
+    for f in mod.functions:
+        by_group.setdefault(group(f.name), []).append(f)
+    if len(by_group) <= 1 and (n <= 1 or len(mod.functions) <= 1):
+        return [(next(iter(by_group), None), text)]
+    total = sum(f.weight for f in mod.functions) or 1
+    return [(key, _module(mod, part)) for key, fs in by_group.items()
+            for part in balance(fs, max(1, round(n * sum(f.weight for f in fs) / total)))]
+
+
+def _module(mod: Module, functions: list[Function]) -> str:
+    """A module defining `functions` and declaring what they use of the others."""
+    inside = {f.name for f in functions}
+    body = "\n\n".join(f.definition() for f in functions)
+    used = set(m.group(1).strip('"') for m in _NAME.finditer(body))
+    lines = [*mod.header, ""]
+    lines += [g for name, g in mod.globals.items() if name in used]
+    lines += [d for d in mod.declarations if _name(d) in used]
+    lines += [f.declaration() for f in mod.functions if f.name not in inside and f.name in used]
+    lines += ["", body, "", *mod.other]
+    return "\n".join(lines) + "\n"
