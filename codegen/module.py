@@ -118,7 +118,6 @@ class _Context:
         self.kernels: dict[str, ir.Function] = {}
         self.by_key: dict[str, ir.Function] = {}
         module.kernel_symbols = {}     # "entry.kernel" -> the function it calls
-        module.kernel_kinds = {}       # function -> its kernel's kind (codegen/jit.py's passes)
 
     def kernel(self, e: Entry, k: Kernel):
         """(function, argument locations) of kernel k of entry e: lowered once per
@@ -216,7 +215,6 @@ def emit_entry(ctx: _Context, b, e: Entry, state, work, tid, sync, inputs: dict,
         pending.add(k)
         kf, arg_locs = ctx.kernel(e, k)
         ctx.module.kernel_symbols[f"{e.name}.{k.name}"] = kf.name
-        ctx.module.kernel_kinds[kf.name] = k.kind
         args = [tid]
         for loc in arg_locs:
             if loc == "scratch":

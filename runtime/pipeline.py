@@ -63,7 +63,6 @@ class LLVMProgram:
     larger, is not kept."""
     text: str
     kernel_symbols: dict[str, str]      # "entry.kernel" -> the function it calls
-    kernel_kinds: dict[str, str]        # function -> its kernel's kind
 
     def __str__(self):
         return self.text
@@ -200,7 +199,7 @@ class Pipeline:
     def llvm(self) -> LLVMProgram:
         def compute():
             module = build_module([self.memory(e) for e in self.traced], self.nthreads)
-            return LLVMProgram(str(module), module.kernel_symbols, module.kernel_kinds)
+            return LLVMProgram(str(module), module.kernel_symbols)
         return _kept(self._stages, "llvm", compute)
 
     def llvm_ir(self) -> str:
@@ -210,8 +209,7 @@ class Pipeline:
         """The module after LLVM's O3 passes (its text kept) and as object code."""
         return _kept(self._stages, "object",
                      lambda: jit.build_object(self.llvm_ir(), keep_ir=True,
-                                              threads=jit.compile_threads(),
-                                              kinds=self.llvm().kernel_kinds))
+                                              threads=jit.compile_threads()))
 
     def optimized_llvm_ir(self) -> str:
         return self.object().optimized_ir

@@ -51,13 +51,13 @@ def test_partitions_define_every_function_once_and_each_is_a_module(monkeypatch)
     _, p, _ = compiled(monkeypatch, 1)
     text = p.llvm_ir()
     whole = [f.name for f in partition.parse(text).functions]
-    parts = [part for _, part in partition.split(text, 3)]
+    parts = partition.split(text, 3)
     assert len(parts) == 3
     defined = [f.name for part in parts for f in partition.parse(part).functions]
     assert sorted(defined) == sorted(whole) and len(set(defined)) == len(defined)
     for part in parts:
         jit.parse(part).verify()      # each declares what it calls in the others
-    assert partition.split(text, 1) == [(None, text)]
+    assert partition.split(text, 1) == [text]
 
 
 def test_a_program_compiled_in_partitions_equals_the_whole_and_the_reference(monkeypatch):

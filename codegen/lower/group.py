@@ -16,14 +16,11 @@ from llvmlite import ir
 
 from ..irutil import I64, PTR, Partition
 
-OUTLINE = True
-# A stage that uses scratch space shares the kernel's scratch pointer: it stays inline.
-
 
 def lower_group(lower: dict, b, graph, kernel, buffers, fn, scratch=None, part=None):
     """Independent stages, one after another; each split between the threads."""
     for n, st in enumerate(kernel.stages):
-        if scratch is not None or not OUTLINE:
+        if scratch is not None:     # the stages share the kernel's scratch space: inline
             lower[st.kind](b, graph, st, buffers, fn, scratch, part)
             continue
         callee, args = _outlined(lower, b, graph, st, buffers, fn, part, n)
