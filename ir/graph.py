@@ -95,9 +95,11 @@ class Graph:
         self.input_bounds: dict[str, int] = {}   # input name -> ids must lie in [0, bound)
         self._next = 0
         self.scope = ""
+        self._order: list[int] | None = None    # order(), until the next edit
 
     # -- construction -------------------------------------------------------
     def _insert(self, node: Node) -> int:
+        self._order = None
         vid = self._next
         self._next += 1
         self.nodes[vid] = node
@@ -141,7 +143,12 @@ class Graph:
         """Topological order, deterministic (smallest id first among ready nodes): the
         order of networkx's lexicographical_topological_sort, from the nodes' operands
         (the dag's edges) without its per-node overhead (passes ask for it dozens of
-        times; a 30-block model's graphs have ~6000 nodes)."""
+        times; a 30-block model's graphs have ~6000 nodes), kept until the graph is edited."""
+        if getattr(self, "_order", None) is None:
+            self._order = self._topological_order()
+        return list(self._order)
+
+    def _topological_order(self) -> list[int]:
         pending, users = {}, {}
         for v, n in self.nodes.items():
             operands = set(n.inputs)
@@ -188,9 +195,11 @@ class Graph:
         g.updates = dict(self.updates)
         g.input_bounds = dict(self.input_bounds)
         g._next = self._next
+        g._order = self._order
         return g
 
     def replace_node(self, vid: int, node: Node) -> None:
+        self._order = None
         for i in list(self.dag.predecessors(vid)):
             self.dag.remove_edge(i, vid)
         self.nodes[vid] = node
@@ -210,6 +219,7 @@ class Graph:
                     table[k] = new
 
     def remove(self, vids) -> None:
+        self._order = None
         for v in vids:
             self.dag.remove_node(v)
             del self.nodes[v]
