@@ -84,6 +84,17 @@ def build_module(entries: list[Entry], nthreads: int = 1, name: str = "kcompile"
     return module
 
 
+def module_text(module: ir.Module) -> str:
+    """str(module), with the text of each function already printed while the module
+    was built (`printed`: a kernel, compared with the others by its text) reused."""
+    lines = ['; ModuleID = "%s"' % (module.name,), 'target triple = "%s"' % (module.triple,),
+             'target datalayout = "%s"' % (module.data_layout,), '']
+    lines += [t.get_declaration() for t in module.get_identified_types().values()]
+    lines += [getattr(v, "printed", None) or str(v) for v in module.globals.values()]
+    lines += module._get_metadata_lines()
+    return "\n".join(lines)
+
+
 # MXCSR's FTZ bit: results below float32's normal range become zero. (Subnormal inputs
 # are still read as they are: log(1e-40) stays -92.1, not log(0).)
 _FTZ = 0x8000
@@ -133,7 +144,7 @@ class _Context:
     def unique(self, kf, arg_locs):
         """One function per distinct kernel body: the forward kernels of train_step,
         eval_step and predict at one batch size are the same code, compiled once."""
-        text = str(kf)
+        text = kf.printed = str(kf)
         body = text[text.index("("):]
         same = self.kernels.get(body)
         if same is None:

@@ -36,7 +36,7 @@ from ..ir.passes import autodiff, optimizer_step, simplify
 from ..ir.passes.fuse import fuse
 from ..ir.passes.plan_memory import plan_memory
 from ..codegen import cache, jit
-from ..codegen.module import Entry, build_module, scratch_bytes
+from ..codegen.module import Entry, build_module, module_text, scratch_bytes
 from ..codegen.target import fingerprint
 from .state import State
 from .threads import available_cpus, default_threads
@@ -199,7 +199,7 @@ class Pipeline:
     def llvm(self) -> LLVMProgram:
         def compute():
             module = build_module([self.memory(e) for e in self.traced], self.nthreads)
-            return LLVMProgram(str(module), module.kernel_symbols)
+            return LLVMProgram(module_text(module), module.kernel_symbols)
         return _kept(self._stages, "llvm", compute)
 
     def llvm_ir(self) -> str:

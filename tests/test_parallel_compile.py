@@ -122,3 +122,11 @@ def test_a_cache_entry_of_another_cpu_or_compiler_version_is_not_loaded(tmp_path
     result = train(other, 1)
     assert not next(iter(other._executables.values())).from_cache
     assert np.isfinite(result[0]).all()
+
+
+def test_the_module_text_reusing_printed_functions_is_the_modules_text(monkeypatch):
+    from kcompile.codegen.module import build_module, module_text
+    _, p, _ = compiled(monkeypatch, 1)
+    module = build_module([p.memory(e) for e in p.entries], p.nthreads)
+    assert module_text(module) == str(module)
+    assert module_text(module) == p.llvm_ir()

@@ -47,7 +47,7 @@ def _outlined(lower, b, graph, st, buffers, fn, part, n):
     lower[st.kind](sb, graph, st, own, fn, None,
                    Partition(tid, part.nthreads) if part is not None else None)
     sb.ret_void()
-    text = str(stage)
+    text = stage.printed = str(stage)
     bodies = module.__dict__.setdefault("stage_bodies", {})
     body = text[text.index("("):]
     same = bodies.get(body)
