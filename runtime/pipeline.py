@@ -10,7 +10,8 @@
     pipeline.llvm()                   the LLVM module of every entry, as text (one function
                                       per distinct kernel body, shared by the entries)
     pipeline.object()                 the module optimized at O3 for the host, as object code
-                                      (compiled in partitions on several cores: codegen/jit.py)
+                                      (on several cores in partitions, the kernels while
+                                      the rest is still lowered: codegen/jit.py)
     pipeline.executable()             the program loaded to run (native or reference)
 
 Every stage is computed at most once, on first use, and kept: the executable is
