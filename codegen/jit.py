@@ -154,149 +154,48 @@ def _compile(llvm_ir: str, with_sync: bool, keep_ir: bool, own_context: bool):
 PARTITIONS_PER_THREAD = 2
 
 
-class _Compiler:
-    """Module texts compiled on worker threads as they are added; the calling thread
-    joins them once it has added the last (finish)."""
-
-    def __init__(self, threads: int, keep_ir: bool):
-        self.threads, self.keep_ir = threads, keep_ir
-        self.parts: list[tuple[str, bool]] = []
-        self.results: dict[int, tuple] = {}
-        self.errors: list[BaseException] = []
-        self.todo: list[int] = []
-        self.closed = False
-        self.cv = threading.Condition()
-        self.workers: list[threading.Thread] = []
-        self.t0 = time.perf_counter()
-
-    def add(self, text: str, with_sync: bool = False) -> None:
-        with self.cv:
-            self.parts.append((text, with_sync))
-            self.todo.append(len(self.parts) - 1)
-            self.cv.notify()
-        if len(self.workers) < self.threads - 1:
-            w = threading.Thread(target=self._work, args=(True,), daemon=True,
-                                 name=f"kcompile-llvm-{len(self.workers) + 1}")
-            self.workers.append(w)
-            w.start()
-
-    def _work(self, wait: bool) -> None:
-        while True:
-            with self.cv:
-                while wait and not self.todo and not self.closed and not self.errors:
-                    self.cv.wait()
-                if self.errors or not self.todo:
-                    return
-                i = self.todo.pop(0)
-            text, with_sync = self.parts[i]
-            try:
-                result = _compile(text, with_sync, self.keep_ir, own_context=True)
-            except BaseException as e:       # raised again on the calling thread
-                with self.cv:
-                    self.errors.append(e)
-                    self.cv.notify_all()
-                return
-            with self.cv:
-                self.results[i] = result
-
-    def close(self) -> None:
-        with self.cv:
-            self.closed = True
-            self.cv.notify_all()
-
-    def finish(self) -> ObjectCode:
-        self.close()
-        self._work(wait=False)
-        for w in self.workers:
-            w.join()
-        if self.errors:
-            raise self.errors[0]
-        results = [self.results[i] for i in range(len(self.parts))]
-        timings = {k: sum(r[2][k] for r in results) for k in results[0][2]}
-        timings["total"] = time.perf_counter() - self.t0
-        if _debug() >= 1:
-            print(f"[kcompile] llvm {len(results)} partition(s) on "
-                  f"{min(self.threads, len(results))} thread(s): parse "
-                  f"{1e3*timings['parse']:.1f} ms, O3 {1e3*timings['optimize']:.1f} ms, codegen "
-                  f"{1e3*timings['codegen']:.1f} ms (summed), wall {1e3*timings['total']:.1f} ms")
-        return ObjectCode(pack([r[0] for r in results]),
-                          [r[1] for r in results] if self.keep_ir else [], timings)
-
-
 def build_object(llvm_ir: str, keep_ir: bool = False, threads: int = 1) -> ObjectCode:
     """The module's object code; with threads > 1, compiled in partitions on that many
     threads at once and returned as packed objects (load_object links them)."""
+    t0 = time.perf_counter()
     parts = partition.split(llvm_ir, threads * PARTITIONS_PER_THREAD if threads > 1 else 1)
     if len(parts) == 1:
-        t0 = time.perf_counter()
         obj, text, timings = _compile(parts[0], True, keep_ir, own_context=False)
-        timings["total"] = time.perf_counter() - t0
-        if _debug() >= 1:
-            print(f"[kcompile] llvm parse {1e3*timings['parse']:.1f} ms, O3 "
-                  f"{1e3*timings['optimize']:.1f} ms, codegen {1e3*timings['codegen']:.1f} ms")
-        return ObjectCode(obj, [text] if keep_ir else [], timings)
-    compiler = _Compiler(threads, keep_ir)
-    for n, text in sorted(enumerate(parts), key=lambda p: -len(p[1])):   # largest first
-        compiler.add(text, with_sync=n == 0)
-    return compiler.finish()
+        objs, texts = [obj], [text]
+    else:
+        results: list = [None] * len(parts)
+        errors: list = []
+        todo = sorted(range(len(parts)), key=lambda i: -len(parts[i]))   # largest first
+        lock = threading.Lock()
 
-
-class Stream:
-    """A module compiled while it is being built: kernels are handed over as they are
-    lowered (`kernel`, build_module's on_kernel), compiled in partitions of about
-    CHUNK lines on worker threads while the calling thread lowers the rest; `finish`
-    compiles what remains of the whole module's text (entries and the last kernels)
-    and returns the objects of all. The calling thread's Python and LLVM on the other
-    cores overlap (LLVM runs without the GIL)."""
-
-    CHUNK = 1500
-
-    def __init__(self, threads: int, keep_ir: bool = False):
-        self.threads = threads
-        self.compiler = _Compiler(threads, keep_ir)
-        self.pending: list = []
-        self.done: set[str] = set()
-
-    def kernel(self, module, fn) -> None:
-        """fn (an llvmlite Function of module, complete, with its text in `printed`)."""
-        self.pending.append(fn)
-        if sum(len(f.printed) for f in self.pending) >= self.CHUNK * 40:   # ~40 chars a line
-            self.compiler.add(_kernels_module(module, self.pending))
-            self.done.update(f.name for f in self.pending)
-            self.pending = []
-
-    def finish(self, module_text: str) -> ObjectCode:
-        parts = partition.split(module_text, self.threads * PARTITIONS_PER_THREAD,
-                                skip=self.done)
-        for n, text in enumerate(parts):
-            self.compiler.add(text, with_sync=n == 0)
-        return self.compiler.finish()
-
-    def abort(self) -> None:
-        """Stop the workers (the module could not be built)."""
-        self.compiler.close()
-        for w in self.compiler.workers:
+        def work():
+            while not errors:
+                with lock:
+                    if not todo:
+                        return
+                    i = todo.pop(0)
+                try:
+                    results[i] = _compile(parts[i], i == 0, keep_ir, own_context=True)
+                except BaseException as e:       # raised again on the calling thread
+                    errors.append(e)
+        workers = [threading.Thread(target=work, name=f"kcompile-llvm-{n}", daemon=True)
+                   for n in range(1, min(threads, len(parts)))]
+        for w in workers:
+            w.start()
+        work()
+        for w in workers:
             w.join()
-
-
-def _kernels_module(module, functions) -> str:
-    """A module defining `functions` (of `module`, each with its text in `printed`)
-    and declaring what they use of the rest."""
-    defs = [partition.Function(f.name, f.printed.splitlines()) for f in functions]
-    body = "\n\n".join(d.definition() for d in defs)
-    inside = {f.name for f in functions}
-    lines = ['; ModuleID = "%s"' % (module.name,), 'target triple = "%s"' % (module.triple,),
-             'target datalayout = "%s"' % (module.data_layout,), '']
-    for name in dict.fromkeys(partition.names(body)):
-        g = module.globals.get(name)
-        if g is None or name in inside:
-            continue
-        if getattr(g, "blocks", None):          # a function defined in another partition
-            text = getattr(g, "printed", None) or str(g)
-            lines.append(partition.Function(name, text.splitlines()).declaration())
-        else:                                   # a declaration or a constant
-            lines.append(str(g))
-    return "\n".join([*lines, "", body, ""])
+        if errors:
+            raise errors[0]
+        objs, texts = [r[0] for r in results], [r[1] for r in results]
+        timings = {k: sum(r[2][k] for r in results) for k in results[0][2]}
+    timings["total"] = time.perf_counter() - t0
+    if _debug() >= 1:
+        print(f"[kcompile] llvm {len(parts)} partition(s) on {min(threads, len(parts))} "
+              f"thread(s): parse {1e3*timings['parse']:.1f} ms, O3 {1e3*timings['optimize']:.1f} "
+              f"ms, codegen {1e3*timings['codegen']:.1f} ms (summed), wall "
+              f"{1e3*timings['total']:.1f} ms")
+    return ObjectCode(pack(objs), texts if keep_ir else [], timings)
 
 
 # Several objects in one byte string (what the disk cache stores and load_object reads).

@@ -69,13 +69,9 @@ def _constant_global(module, name, value: np.ndarray):
     return gv
 
 
-def build_module(entries: list[Entry], nthreads: int = 1, name: str = "kcompile",
-                 on_kernel=None) -> ir.Module:
-    """on_kernel(module, function): called with each distinct kernel function once it
-    is complete (codegen/jit.py's Stream compiles it while the rest is lowered)."""
+def build_module(entries: list[Entry], nthreads: int = 1, name: str = "kcompile") -> ir.Module:
     module = ir.Module(name=name)
     ctx = _Context(module, Intrinsics(module), nthreads)
-    ctx.on_kernel = on_kernel
     for e in entries:
         step = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, PTR, I64, PTR]), name=e.name)
         state, work, tid, sync = step.args
@@ -130,7 +126,6 @@ def _flush_denormals(module, b):
 class _Context:
     def __init__(self, module, fn, nthreads):
         self.module, self.fn, self.nthreads = module, fn, nthreads
-        self.on_kernel = None
         self.kernels: dict[str, ir.Function] = {}
         self.by_key: dict[str, ir.Function] = {}
         module.kernel_symbols = {}     # "entry.kernel" -> the function it calls
@@ -154,8 +149,6 @@ class _Context:
         same = self.kernels.get(body)
         if same is None:
             self.kernels[body] = kf
-            if self.on_kernel is not None:
-                self.on_kernel(self.module, kf)
             return kf, arg_locs
         del self.module.globals[kf.name]
         return same, arg_locs

@@ -98,27 +98,20 @@ def balance(functions: list[Function], n: int) -> list[list[Function]]:
     return [[functions[i] for i in sorted(g)] for g in groups if g]
 
 
-def split(text: str, n: int, skip=frozenset()) -> list[str]:
-    """The module as n (or fewer) module texts that together define the same functions,
-    but those named in `skip` (compiled apart: declared where used). With n == 1 (or
-    one function) and nothing skipped, the text itself."""
+def split(text: str, n: int) -> list[str]:
+    """The module as n (or fewer) module texts that together define the same functions.
+    With n == 1 (or one function) the text itself."""
     mod = parse(text)
-    if not skip and (n <= 1 or len(mod.functions) <= 1):
+    if n <= 1 or len(mod.functions) <= 1:
         return [text]
-    todo = [f for f in mod.functions if f.name not in skip]
-    return [_module(mod, group) for group in balance(todo, max(n, 1))]
-
-
-def names(text: str) -> list[str]:
-    """The global names (@...) text refers to, in order."""
-    return [m.group(1).strip('"') for m in _NAME.finditer(text)]
+    return [_module(mod, group) for group in balance(mod.functions, n)]
 
 
 def _module(mod: Module, functions: list[Function]) -> str:
     """A module defining `functions` and declaring what they use of the others."""
     inside = {f.name for f in functions}
     body = "\n\n".join(f.definition() for f in functions)
-    used = set(names(body))
+    used = set(m.group(1).strip('"') for m in _NAME.finditer(body))
     lines = [*mod.header, ""]
     lines += [g for name, g in mod.globals.items() if name in used]
     lines += [d for d in mod.declarations if _name(d) in used]

@@ -10,8 +10,7 @@
     pipeline.llvm()                   the LLVM module of every entry, as text (one function
                                       per distinct kernel body, shared by the entries)
     pipeline.object()                 the module optimized at O3 for the host, as object code
-                                      (on several cores in partitions, the kernels while
-                                      the rest is still lowered: codegen/jit.py)
+                                      (compiled in partitions on several cores: codegen/jit.py)
     pipeline.executable()             the program loaded to run (native or reference)
 
 Every stage is computed at most once, on first use, and kept: the executable is
@@ -198,33 +197,19 @@ class Pipeline:
         return _kept(self._stages, ("memory", entry), compute)
 
     def llvm(self) -> LLVMProgram:
-        return _kept(self._stages, "llvm", self._build_llvm)
-
-    def _build_llvm(self, on_kernel=None) -> LLVMProgram:
-        module = build_module([self.memory(e) for e in self.traced], self.nthreads,
-                              on_kernel=on_kernel)
-        return LLVMProgram(module_text(module), module.kernel_symbols)
+        def compute():
+            module = build_module([self.memory(e) for e in self.traced], self.nthreads)
+            return LLVMProgram(module_text(module), module.kernel_symbols)
+        return _kept(self._stages, "llvm", compute)
 
     def llvm_ir(self) -> str:
         return self.llvm().text
 
     def object(self) -> jit.ObjectCode:
         """The module after LLVM's O3 passes (its text kept) and as object code."""
-        return _kept(self._stages, "object", self._compile_object)
-
-    def _compile_object(self) -> jit.ObjectCode:
-        threads = jit.compile_threads()
-        if threads == 1 or "llvm" in self._stages:
-            return jit.build_object(self.llvm_ir(), keep_ir=True, threads=threads)
-        # Kernels compile on the other cores while the rest of the module is lowered.
-        stream = jit.Stream(threads, keep_ir=True)
-        try:
-            program = self._build_llvm(on_kernel=stream.kernel)
-        except BaseException:
-            stream.abort()
-            raise
-        self._stages["llvm"] = program
-        return stream.finish(program.text)
+        return _kept(self._stages, "object",
+                     lambda: jit.build_object(self.llvm_ir(), keep_ir=True,
+                                              threads=jit.compile_threads()))
 
     def optimized_llvm_ir(self) -> str:
         return self.object().optimized_ir

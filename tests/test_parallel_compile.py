@@ -58,22 +58,13 @@ def test_partitions_define_every_function_once_and_each_is_a_module(monkeypatch)
     for part in parts:
         jit.parse(part).verify()      # each declares what it calls in the others
     assert partition.split(text, 1) == [text]
-    # functions compiled apart are declared where used, defined nowhere
-    kernels = [name for name in whole if "." in name][:3]
-    rest = partition.split(text, 2, skip=set(kernels))
-    defined = [f.name for part in rest for f in partition.parse(part).functions]
-    assert sorted(defined) == sorted(set(whole) - set(kernels))
-    assert any(f'declare hidden void @"{kernels[0]}"(' in part for part in rest)
 
 
 def test_a_program_compiled_in_partitions_equals_the_whole_and_the_reference(monkeypatch):
-    """With several threads the kernels compile while the module is built (jit.Stream)."""
     _, p_whole, whole = compiled(monkeypatch, 1)
-    monkeypatch.setattr(jit.Stream, "CHUNK", 50)        # several partitions while building
     _, p_split, split = compiled(monkeypatch, 3)
     assert len(jit.unpack(p_whole.compiled().obj)) == 1
-    # kernels compiled while building, then the rest in up to 3 x 2 partitions
-    assert len(jit.unpack(p_split.compiled().obj)) > 3 * jit.PARTITIONS_PER_THREAD
+    assert len(jit.unpack(p_split.compiled().obj)) > 1
     # the same functions optimized by the same passes: the same numbers
     np.testing.assert_allclose(split[0], whole[0], rtol=1e-6)
     for a, b in zip(split[1] + [split[2]], whole[1] + [whole[2]]):
