@@ -35,7 +35,7 @@ from ..ir.graph import Graph
 from ..ir.passes import autodiff, optimizer_step, simplify
 from ..ir.passes.fuse import fuse
 from ..ir.passes.plan_memory import plan_memory
-from ..codegen import cache, jit
+from ..codegen import cache, jit, tuning
 from ..codegen.module import Entry, build_module, module_text, scratch_bytes
 from ..codegen.target import fingerprint
 from .state import State
@@ -274,6 +274,7 @@ class Pipeline:
             h = hashlib.sha256()
             h.update(cache.compiler_version().encode())
             h.update(fingerprint().encode())
+            h.update(tuning.key_salt().encode())    # tuned and constant tilings differ
             st = self.state
             h.update(repr(sorted((n, st.offsets[n], st.types[n].shape, st.types[n].dtype)
                                  for n in st.offsets)).encode())

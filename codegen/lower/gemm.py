@@ -9,11 +9,14 @@ while every row tile uses it. Columns past the last full tile use the same
 tile with masked loads and stores on its last vector.
 
 With AVX-512 (W=16): MR=6, V=4: 24 zmm accumulators. With AVX2 (W=8): MR=6,
-V=2: 12 ymm accumulators, the classic 6x16 tile.
+V=2: 12 ymm accumulators, the classic 6x16 tile. These are the defaults
+(default_tiling); codegen/tuning.py may choose another Tiling for a shape on
+the host by measuring a few.
 """
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 from llvmlite import ir
 
@@ -33,13 +36,50 @@ KC = 256         # k-block: a 256 x NR slice of B (64 KiB at NR=64) streams from
 KC_MAX = 288     # blocks up to this long are allowed, to split K evenly
 
 
-def k_block(K: int) -> int:
-    """The k-block length for K terms: K evenly in as few blocks of at most KC_MAX as
+def k_block(K: int, kc_max: int = KC_MAX) -> int:
+    """The k-block length for K terms: K evenly in as few blocks of at most kc_max as
     possible (784 -> 3 x 262, not 3 x 256 + 16: each block is a pass over C)."""
-    if K <= KC_MAX:
+    if K <= kc_max:
         return K
-    n = -(-K // KC_MAX)
+    n = -(-K // kc_max)
     return -(-K // n)
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """How gemm() cuts one product: tiles of `mr` rows by `v` vectors, k-blocks of at
+    most `kc_max` terms, blocks of `mc` rows of A, and threads sharing the column
+    panels ("cols") or the row tiles ("rows"). Every tiling sums each element's K
+    terms in the same order (a k-block continues from the stored partial sum), so
+    all give the same bits; they differ only in speed (codegen/tuning.py measures)."""
+    mr: int
+    v: int
+    kc_max: int
+    split: str
+    mc: int = 0       # rows of A per block kept in L2 across column panels (0: all rows)
+    pack: bool = False  # copy each k-block of a column panel of B to a contiguous buffer
+
+    def pack_floats(self, N: int, K: int, W: int) -> int:
+        """Floats of the per-thread buffer a packed panel of B takes (0: not packed)."""
+        return k_block(K, self.kc_max) * self.vectors(N, W) * W if self.pack and N >= W else 0
+
+    def vectors(self, N: int, W: int) -> int:
+        """Vectors per tile row for N columns (narrow products take fewer)."""
+        return max(1, min(self.v, N // W))
+
+    def tile_floats(self, N: int, W: int) -> int:
+        """Floats of one full tile (the epilogue's per-thread scratch block)."""
+        return self.mr * self.vectors(N, W) * W
+
+
+def default_tiling(M: int, N: int, K: int, nthreads: int = 1) -> Tiling:
+    """The constants chosen by hand (one CPU): the baseline every tuned choice must beat."""
+    W, vmax = vector_shape()
+    V = max(1, min(vmax, N // W))
+    NR = W * V
+    col_count = -(-N // NR)
+    split = "cols" if nthreads == 1 or col_count >= nthreads else "rows"
+    return Tiling(tile_rows(V), V, KC_MAX, split)
 
 
 def vector_shape() -> tuple[int, int]:
@@ -86,10 +126,11 @@ def _masked(module, kind, vec):
 
 
 def _tile(b, A, B, C, K, lda, ldb, ldc, i0, j0, rows, W, V, last_lanes=None, a_trans=False,
-          kblock=None, epilogue=None):
+          kblock=None, epilogue=None, b_at=None):
     """One rows x (V*W) tile of C; the last vector covers only `last_lanes` columns
     (masked loads and stores) when given. With a_trans, A is stored K x M (C = A^T B):
-    the values broadcast at step k are then contiguous, and no transpose is needed."""
+    the values broadcast at step k are then contiguous, and no transpose is needed.
+    b_at(b, k), when given, points at row k of the tile's columns of B (a packed panel)."""
     vec = ir.VectorType(F32, W)
     fma = _fma(b.module, vec)
     zero = ir.Constant(vec, [0.0] * W)
@@ -108,7 +149,7 @@ def _tile(b, A, B, C, K, lda, ldb, ldc, i0, j0, rows, W, V, last_lanes=None, a_t
         return b.load(p, typ=vec, align=4)
 
     def kstep(b, k, acc):
-        brow = _gep(b, B, b.add(b.mul(k, i64(ldb)), j0))
+        brow = b_at(b, k) if b_at else _gep(b, B, b.add(b.mul(k, i64(ldb)), j0))
         bv = [load_b(b, _gep(b, brow, i64(v * W)), v) for v in range(V)]
         ak = a_step(b, k)
         out = []
@@ -166,7 +207,7 @@ def _when(b, cond, emit):
 
 
 def _row_tiles(b, A, B, C, M, K, lda, ldb, ldc, j0, W, V, last_lanes, a_trans, rows=None,
-               kblock=None, epilogue=None, mr=MR):
+               kblock=None, epilogue=None, mr=MR, b_at=None):
     """The tiles of one column panel, for row tiles in `rows` = (lo, hi) (default: all)."""
     m_tiles, rem = M // mr, M % mr
     count = m_tiles + (1 if rem else 0)
@@ -175,51 +216,94 @@ def _row_tiles(b, A, B, C, M, K, lda, ldb, ldc, j0, W, V, last_lanes, a_trans, r
     if m_tiles:
         loop(b, full_hi, lambda b, it, _: _tile(b, A, B, C, K, lda, ldb, ldc, b.mul(it, i64(mr)),
                                                  j0, mr, W, V, last_lanes, a_trans, kblock,
-                                                 epilogue),
+                                                 epilogue, b_at),
              name="it", start=lo)
     if rem:
         emit = lambda: _tile(b, A, B, C, K, lda, ldb, ldc, i64(m_tiles * mr), j0, rem, W, V,  # noqa: E731
-                             last_lanes, a_trans, kblock, epilogue)
+                             last_lanes, a_trans, kblock, epilogue, b_at)
         if rows:    # the thread whose (non-empty) share ends with the last tile
             _when(b, b.and_(b.icmp_signed("==", hi, i64(count)), b.icmp_signed("<", lo, hi)), emit)
         else:
             emit()
 
 
-def gemm(b, A, B, C, M, N, K, a_trans=False, part=None, epilogue=None):
+def gemm(b, A, B, C, M, N, K, a_trans=False, part=None, epilogue=None, tiling=None, pack=None):
     """C (M x N) = op(A) @ B (K x N), row-major; op(A) = A (M x K), or A^T for A (K x M).
 
-    Threads split the column panels when there are enough of them, else the row tiles.
+    Cut as `tiling` says (default: default_tiling): threads split the column panels
+    or the row tiles; a split with fewer units than threads falls back to the other.
+    With tiling.pack, `pack` is this thread's buffer of tiling.pack_floats(N, K, W).
     """
     lda, ldb, ldc = (M if a_trans else K), N, N
-    W, vmax = vector_shape()
-    V = max(1, min(vmax, N // W))
+    nthreads = part.nthreads if part is not None else 1
+    tiling = tiling or default_tiling(M, N, K, nthreads)
+    W, _ = vector_shape()
+    V = tiling.vectors(N, W)
     NR = W * V
     n_tiles = N // NR
     rest = N - n_tiles * NR
     edge_v = -(-rest // W)
     edge_lanes = rest - (edge_v - 1) * W
     col_count = n_tiles + (1 if rest else 0)
-    nthreads = part.nthreads if part is not None else 1
-    split_cols = nthreads > 1 and col_count >= nthreads
+    mr = tiling.mr
+    row_count = -(-M // mr)
+    split_cols = nthreads > 1 and col_count >= nthreads and \
+        (tiling.split == "cols" or row_count < nthreads)
     split_rows = nthreads > 1 and not split_cols
-    mr = tile_rows(V)
-    rows = part.share(b, -(-M // mr)) if split_rows else None
+    rows = part.share(b, row_count) if split_rows else None
     lo, hi = part.share(b, col_count) if split_cols else (i64(0), i64(col_count))
     full_hi = b.select(b.icmp_signed("<", hi, i64(n_tiles)), hi, i64(n_tiles))
 
-    def panels(kblock):
+    packed = tiling.pack_floats(N, K, W) > 0
+    assert not packed or pack is not None, "a packed tiling needs its buffer"
+
+    def panel(kblock, rows, b, jt):
+        j0 = b.mul(jt, i64(NR))
+        if not packed:
+            _row_tiles(b, A, B, C, M, K, lda, ldb, ldc, j0, W, V, None, a_trans, rows, kblock,
+                       epilogue, mr)
+            return
+        # Rows k0..k1 of the panel, contiguous: B's rows are ldb apart, and at a
+        # power-of-two stride they share a few L1 sets and evict one another.
+        k0, k1 = (kblock[0], kblock[1]) if kblock else (i64(0), i64(K))
+        vec = ir.VectorType(F32, W)
+
+        def copy(b, k, _):
+            src = _gep(b, B, b.add(b.mul(k, i64(ldb)), j0))
+            dst = _gep(b, pack, b.mul(b.sub(k, k0), i64(NR)))
+            for v in range(V):
+                b.store(b.load(_gep(b, src, i64(v * W)), typ=vec, align=4),
+                        _gep(b, dst, i64(v * W)), align=4)
+        loop(b, k1, copy, name="pk", start=k0)
+        _row_tiles(b, A, B, C, M, K, lda, ldb, ldc, j0, W, V, None, a_trans, rows, kblock,
+                   epilogue, mr, b_at=lambda b, k: _gep(b, pack, b.mul(b.sub(k, k0), i64(NR))))
+
+    def panels_of(kblock, rows):
         if n_tiles:
-            loop(b, full_hi, lambda b, jt, _: _row_tiles(b, A, B, C, M, K, lda, ldb, ldc,
-                                                          b.mul(jt, i64(NR)), W, V, None, a_trans,
-                                                          rows, kblock, epilogue, mr),
-                 name="jt", start=lo)
+            loop(b, full_hi, lambda b, jt, _: panel(kblock, rows, b, jt) or [], name="jt", start=lo)
         if rest:
             # The columns past the last full panel: ceil(rest / W) vectors, the last masked.
             _when(b, b.and_(b.icmp_signed("==", hi, i64(col_count)), b.icmp_signed("<", lo, hi)),
                   lambda: _row_tiles(b, A, B, C, M, K, lda, ldb, ldc, i64(n_tiles * NR), W,
                                      edge_v, edge_lanes, a_trans, rows, kblock, epilogue, mr))
-    kc = k_block(K)
+
+    per_block = tiling.mc // mr if tiling.mc else 0
+
+    def panels(kblock):
+        if not per_block or per_block >= row_count:
+            panels_of(kblock, rows)
+            return
+        # Row blocks of mc rows: the block's rows of A stay in L2 while every column
+        # panel passes over them (else all of A streams from L3 once per panel).
+        rlo, rhi = rows or (i64(0), i64(row_count))
+        nblocks = b.udiv(b.add(b.sub(rhi, rlo), i64(per_block - 1)), i64(per_block))
+
+        def block(b, rb, _):
+            blo = b.add(rlo, b.mul(rb, i64(per_block)))
+            bhi = b.add(blo, i64(per_block))
+            panels_of(kblock, (blo, b.select(b.icmp_signed("<", bhi, rhi), bhi, rhi)))
+        loop(b, nblocks, block, name="rb")
+    kc = k_block(K, tiling.kc_max)
     if kc >= K:
         panels(None)
         return

@@ -10,7 +10,8 @@ from __future__ import annotations
 from ...ir.passes.fuse import Kernel
 from ..irutil import F32, I8, REDUCE_FLAGS, f32, i64, loop
 from .emitter import Emitter
-from .gemm import gemm, k_block, tile_rows, vector_shape
+from ..tuning import gemm_tiling
+from .gemm import gemm, k_block, vector_shape
 
 ROWS = 8
 NARROW_TILE = 32   # epilogue widths up to this get their rows unrolled
@@ -32,9 +33,40 @@ def _transpose_scratch(graph, kernel, nthreads):
 
 def scratch_bytes(graph, kernel: Kernel, nthreads: int = 1) -> int:
     product = _pad(graph.type(matmul_of(graph, kernel)).nbytes) \
-        if _needs_product_buffer(graph, kernel) else 0
+        if _needs_product_buffer(graph, kernel, nthreads) else 0
     return (_transpose_scratch(graph, kernel, nthreads) + product
-            + epilogue_tile_bytes(graph, kernel) * nthreads)
+            + (epilogue_tile_bytes(graph, kernel, nthreads) + _pack_bytes(graph, kernel, nthreads))
+            * nthreads)
+
+
+def _pack_bytes(graph, kernel, nthreads) -> int:
+    """Per thread: a packed k-block of a column panel of B, when the tiling packs."""
+    if _dot_products(graph, kernel):
+        return 0
+    v = matmul_of(graph, kernel)
+    W, _ = vector_shape()
+    N = graph.type(v).shape[1]
+    return _pad(tiling_of(graph, kernel, nthreads).pack_floats(N, _k_of(graph, v), W) * 4)
+
+
+def tiling_of(graph, kernel: Kernel, nthreads: int = 1):
+    """The GEMM tiling of this kernel's product (tuned for the host when enabled)."""
+    v = matmul_of(graph, kernel)
+    M, N = graph.type(v).shape
+    return gemm_tiling(M, N, _k_of(graph, v), graph.nodes[v].params["transpose_a"], nthreads,
+                       _epilogue_streams(graph, kernel, v))
+
+
+def _epilogue_streams(graph, kernel, v) -> tuple[int, int]:
+    """(reads, writes) of arrays shaped like the product by the fused epilogue, at most
+    4 each (an optimizer's update of a kernel's weights: 3 and 3)."""
+    if len(kernel.members) == 1:
+        return 0, 0
+    shape = graph.type(v).shape
+    operands = set(graph.nodes[v].inputs)
+    reads = sum(graph.type(u).shape == shape for u in kernel.inputs if u not in operands)
+    writes = sum(graph.type(u).shape == shape for u in kernel.outputs if u != v)
+    return min(reads, 4), min(writes, 4)
 
 
 def _pad(n):
@@ -124,21 +156,27 @@ def _dot_products(graph, kernel) -> bool:
         and graph.type(v).shape[0] < NT_MAX_M
 
 
-def _needs_product_buffer(graph, kernel) -> bool:
+def _k_blocked(graph, kernel, nthreads) -> bool:
+    K = _k_of(graph, matmul_of(graph, kernel))
+    return k_block(K, tiling_of(graph, kernel, nthreads).kc_max) < K
+
+
+def _needs_product_buffer(graph, kernel, nthreads) -> bool:
     v = matmul_of(graph, kernel)
-    return len(kernel.members) > 1 and k_block(_k_of(graph, v)) < _k_of(graph, v) \
+    return len(kernel.members) > 1 and _k_blocked(graph, kernel, nthreads) \
         and v not in kernel.outputs \
         and not _dot_products(graph, kernel)
 
 
-def epilogue_tile_bytes(graph, kernel) -> int:
+def epilogue_tile_bytes(graph, kernel, nthreads: int = 1) -> int:
     """Scratch for one product tile, per thread, when the kernel has an epilogue."""
-    if len(kernel.members) == 1 or _needs_product_buffer(graph, kernel):
+    if len(kernel.members) == 1 or _needs_product_buffer(graph, kernel, nthreads):
         return 0
+    N = graph.type(matmul_of(graph, kernel)).shape[1]
     if _dot_products(graph, kernel):        # a block of ROWS whole rows
-        return _pad(ROWS * graph.type(matmul_of(graph, kernel)).shape[1] * 4)
-    W, V = vector_shape()
-    return _pad(max(tile_rows(v) * v for v in range(1, V + 1)) * W * 4)
+        return _pad(ROWS * N * 4)
+    W, _ = vector_shape()
+    return _pad(tiling_of(graph, kernel, nthreads).tile_floats(N, W) * 4)
 
 
 def lower_matmul(b, graph, kernel: Kernel, buffers, fn, scratch=None, part=None):
@@ -149,26 +187,36 @@ def lower_matmul(b, graph, kernel: Kernel, buffers, fn, scratch=None, part=None)
     C = buffers.get(v)          # None when only the epilogue's results are kept
     epi = epilogue = _epilogue(b, graph, kernel, buffers, fn, v)
     M, N = graph.type(v).shape
+    nthreads = part.nthreads if part else 1
     if _dot_products(graph, kernel):
         tile = None
         if epi is not None and C is None:
-            per_thread = epilogue_tile_bytes(graph, kernel)
+            per_thread = epilogue_tile_bytes(graph, kernel, nthreads)
             off = b.mul(part.tid, i64(per_thread)) if part is not None else i64(0)
             tile = b.gep(scratch, [off], inbounds=True, source_etype=I8)
         K = graph.type(a_id).shape[1]
         _matmul_nt(b, A, B, C, M, N, K, part, epi, tile)
         return
+    tiling = tiling_of(graph, kernel, nthreads)
+    pack = None
+    per_pack = _pack_bytes(graph, kernel, nthreads)
+    if per_pack:
+        # After the transposed B, the product and the epilogue tiles (scratch_bytes).
+        off = scratch_bytes(graph, kernel, nthreads) - per_pack * nthreads
+        if part is not None:
+            off = b.add(i64(off), b.mul(part.tid, i64(per_pack)))
+        pack = b.gep(scratch, [off if part is not None else i64(off)], inbounds=True,
+                     source_etype=I8)
     if epilogue is not None:
-        nthreads = part.nthreads if part else 1
         base = _transpose_scratch(graph, kernel, nthreads)
-        if k_block(_k_of(graph, v)) < _k_of(graph, v):
+        if _k_blocked(graph, kernel, nthreads):
             # k-blocks keep partial sums of the whole product: in its own buffer when
             # it is kept, else in scratch.
             if C is None:
                 C = b.gep(scratch, [i64(base)], inbounds=True, source_etype=I8)
             epilogue = (epi.tile, None)
         else:
-            per_thread = epilogue_tile_bytes(graph, kernel)
+            per_thread = epilogue_tile_bytes(graph, kernel, nthreads)
             off = b.add(i64(base), b.mul(part.tid, i64(per_thread)) if part is not None else i64(0))
             epilogue = (epi.tile, b.gep(scratch, [off], inbounds=True, source_etype=I8))
     ash = graph.type(a_id).shape
@@ -181,9 +229,11 @@ def lower_matmul(b, graph, kernel: Kernel, buffers, fn, scratch=None, part=None)
         off = b.mul(part.tid, i64(per_thread)) if part is not None else i64(0)
         Bt = b.gep(scratch, [off], inbounds=True, source_etype=I8)
         _transpose_into(b, B, Bt, N, K)
-        gemm(b, A, Bt, C, M, N, K, a_trans=ta, part=part, epilogue=epilogue)
+        gemm(b, A, Bt, C, M, N, K, a_trans=ta, part=part, epilogue=epilogue, tiling=tiling,
+             pack=pack)
     else:
-        gemm(b, A, B, C, M, N, K, a_trans=ta, part=part, epilogue=epilogue)
+        gemm(b, A, B, C, M, N, K, a_trans=ta, part=part, epilogue=epilogue, tiling=tiling,
+             pack=pack)
 
 
 def _matmul_nt(b, A, B, C, M, N, K, part=None, epilogue=None, tile=None):

@@ -1,0 +1,209 @@
+"""GEMM tilings (codegen/lower/gemm.py Tiling) and their tuning (codegen/tuning.py).
+
+Every tiling the tuner may choose must compute what the reference interpreter
+computes, bit for bit the same as every other tiling (the choice changes speed
+only): plain products, A^T B, A B^T through the transposed copy, fused
+epilogues with and without k-blocks, edge tiles in both directions, 1 and 2
+threads. The tuning cache is keyed by the CPU: another CPU's choice is never read.
+"""
+import numpy as np
+import pytest
+
+from kcompile.codegen import cache, tuning
+from kcompile.codegen.lower.gemm import KC_MAX, Tiling, default_tiling, vector_shape
+from kcompile.ir import builder as F
+from kcompile.ir.builder import Sym
+from kcompile.ir.graph import Graph, TensorType
+from kcompile.runtime.executable import NativeExecutable, ReferenceExecutable
+from kcompile.runtime.state import State
+
+W, VMAX = vector_shape()
+
+
+def _tilings(M, N, K):
+    """The tuner's candidates for 1 and 2 threads, and tilings that reach the other
+    branches: short k-blocks, row blocks that do not divide the rows, odd tile rows,
+    packed panels of B with and without k-blocks and row blocks."""
+    out = []
+    for t in [*tuning.candidates(M, N, K, 1), *tuning.candidates(M, N, K, 2),
+              Tiling(5, VMAX, 64, "rows", 10), Tiling(7, max(1, VMAX - 1), 100, "cols", 21),
+              Tiling(12, 1, KC_MAX, "rows", 24), Tiling(4, 2, 2 * K, "cols", 8),
+              Tiling(5, VMAX, 64, "rows", 10, pack=True), Tiling(6, 2, 100, "cols", pack=True),
+              Tiling(8, 3, 2 * K, "rows", pack=True)]:
+        if t not in out:
+            out.append(t)
+    return out
+
+
+# (M, N, K) with edge tiles: rows not a multiple of any tile height, columns past the
+# last full panel ending in a partial vector, K past one k-block.
+SHAPES = [(37, 5 * W + 3, 301), (70, 2 * W + 1, 29)]
+
+
+def _product_graph(M, N, K, kind):
+    g = Graph()
+    rng = np.random.default_rng(M * N + K)
+    if kind == "a_trans":
+        a = Sym(g, g.leaf("input", TensorType((K, M)), "a"))
+        b = Sym(g, g.leaf("input", TensorType((K, N)), "b"))
+        g.outputs["c"] = F.matmul(a, b, transpose_a=True).id
+    elif kind == "b_trans":
+        a = Sym(g, g.leaf("input", TensorType((M, K)), "a"))
+        b = Sym(g, g.leaf("input", TensorType((N, K)), "b"))
+        g.outputs["c"] = F.matmul(a, b, transpose_b=True).id
+    else:
+        a = Sym(g, g.leaf("input", TensorType((M, K)), "a"))
+        b = Sym(g, g.leaf("input", TensorType((K, N)), "b"))
+        if kind == "epilogue":      # bias + relu on the finished product, product not kept
+            bias = Sym(g, g.leaf("input", TensorType((N,)), "bias"))
+            g.outputs["c"] = F.relu(a @ b + bias).id
+        else:
+            g.outputs["c"] = (a @ b).id
+    feeds = {g.nodes[v].name: rng.standard_normal(g.type(v).shape, dtype=np.float32)
+             for v in g.leaves() if g.nodes[v].role == "input"}
+    return g, feeds
+
+
+def _run(g, feeds, nthreads, tiling):
+    with tuning.forced(tiling):
+        exe = NativeExecutable({"f": g}, State([]), use_cache=False, nthreads=nthreads)
+        return exe.run("f", feeds)["c"]
+
+
+@pytest.mark.parametrize("kind", ["plain", "a_trans", "b_trans", "epilogue"])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_every_tiling_matches_the_reference_bit_for_bit_alike(shape, kind):
+    M, N, K = shape
+    g, feeds = _product_graph(M, N, K, kind)
+    ref = ReferenceExecutable({"f": g}, State([])).run("f", feeds)["c"]
+    first = None
+    for nthreads in (1, 2):
+        for t in _tilings(M, N, K):
+            got = _run(g, feeds, nthreads, t)
+            np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * np.sqrt(K),
+                                       err_msg=f"{t} on {nthreads} threads")
+            if first is None:
+                first = got
+            assert np.array_equal(got, first), f"{t} on {nthreads} threads differs in bits"
+
+
+def test_candidates_start_with_the_constants_and_are_distinct():
+    for M, N, K in [(128, 512, 784), (784, 512, 128), (1024, 10, 256), (33, 7, 5)]:
+        for n in (1, 2):
+            cands = tuning.candidates(M, N, K, n)
+            assert cands[0] == default_tiling(M, N, K, n)
+            assert len(set(cands)) == len(cands) >= 2
+            assert all(t.mc % t.mr == 0 and t.split in ("rows", "cols") for t in cands)
+
+
+# ------------------------------------------------------------------ the tuning cache
+SHAPE = (256, 256, 512, False, 2)      # over MIN_FLOP: tuned when enabled
+
+
+@pytest.fixture
+def tuning_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("KCOMPILE_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("KCOMPILE_NO_CACHE", raising=False)
+    monkeypatch.delenv(tuning.ENV, raising=False)
+    monkeypatch.setattr(tuning, "_chosen", {})
+    calls = []
+
+    def fake_measure(winner):
+        def measure(cands, *shape):
+            calls.append(shape)
+            return [1.0 if i != winner else 0.5 for i in range(len(cands))]
+        monkeypatch.setattr(tuning, "measure", measure)
+    return calls, fake_measure, monkeypatch
+
+
+def test_a_tuned_choice_is_kept_and_read_back_without_measuring(tuning_cache):
+    calls, fake_measure, _ = tuning_cache
+    cands = tuning.candidates(*SHAPE[:3], SHAPE[4])
+    fake_measure(2)
+    assert tuning.gemm_tiling(*SHAPE) == cands[2]
+    assert len(calls) == 1
+    tuning._chosen.clear()          # a new process: only the disk cache remembers
+    fake_measure(1)
+    assert tuning.gemm_tiling(*SHAPE) == cands[2]
+    assert len(calls) == 1
+
+
+def test_another_cpu_does_not_read_this_cpus_choice(tuning_cache):
+    calls, fake_measure, monkeypatch = tuning_cache
+    cands = tuning.candidates(*SHAPE[:3], SHAPE[4])
+    fake_measure(2)
+    assert tuning.gemm_tiling(*SHAPE) == cands[2]
+    tuning._chosen.clear()
+    monkeypatch.setattr(tuning, "fingerprint", lambda: "x86_64-unknown-linux-gnu|znver3|+avx2")
+    fake_measure(1)
+    assert tuning.gemm_tiling(*SHAPE) == cands[1]
+    assert len(calls) == 2
+
+
+def test_ties_keep_the_constants(tuning_cache, monkeypatch):
+    monkeypatch.setattr(tuning, "measure",
+                        lambda cands, *s: [1.0] + [1.0 - tuning.TIE / 2] * (len(cands) - 1))
+    assert tuning.gemm_tiling(*SHAPE) == default_tiling(*SHAPE[:3], SHAPE[4])
+
+
+@pytest.mark.parametrize("env", [{tuning.ENV: "0"}, {"KCOMPILE_NO_CACHE": "1"}])
+def test_disabled_tuning_uses_the_constants_without_measuring(tuning_cache, env):
+    calls, fake_measure, monkeypatch = tuning_cache
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    fake_measure(1)
+    assert tuning.gemm_tiling(*SHAPE) == default_tiling(*SHAPE[:3], SHAPE[4])
+    assert calls == [] and tuning.key_salt() == "tune=off"
+
+
+def test_code_for_another_cpu_is_not_tuned_here(tuning_cache):
+    """An ahead-of-time build for another CPU keeps the constants: its code cannot be
+    timed on this machine."""
+    from kcompile.codegen.target import compiling_for
+    calls, fake_measure, _ = tuning_cache
+    fake_measure(1)
+    with compiling_for("x86-64", ""):
+        assert tuning.gemm_tiling(*SHAPE) == default_tiling(*SHAPE[:3], SHAPE[4])
+    assert calls == []
+
+
+def test_small_products_are_not_tuned(tuning_cache):
+    calls, fake_measure, _ = tuning_cache
+    fake_measure(1)
+    assert tuning.gemm_tiling(32, 64, 64, False, 2) == default_tiling(32, 64, 64, 2)
+    assert calls == []
+
+
+@pytest.mark.parametrize("nthreads,streams", [(1, (0, 0)), (2, (3, 3))])
+def test_measuring_times_every_candidate(tmp_path, monkeypatch, nthreads, streams):
+    """The real measurement (no timing asserted), alone and on the worker pool with a
+    stand-in epilogue: one finite time per candidate, and the stored choice is one of
+    them."""
+    monkeypatch.setenv("KCOMPILE_CACHE_DIR", str(tmp_path))
+    M, N, K = 64, 3 * W + 5, 40
+    cands = tuning.candidates(M, N, K, nthreads)
+    times = tuning.measure(cands, M, N, K, True, nthreads, streams)
+    assert len(times) == len(cands) and all(0 < t < 1 for t in times)
+    key = ("cpu", "version", (M, N, K, True, nthreads, *streams))
+    monkeypatch.setattr(tuning, "measure", lambda c, *s: times)
+    assert tuning._tune(key, key[2]) in cands
+    assert tuning._stored(key) in cands
+    assert cache.load(tuning._cache_key(key)) is not None
+
+
+def test_an_optimizer_update_fused_into_the_weight_gradient_is_tuned_with_its_streams(monkeypatch):
+    """The Adam update of a Dense kernel, fused after dW = X^T dZ, reads and writes the
+    weights and both moments: the tiling is asked for with those 3 + 3 streams."""
+    from kcompile import layers, models
+    from kcompile.codegen.lower import matmul
+    asked = []
+
+    def record(M, N, K, a_trans, nthreads, streams=(0, 0)):
+        asked.append((M, N, K, a_trans, streams))
+        return default_tiling(M, N, K, nthreads)
+    monkeypatch.setattr(matmul, "gemm_tiling", record)
+    monkeypatch.setenv("KCOMPILE_NO_CACHE", "1")
+    m = models.Sequential([layers.Dense(48, activation="relu", input_shape=(40,)), layers.Dense(3)])
+    m.compile(optimizer="adam", loss="mse", nthreads=1)
+    m.train_on_batch(np.ones((16, 40), np.float32), np.ones((16, 3), np.float32))
+    assert (40, 48, 16, True, (3, 3)) in asked
