@@ -106,7 +106,7 @@ declare float @llvm.copysign.f32(float, float)
 
 ; exp(x) = 2^n * p(r), r = x - n ln2 (ln2 split in two for accuracy); 2^n is built
 ; from two exponent fields so results reach the subnormal range.
-define float @kc_exp(float %x) alwaysinline {{
+define linkonce_odr float @kc_exp(float %x) alwaysinline {{
   %lo = call float @llvm.maxnum.f32(float %x, float {_c(-103.972)})
   %c = call float @llvm.minnum.f32(float %lo, float {_c(_EXP_MAX)})
   %t = fmul float %c, {_c(1.44269504088896341)}
@@ -150,7 +150,7 @@ define float @kc_exp(float %x) alwaysinline {{
 }}
 
 ; log(x) = e ln2 + log(m), m in [sqrt(1/2), sqrt(2)); subnormals are scaled first.
-define float @kc_log(float %x) alwaysinline {{
+define linkonce_odr float @kc_log(float %x) alwaysinline {{
   %sub = fcmp olt float %x, {_c(1.17549435e-38)}
   %xs = fmul float %x, {_c(8388608.0)}
   %x1 = select i1 %sub, float %xs, float %x
@@ -209,7 +209,7 @@ define float @kc_log(float %x) alwaysinline {{
 }}
 
 ; tanh: an odd polynomial near 0, 1 - 2/(e^{{2|x|}} + 1) elsewhere.
-define float @kc_tanh(float %x) alwaysinline {{
+define linkonce_odr float @kc_tanh(float %x) alwaysinline {{
   %ax = call float @llvm.fabs.f32(float %x)
   %z = fmul float %x, %x
   %p0 = fmul contract float %z, {_c(-5.70498872745e-3)}
@@ -239,7 +239,7 @@ define float @kc_tanh(float %x) alwaysinline {{
 }}
 
 ; sigmoid without cancellation: e = exp(-|x|), 1/(1+e) for x >= 0, e/(1+e) below.
-define float @kc_sigmoid(float %x) alwaysinline {{
+define linkonce_odr float @kc_sigmoid(float %x) alwaysinline {{
   %ax = call float @llvm.fabs.f32(float %x)
   %nax = fneg float %ax
   %e = call float @kc_exp(float %nax)
@@ -253,7 +253,7 @@ define float @kc_sigmoid(float %x) alwaysinline {{
   ret float %res
 }}
 
-define float @kc_sin(float %x) alwaysinline {{
+define linkonce_odr float @kc_sin(float %x) alwaysinline {{
 {_reduce_octant()}
   %p = select i1 %use_other, float %pc, float %ps
   %xneg = fcmp olt float %x, 0.0
@@ -263,7 +263,7 @@ define float @kc_sin(float %x) alwaysinline {{
 {_finish_trig("%s")}
 }}
 
-define float @kc_cos(float %x) alwaysinline {{
+define linkonce_odr float @kc_cos(float %x) alwaysinline {{
 {_reduce_octant()}
   %p = select i1 %use_other, float %ps, float %pc
   %neg = xor i1 %use_other, %flip4
@@ -272,7 +272,7 @@ define float @kc_cos(float %x) alwaysinline {{
 {_finish_trig("%s")}
 }}
 
-define float @kc_erf(float %x) alwaysinline {{
+define linkonce_odr float @kc_erf(float %x) alwaysinline {{
   %ax = call float @llvm.fabs.f32(float %x)
   %z = fmul float %x, %x
 {_horner("p", "z", _ERF_P)}

@@ -22,6 +22,7 @@ from . import io_pointers
 from .kernel_key import kernel_key
 from .target import host
 from .lower.elementwise import Intrinsics
+from .lower.group import lower_group as _lower_group
 from .lower.conv import lower_conv, scratch_bytes as conv_scratch
 from .lower.loop import lower_loop
 from .lower.matmul import lower_matmul, scratch_bytes as matmul_scratch
@@ -30,9 +31,8 @@ from .lower.rows import lower_rows
 from .lower.scatter import lower_scatter
 
 def lower_group(b, graph, kernel: Kernel, buffers, fn, scratch=None, part=None):
-    """Independent stages, one after another; each split between the threads."""
-    for st in kernel.stages:
-        LOWER[st.kind](b, graph, st, buffers, fn, scratch, part)
+    """Independent stages, one after another (codegen/lower/group.py)."""
+    _lower_group(LOWER, b, graph, kernel, buffers, fn, scratch, part)
 
 
 LOWER = {"loop": lower_loop, "reduce": lower_reduce, "matmul": lower_matmul, "conv": lower_conv,
@@ -109,6 +109,17 @@ def _bind_io(b, e: Entry, work, table):
     return bound, pointers
 
 
+def module_text(module: ir.Module) -> str:
+    """str(module), with the text of each function already printed while the module
+    was built (`printed`: a kernel, compared with the others by its text) reused."""
+    lines = ['; ModuleID = "%s"' % (module.name,), 'target triple = "%s"' % (module.triple,),
+             'target datalayout = "%s"' % (module.data_layout,), '']
+    lines += [t.get_declaration() for t in module.get_identified_types().values()]
+    lines += [getattr(v, "printed", None) or str(v) for v in module.globals.values()]
+    lines += module._get_metadata_lines()
+    return "\n".join(lines)
+
+
 # MXCSR's FTZ bit: results below float32's normal range become zero. (Subnormal inputs
 # are still read as they are: log(1e-40) stays -92.1, not log(0).)
 _FTZ = 0x8000
@@ -158,7 +169,7 @@ class _Context:
     def unique(self, kf, arg_locs):
         """One function per distinct kernel body: the forward kernels of train_step,
         eval_step and predict at one batch size are the same code, compiled once."""
-        text = str(kf)
+        text = kf.printed = str(kf)
         body = text[text.index("("):]
         same = self.kernels.get(body)
         if same is None:

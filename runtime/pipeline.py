@@ -10,6 +10,7 @@
     pipeline.llvm()                   the LLVM module of every entry, as text (one function
                                       per distinct kernel body, shared by the entries)
     pipeline.object()                 the module optimized at O3 for the host, as object code
+                                      (compiled in partitions on several cores: codegen/jit.py)
     pipeline.executable()             the program loaded to run (native or reference)
 
 Every stage is computed at most once, on first use, and kept: the executable is
@@ -35,7 +36,7 @@ from ..ir.passes import autodiff, optimizer_step, simplify
 from ..ir.passes.fuse import fuse
 from ..ir.passes.plan_memory import plan_memory
 from ..codegen import cache, io_pointers, jit, tuning
-from ..codegen.module import Entry, build_module, scratch_bytes
+from ..codegen.module import Entry, build_module, module_text, scratch_bytes
 from ..codegen.target import fingerprint
 from .state import State
 from .threads import available_cpus, default_threads
@@ -199,7 +200,7 @@ class Pipeline:
         def compute():
             module = build_module([self.memory(e) for e in self.traced], self.nthreads,
                                   bind_io=True)
-            return LLVMProgram(str(module), module.kernel_symbols)
+            return LLVMProgram(module_text(module), module.kernel_symbols)
         return _kept(self._stages, "llvm", compute)
 
     def llvm_ir(self) -> str:
@@ -208,7 +209,8 @@ class Pipeline:
     def object(self) -> jit.ObjectCode:
         """The module after LLVM's O3 passes (its text kept) and as object code."""
         return _kept(self._stages, "object",
-                     lambda: jit.build_object(self.llvm_ir(), keep_ir=True))
+                     lambda: jit.build_object(self.llvm_ir(), keep_ir=True,
+                                              threads=jit.compile_threads()))
 
     def optimized_llvm_ir(self) -> str:
         return self.object().optimized_ir
@@ -216,7 +218,7 @@ class Pipeline:
     def assembly(self) -> str:
         """The host assembly of the optimized module."""
         return _kept(self._stages, "asm",
-                     lambda: jit.emit_assembly(self.optimized_llvm_ir()))
+                     lambda: jit.emit_assembly(self.object().optimized_parts))
 
     def compiled(self) -> Compiled:
         """The object code to load: from the disk cache when it holds this program

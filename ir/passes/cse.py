@@ -16,13 +16,17 @@ def _key(g: Graph, vid: int):
 
 
 def eliminate_common_subexpressions(graph: Graph) -> Graph:
-    g = graph.copy()
+    """The graph with one value per expression (the graph itself when it has no
+    repeat: copied on the first one)."""
+    g = graph
     seen: dict = {}
-    for vid in g.order():           # operands are canonical before their users are keyed
+    for vid in graph.order():       # operands are canonical before their users are keyed
         key = _key(g, vid)
         if key is None:
             continue
         if key in seen:
+            if g is graph:
+                g = graph.copy()
             g.replace_uses(vid, seen[key])
         else:
             seen[key] = vid

@@ -1,6 +1,8 @@
 """Session: one model at one batch size, its documents read from the model's compile pipeline."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from .documents import (fused_doc, graph_doc, graph_stats, kernel_stats, memory_doc,
@@ -163,7 +165,7 @@ class Session:
         for n, k in kernels:
             sym = called.get(f"{entry}.{k.name}")
             sym = sym if sym in texts else _kernel_symbol(texts, entry, k.name)
-            text = texts.get(sym, "") if sym else ""
+            text = _with_callees(texts, texts.get(sym, "")) if sym else ""
             if not sym:         # emitted inline in the entry (a scan): its body's kernels
                 prefix = f"{entry}.{k.name}."
                 body = dict.fromkeys(s for key, s in called.items() if key.startswith(prefix))
@@ -174,6 +176,17 @@ class Session:
             out.append({"kernel": None, "symbol": entry, "kind": "entry", "shape": [],
                         "scope": "", "text": texts.get(entry, "")})
         return out
+
+
+def _with_callees(texts, text):
+    """A kernel's code followed by the functions of `texts` it refers to (a group
+    kernel's stages, codegen/lower/group.py: called in IR, by address in JIT assembly)."""
+    at = {}
+    for name in texts:
+        m = re.search(r'(?<![\w.])"?' + re.escape(name) + r'"?(?![\w.$])', text)
+        if m and not texts[name].startswith(text[:200]):
+            at[name] = m.start()
+    return "\n\n".join([text, *(texts[n] for n in sorted(at, key=at.get))])
 
 
 def _kernel_symbol(texts, entry, kname):
