@@ -127,6 +127,6 @@ def test_a_cache_entry_of_another_cpu_or_compiler_version_is_not_loaded(tmp_path
 def test_the_module_text_reusing_printed_functions_is_the_modules_text(monkeypatch):
     from kcompile.codegen.module import build_module, module_text
     _, p, _ = compiled(monkeypatch, 1)
-    module = build_module([p.memory(e) for e in p.entries], p.nthreads)
+    module = build_module([p.memory(e) for e in p.entries], p.nthreads, bind_io=True)
     assert module_text(module) == str(module)
     assert module_text(module) == p.llvm_ir()
