@@ -254,17 +254,17 @@ def _pack_transposed(b, B, ldb, pack, NR, j0, width, k0, k1, W):
     nk = b.sub(k1, k0)
     full_k = b.mul(b.udiv(nk, i64(W)), i64(W))
 
-    def block(b, kb, _):
-        kk = b.mul(kb, i64(W))
-        for g in range(groups):
-            src = [b.load(_gep(b, B, b.add(b.mul(b.add(j0, i64(g * W + r)), i64(ldb)),
-                                           b.add(k0, kk))), typ=vec, align=4)
-                   for r in range(W)]
-            for r, x in enumerate(_transpose_block(b, src, W)):
-                b.store(x, _gep(b, pack, b.add(b.mul(b.add(kk, i64(r)), i64(NR)), i64(g * W))),
-                        align=4)
-    if groups:
-        loop(b, b.udiv(nk, i64(W)), block, name="pt")
+    def block(b, kb, g):
+        kk, c0 = b.mul(kb, i64(W)), b.mul(g, i64(W))
+        src = [b.load(_gep(b, B, b.add(b.mul(b.add(j0, b.add(c0, i64(r))), i64(ldb)),
+                                       b.add(k0, kk))), typ=vec, align=4)
+               for r in range(W)]
+        for r, x in enumerate(_transpose_block(b, src, W)):
+            b.store(x, _gep(b, pack, b.add(b.mul(b.add(kk, i64(r)), i64(NR)), c0)), align=4)
+    if groups:      # a loop, not unrolled: a block is already W loads, W stores and
+        # W log2(W) shuffles, and unrolled groups cost compile time, not run time
+        loop(b, i64(groups), lambda b, g, _: loop(
+            b, b.udiv(nk, i64(W)), lambda b, kb, _: block(b, kb, g), name="pt"), name="pg")
 
     def one(b, c, k):
         x = b.load(_gep(b, B, b.add(b.mul(b.add(j0, c), i64(ldb)), b.add(k0, k))), typ=F32)
