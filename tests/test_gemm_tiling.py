@@ -91,10 +91,11 @@ def test_every_tiling_matches_the_reference_bit_for_bit_alike(shape, kind):
             assert np.array_equal(got, first), f"{t} on {nthreads} threads differs in bits"
 
 
-# A B^T on the GEMM (not as dot products of rows: M >= 64 or K < 64), B^T packed
-# panel by panel from B: whole W x W blocks transposed in registers, k and column
-# remainders, a panel narrower than one vector, k-blocks.
-B_TRANS_SHAPES = [(70, 5 * W + 3, 301), (65, W - 3, 40), (64, 2 * W, 2 * W), (9, 3 * W + 5, 19)]
+# A B^T on the GEMM (M >= 16 or K < 64), B^T packed panel by panel from B: whole
+# W x W blocks transposed in registers, k and column remainders, a panel narrower
+# than one vector, k-blocks; and as dot products of rows (few long rows: 9 x 70).
+B_TRANS_SHAPES = [(70, 5 * W + 3, 301), (65, W - 3, 40), (64, 2 * W, 2 * W), (9, 3 * W + 5, 19),
+                  (9, 3 * W + 5, 70)]
 
 
 @pytest.mark.parametrize("kind", ["b_trans", "b_trans_epilogue"])

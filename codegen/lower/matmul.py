@@ -17,11 +17,11 @@ from .gemm import gemm, k_block, vector_shape
 ROWS = 8
 NARROW_TILE = 32   # epilogue widths up to this get their rows unrolled
 # A B^T runs as dot products of rows only for long rows (K) and few of them (M);
-# otherwise the GEMM runs on B^T (measured with B transposed into scratch first, one core:
-# 12800x64 by K=400 4.22 -> 2.74 ms, 64x100 by 400 34 -> 32 us, 128x512 by 256
-# equal; 32x64 by 256 5.8 us as dot products, 8.0 transposed).
+# otherwise on the GEMM, which packs B^T from B (measured, one core, with a relu
+# derivative fused, under load: 8x512 by K=256 52 us as dot products, 56 on the
+# GEMM; 16x256 by 512 85 vs 75; 32x512 by 256 229 vs 168; 48x400 by 100 84 vs 39).
 NT_MIN_K = 64
-NT_MAX_M = 64
+NT_MAX_M = 16
 
 
 def scratch_bytes(graph, kernel: Kernel, nthreads: int = 1) -> int:
