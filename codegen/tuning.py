@@ -73,8 +73,10 @@ def forced(tiling: Tiling):
         _forced.pop()
 
 
-def gemm_tiling(M: int, N: int, K: int, a_trans: bool, nthreads: int, streams=(0, 0)) -> Tiling:
-    """The tiling to lower C (M x N) = op(A) (M x K) @ B with, on `nthreads` threads.
+def gemm_tiling(M: int, N: int, K: int, a_trans: bool, nthreads: int, streams=(0, 0),
+                b_trans: bool = False) -> Tiling:
+    """The tiling to lower C (M x N) = op(A) (M x K) @ op(B) with, on `nthreads` threads
+    (op(B) = B^T with b_trans: its panels are packed from B, a cost timed with them).
 
     streams: (reads, writes) of M x N arrays by a fused epilogue (an optimizer's
     update reads and writes its weights and moments): their traffic is part of the
@@ -84,11 +86,13 @@ def gemm_tiling(M: int, N: int, K: int, a_trans: bool, nthreads: int, streams=(0
     default = default_tiling(M, N, K, nthreads)
     if 2.0 * M * N * K < MIN_FLOP or not enabled():
         return default
-    shape = (M, N, K, bool(a_trans), nthreads, *streams)
+    shape = (M, N, K, bool(a_trans), nthreads, *streams, bool(b_trans))
     key = (fingerprint(), cache.compiler_version(), shape)
     with _lock:     # one measurement at a time (kernels may be lowered on several threads)
         if key not in _chosen:
             _chosen[key] = _stored(key) or _tune(key, shape)
+    if b_trans:     # packed either way: one name for what runs
+        return replace(_chosen[key], pack=True)
     return _chosen[key]
 
 
@@ -137,9 +141,9 @@ def candidates(M: int, N: int, K: int, nthreads: int) -> list[Tiling]:
 
 def _tune(key, shape) -> Tiling:
     t0 = time.perf_counter()
-    M, N, K, a_trans, nthreads, *streams = shape
+    M, N, K, a_trans, nthreads, reads, writes, b_trans = shape
     cands = candidates(M, N, K, nthreads)
-    times = measure(cands, M, N, K, a_trans, nthreads, streams)
+    times = measure(cands, M, N, K, a_trans, nthreads, (reads, writes), b_trans)
     best = min(range(len(cands)), key=lambda i: times[i])
     if times[best] >= times[0] * (1 - TIE):
         best = 0
@@ -147,7 +151,7 @@ def _tune(key, shape) -> Tiling:
     cost = time.perf_counter() - t0
     last_cost[shape] = cost
     if os.environ.get("KC_DEBUG", "0") not in ("", "0"):
-        print(f"[kcompile] tuned {M}x{N}x{K}{' A^T' if a_trans else ''} on {nthreads} threads "
+        print(f"[kcompile] tuned {M}x{N}x{K}{' A^T' if a_trans else ''}{' B^T' if b_trans else ''} on {nthreads} threads "
               f"in {cost * 1e3:.0f} ms ({compile_s.get(shape, 0) * 1e3:.0f} compiling): {choice} "
               + ", ".join(f"{c.mr}x{c.v} kc{c.kc_max} {c.split} mc{c.mc}{' pack' if c.pack else ''}: "
                           f"{t * 1e6:.0f} us"
@@ -157,7 +161,7 @@ def _tune(key, shape) -> Tiling:
     return choice
 
 
-def _module(cands, M, N, K, a_trans, nthreads, streams=(0, 0)):
+def _module(cands, M, N, K, a_trans, nthreads, streams=(0, 0), b_trans=False):
     """One function per candidate: void(ptr A, ptr B, ptr C, ptr scratch, ptr X, i64 tid),
     where scratch holds each thread's packed panel and product tile (_scratch_stride)
     and X the arrays a stand-in epilogue reads and writes (`streams`)."""
@@ -195,7 +199,7 @@ def _module(cands, M, N, K, a_trans, nthreads, streams=(0, 0)):
                         else:
                             b.call(_masked(module, "store", vec), [x, p, ir.Constant(I32, 4), mask])
         return run
-    stride, pack_floats = _scratch_stride(cands, N, K)
+    stride, pack_floats = _scratch_stride(cands, N, K, b_trans)
     for i, t in enumerate(cands):
         fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR] * 5 + [ir.IntType(64)]),
                          name=f"cand{i}")
@@ -211,7 +215,7 @@ def _module(cands, M, N, K, a_trans, nthreads, streams=(0, 0)):
             epilogue = (epilogue_fn(X), None if blocked else
                         b.gep(mine, [i64(pack_floats)], inbounds=True, source_etype=F32))
         gemm(b, A, B, C, M, N, K, a_trans=a_trans, part=part, tiling=t, pack=mine,
-             epilogue=epilogue)
+             epilogue=epilogue, b_trans=b_trans)
         b.ret_void()
         if nthreads > 1:
             _step(module, fn, nthreads, i)
@@ -252,11 +256,11 @@ def _object(text: str) -> bytes:
     return tm.emit_object(mod)
 
 
-def _scratch_stride(cands, N, K) -> tuple[int, int]:
+def _scratch_stride(cands, N, K, b_trans=False) -> tuple[int, int]:
     """(floats of scratch per thread, floats of it before the product tile): the
     largest packed panel and tile any candidate needs."""
     W, _ = vector_shape()
-    pack = max([16] + [-(-t.pack_floats(N, K, W) // 16) * 16 for t in cands])
+    pack = max([16] + [-(-t.pack_floats(N, K, W, b_trans) // 16) * 16 for t in cands])
     return pack + max(t.tile_floats(N, W) for t in cands), pack
 
 
@@ -266,23 +270,23 @@ def _aligned(n):
     return raw[skip:skip + n]
 
 
-def measure(cands, M, N, K, a_trans, nthreads, streams=(0, 0)) -> list[float]:
+def measure(cands, M, N, K, a_trans, nthreads, streams=(0, 0), b_trans=False) -> list[float]:
     """Seconds per product for each tiling, best of ROUNDS; on several threads, run
     by the step's own worker pool (threads share caches and memory bandwidth)."""
     from . import sync
     from .jit import load_object
     prefix = "step" if nthreads > 1 else "cand"
     names = [f"{prefix}{i}" for i in range(len(cands))]
-    module = _module(cands, M, N, K, a_trans, nthreads, tuple(streams))
+    module = _module(cands, M, N, K, a_trans, nthreads, tuple(streams), b_trans)
     t0 = time.perf_counter()
     code = load_object(_object(str(module)), names + (list(sync.SYMBOLS) if nthreads > 1 else []),
                        name="kcompile-tuning")
-    compile_s[(M, N, K, a_trans, nthreads, *streams)] = time.perf_counter() - t0
+    compile_s[(M, N, K, a_trans, nthreads, *streams, b_trans)] = time.perf_counter() - t0
     rng = np.random.default_rng(0)
     A, B, C = _aligned(M * K), _aligned(K * N), _aligned(M * N)
     A[:] = rng.standard_normal(M * K, dtype=np.float32)
     B[:] = rng.standard_normal(K * N, dtype=np.float32)
-    P = _aligned(_scratch_stride(cands, N, K)[0] * nthreads)
+    P = _aligned(_scratch_stride(cands, N, K, b_trans)[0] * nthreads)
     X = _aligned(max(16, max(streams) * M * N))
     args = (A.ctypes.data, B.ctypes.data, C.ctypes.data, P.ctypes.data, X.ctypes.data)
     with contextlib.ExitStack() as stack:

@@ -2,7 +2,7 @@
 
 Every tiling the tuner may choose must compute what the reference interpreter
 computes, bit for bit the same as every other tiling (the choice changes speed
-only): plain products, A^T B, A B^T through the transposed copy, fused
+only): plain products, A^T B, A B^T with panels of B^T packed from B, fused
 epilogues with and without k-blocks, edge tiles in both directions, 1 and 2
 threads. The tuning cache is keyed by the CPU: another CPU's choice is never read.
 """
@@ -47,10 +47,14 @@ def _product_graph(M, N, K, kind):
         a = Sym(g, g.leaf("input", TensorType((K, M)), "a"))
         b = Sym(g, g.leaf("input", TensorType((K, N)), "b"))
         g.outputs["c"] = F.matmul(a, b, transpose_a=True).id
-    elif kind == "b_trans":
+    elif kind in ("b_trans", "b_trans_epilogue"):
         a = Sym(g, g.leaf("input", TensorType((M, K)), "a"))
         b = Sym(g, g.leaf("input", TensorType((N, K)), "b"))
-        g.outputs["c"] = F.matmul(a, b, transpose_b=True).id
+        c = F.matmul(a, b, transpose_b=True)
+        if kind == "b_trans_epilogue":      # a relu's derivative, as in a backward pass
+            mask = Sym(g, g.leaf("input", TensorType((M, N)), "mask"))
+            c = F.relu(mask) * c
+        g.outputs["c"] = c.id
     else:
         a = Sym(g, g.leaf("input", TensorType((M, K)), "a"))
         b = Sym(g, g.leaf("input", TensorType((K, N)), "b"))
@@ -85,6 +89,36 @@ def test_every_tiling_matches_the_reference_bit_for_bit_alike(shape, kind):
             if first is None:
                 first = got
             assert np.array_equal(got, first), f"{t} on {nthreads} threads differs in bits"
+
+
+# A B^T on the GEMM (M >= 16 or K < 64), B^T packed panel by panel from B: whole
+# W x W blocks transposed in registers, k and column remainders, a panel narrower
+# than one vector, k-blocks; and as dot products of rows (few long rows: 9 x 70).
+B_TRANS_SHAPES = [(70, 5 * W + 3, 301), (65, W - 3, 40), (64, 2 * W, 2 * W), (9, 3 * W + 5, 19),
+                  (9, 3 * W + 5, 70)]
+
+
+@pytest.mark.parametrize("kind", ["b_trans", "b_trans_epilogue"])
+@pytest.mark.parametrize("shape", B_TRANS_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_b_transposed_on_the_gemm_matches_the_reference_for_every_tiling(shape, kind):
+    test_every_tiling_matches_the_reference_bit_for_bit_alike(shape, kind)
+
+
+@pytest.mark.parametrize("cpu,features", [("haswell", "+avx,+avx2,+fma,+sse4.2"), ("x86-64", "")],
+                         ids=["8-wide", "4-wide"])
+def test_b_transposed_in_narrower_vectors_matches_the_reference(cpu, features):
+    """The in-register transpose for 8- and 4-float vectors (code for those CPUs runs
+    here too): whole blocks, remainders in k and columns, k-blocks, 1 and 2 threads."""
+    from kcompile.codegen.target import compiling_for
+    with compiling_for(cpu, features):
+        w = vector_shape()[0]
+        for kind in ("b_trans", "b_trans_epilogue"):
+            g, feeds = _product_graph(70, 5 * w + 3, 4 * w + 5, kind)
+            ref = ReferenceExecutable({"f": g}, State([])).run("f", feeds)["c"]
+            for t in (default_tiling(70, 5 * w + 3, 4 * w + 5), Tiling(6, 2, 2 * w, "rows", pack=True)):
+                for nthreads in (1, 2):
+                    np.testing.assert_allclose(_run(g, feeds, nthreads, t), ref, rtol=1e-4,
+                                               atol=1e-3, err_msg=f"{t} on {nthreads} threads")
 
 
 def test_candidates_start_with_the_constants_and_are_distinct():
@@ -174,17 +208,18 @@ def test_small_products_are_not_tuned(tuning_cache):
     assert calls == []
 
 
-@pytest.mark.parametrize("nthreads,streams", [(1, (0, 0)), (2, (3, 3))])
-def test_measuring_times_every_candidate(tmp_path, monkeypatch, nthreads, streams):
+@pytest.mark.parametrize("nthreads,streams,b_trans",
+                         [(1, (0, 0), False), (2, (3, 3), False), (2, (0, 0), True)])
+def test_measuring_times_every_candidate(tmp_path, monkeypatch, nthreads, streams, b_trans):
     """The real measurement (no timing asserted), alone and on the worker pool with a
-    stand-in epilogue: one finite time per candidate, and the stored choice is one of
-    them."""
+    stand-in epilogue, and with B^T packed from B: one finite time per candidate, and
+    the stored choice is one of them."""
     monkeypatch.setenv("KCOMPILE_CACHE_DIR", str(tmp_path))
     M, N, K = 64, 3 * W + 5, 40
     cands = tuning.candidates(M, N, K, nthreads)
-    times = tuning.measure(cands, M, N, K, True, nthreads, streams)
+    times = tuning.measure(cands, M, N, K, True, nthreads, streams, b_trans)
     assert len(times) == len(cands) and all(0 < t < 1 for t in times)
-    key = ("cpu", "version", (M, N, K, True, nthreads, *streams))
+    key = ("cpu", "version", (M, N, K, True, nthreads, *streams, b_trans))
     monkeypatch.setattr(tuning, "measure", lambda c, *s: times)
     assert tuning._tune(key, key[2]) in cands
     assert tuning._stored(key) in cands
@@ -198,7 +233,7 @@ def test_an_optimizer_update_fused_into_the_weight_gradient_is_tuned_with_its_st
     from kcompile.codegen.lower import matmul
     asked = []
 
-    def record(M, N, K, a_trans, nthreads, streams=(0, 0)):
+    def record(M, N, K, a_trans, nthreads, streams=(0, 0), b_trans=False):
         asked.append((M, N, K, a_trans, streams))
         return default_tiling(M, N, K, nthreads)
     monkeypatch.setattr(matmul, "gemm_tiling", record)

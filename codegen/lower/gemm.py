@@ -59,9 +59,12 @@ class Tiling:
     mc: int = 0       # rows of A per block kept in L2 across column panels (0: all rows)
     pack: bool = False  # copy each k-block of a column panel of B to a contiguous buffer
 
-    def pack_floats(self, N: int, K: int, W: int) -> int:
-        """Floats of the per-thread buffer a packed panel of B takes (0: not packed)."""
-        return k_block(K, self.kc_max) * self.vectors(N, W) * W if self.pack and N >= W else 0
+    def pack_floats(self, N: int, K: int, W: int, b_trans: bool = False) -> int:
+        """Floats of the per-thread buffer a packed panel of B takes (0: not packed).
+        B stored transposed (b_trans) is always packed, edge panel included."""
+        if b_trans or (self.pack and N >= W):
+            return k_block(K, self.kc_max) * self.vectors(N, W) * W
+        return 0
 
     def vectors(self, N: int, W: int) -> int:
         """Vectors per tile row for N columns (narrow products take fewer)."""
@@ -227,14 +230,66 @@ def _row_tiles(b, A, B, C, M, K, lda, ldb, ldc, j0, W, V, last_lanes, a_trans, r
             emit()
 
 
-def gemm(b, A, B, C, M, N, K, a_trans=False, part=None, epilogue=None, tiling=None, pack=None):
-    """C (M x N) = op(A) @ B (K x N), row-major; op(A) = A (M x K), or A^T for A (K x M).
+def _transpose_block(b, rows, W):
+    """The W x W block whose rows are `rows` (W vectors), transposed: log2(W) rounds
+    of interleaving row i with row i + W/2 (one two-source permute each)."""
+    h = W // 2
+    lo = ir.Constant(ir.VectorType(I32, W), [p // 2 + (W if p % 2 else 0) for p in range(W)])
+    hi = ir.Constant(ir.VectorType(I32, W), [h + p // 2 + (W if p % 2 else 0) for p in range(W)])
+    for _ in range(W.bit_length() - 1):
+        out = []
+        for i in range(h):
+            out += [b.shuffle_vector(rows[i], rows[i + h], lo),
+                    b.shuffle_vector(rows[i], rows[i + h], hi)]
+        rows = out
+    return rows
+
+
+def _pack_transposed(b, B, ldb, pack, NR, j0, width, k0, k1, W):
+    """pack[k - k0][c] = B[j0 + c][k] for c < width, k0 <= k < k1: a column panel of
+    B^T read from B (stored N x K) in W x W blocks transposed in registers; the
+    k and column remainders one float at a time."""
+    vec = ir.VectorType(F32, W)
+    groups = width // W
+    nk = b.sub(k1, k0)
+    full_k = b.mul(b.udiv(nk, i64(W)), i64(W))
+
+    def block(b, kb, g):
+        kk, c0 = b.mul(kb, i64(W)), b.mul(g, i64(W))
+        src = [b.load(_gep(b, B, b.add(b.mul(b.add(j0, b.add(c0, i64(r))), i64(ldb)),
+                                       b.add(k0, kk))), typ=vec, align=4)
+               for r in range(W)]
+        for r, x in enumerate(_transpose_block(b, src, W)):
+            b.store(x, _gep(b, pack, b.add(b.mul(b.add(kk, i64(r)), i64(NR)), c0)), align=4)
+    if groups:      # a loop, not unrolled: a block is already W loads, W stores and
+        # W log2(W) shuffles, and unrolled groups cost compile time, not run time
+        loop(b, i64(groups), lambda b, g, _: loop(
+            b, b.udiv(nk, i64(W)), lambda b, kb, _: block(b, kb, g), name="pt"), name="pg")
+
+    def one(b, c, k):
+        x = b.load(_gep(b, B, b.add(b.mul(b.add(j0, c), i64(ldb)), b.add(k0, k))), typ=F32)
+        b.store(x, _gep(b, pack, b.add(b.mul(k, i64(NR)), c)))
+    if groups:      # the last k % W rows of the full column groups
+        loop(b, i64(groups * W), lambda b, c, _: loop(
+            b, nk, lambda b, k, _: one(b, c, k), name="ptk", start=full_k), name="ptc")
+    if width > groups * W:      # the columns past the full groups, every k
+        loop(b, i64(width), lambda b, c, _: loop(
+            b, nk, lambda b, k, _: one(b, c, k), name="ptk"), name="ptc", start=i64(groups * W))
+
+
+def gemm(b, A, B, C, M, N, K, a_trans=False, part=None, epilogue=None, tiling=None, pack=None,
+         b_trans=False):
+    """C (M x N) = op(A) @ op(B), row-major; op(A) = A (M x K), or A^T for A (K x M);
+    op(B) = B (K x N), or B^T for B (N x K) with b_trans.
 
     Cut as `tiling` says (default: default_tiling): threads split the column panels
     or the row tiles; a split with fewer units than threads falls back to the other.
-    With tiling.pack, `pack` is this thread's buffer of tiling.pack_floats(N, K, W).
+    With tiling.pack or b_trans, `pack` is this thread's buffer of
+    tiling.pack_floats(N, K, W, b_trans). B^T is packed panel by panel from B as
+    the product goes (no transposed copy of all of B first: each thread reads only
+    the panels it multiplies, and each panel while it is in cache).
     """
-    lda, ldb, ldc = (M if a_trans else K), N, N
+    lda, ldb, ldc = (M if a_trans else K), (K if b_trans else N), N
     nthreads = part.nthreads if part is not None else 1
     tiling = tiling or default_tiling(M, N, K, nthreads)
     W, _ = vector_shape()
@@ -254,11 +309,21 @@ def gemm(b, A, B, C, M, N, K, a_trans=False, part=None, epilogue=None, tiling=No
     lo, hi = part.share(b, col_count) if split_cols else (i64(0), i64(col_count))
     full_hi = b.select(b.icmp_signed("<", hi, i64(n_tiles)), hi, i64(n_tiles))
 
-    packed = tiling.pack_floats(N, K, W) > 0
+    packed = tiling.pack_floats(N, K, W, b_trans) > 0
     assert not packed or pack is not None, "a packed tiling needs its buffer"
+
+    def transposed_panel(kblock, rows, j0, width, V_):
+        k0, k1 = (kblock[0], kblock[1]) if kblock else (i64(0), i64(K))
+        _pack_transposed(b, B, ldb, pack, NR, j0, width, k0, k1, W)
+        lanes = None if width == V_ * W else width - (V_ - 1) * W
+        _row_tiles(b, A, B, C, M, K, lda, ldb, ldc, j0, W, V_, lanes, a_trans, rows, kblock,
+                   epilogue, mr, b_at=lambda b, k: _gep(b, pack, b.mul(b.sub(k, k0), i64(NR))))
 
     def panel(kblock, rows, b, jt):
         j0 = b.mul(jt, i64(NR))
+        if b_trans:
+            transposed_panel(kblock, rows, j0, NR, V)
+            return
         if not packed:
             _row_tiles(b, A, B, C, M, K, lda, ldb, ldc, j0, W, V, None, a_trans, rows, kblock,
                        epilogue, mr)
@@ -283,6 +348,10 @@ def gemm(b, A, B, C, M, N, K, a_trans=False, part=None, epilogue=None, tiling=No
             loop(b, full_hi, lambda b, jt, _: panel(kblock, rows, b, jt) or [], name="jt", start=lo)
         if rest:
             # The columns past the last full panel: ceil(rest / W) vectors, the last masked.
+            if b_trans:
+                _when(b, b.and_(b.icmp_signed("==", hi, i64(col_count)), b.icmp_signed("<", lo, hi)),
+                      lambda: transposed_panel(kblock, rows, i64(n_tiles * NR), rest, edge_v))
+                return
             _when(b, b.and_(b.icmp_signed("==", hi, i64(col_count)), b.icmp_signed("<", lo, hi)),
                   lambda: _row_tiles(b, A, B, C, M, K, lda, ldb, ldc, i64(n_tiles * NR), W,
                                      edge_v, edge_lanes, a_trans, rows, kblock, epilogue, mr))

@@ -2,8 +2,9 @@
 
 A B and A^T B run on the register-blocked micro-kernel of gemm.py (which
 reads A^T in place). A B^T (the backward pass's dX = dZ W^T)
-is computed as dot products of rows: both operands are read contiguously and
-eight rows of A share each row of B.
+is computed as dot products of rows when rows are long and few (both operands
+read contiguously, eight rows of A share each row of B), else on the GEMM,
+which packs panels of B^T from B as it goes.
 """
 from __future__ import annotations
 
@@ -16,45 +17,40 @@ from .gemm import gemm, k_block, vector_shape
 ROWS = 8
 NARROW_TILE = 32   # epilogue widths up to this get their rows unrolled
 # A B^T runs as dot products of rows only for long rows (K) and few of them (M);
-# otherwise B is transposed into scratch and the GEMM runs (measured, one core:
-# 12800x64 by K=400 4.22 -> 2.74 ms, 64x100 by 400 34 -> 32 us, 128x512 by 256
-# equal; 32x64 by 256 5.8 us as dot products, 8.0 transposed).
+# otherwise on the GEMM, which packs B^T from B (measured, one core, with a relu
+# derivative fused, under load: 8x512 by K=256 52 us as dot products, 56 on the
+# GEMM; 16x256 by 512 85 vs 75; 32x512 by 256 229 vs 168; 48x400 by 100 84 vs 39).
 NT_MIN_K = 64
-NT_MAX_M = 64
-
-
-def _transpose_scratch(graph, kernel, nthreads):
-    node = graph.nodes[matmul_of(graph, kernel)]
-    bb = graph.type(node.inputs[1]).shape
-    if node.params["transpose_b"] and not _dot_products(graph, kernel):
-        return _pad(bb[0] * bb[1] * 4) * nthreads
-    return 0
+NT_MAX_M = 16
 
 
 def scratch_bytes(graph, kernel: Kernel, nthreads: int = 1) -> int:
     product = _pad(graph.type(matmul_of(graph, kernel)).nbytes) \
         if _needs_product_buffer(graph, kernel, nthreads) else 0
-    return (_transpose_scratch(graph, kernel, nthreads) + product
+    return (product
             + (epilogue_tile_bytes(graph, kernel, nthreads) + _pack_bytes(graph, kernel, nthreads))
             * nthreads)
 
 
 def _pack_bytes(graph, kernel, nthreads) -> int:
-    """Per thread: a packed k-block of a column panel of B, when the tiling packs."""
+    """Per thread: a packed k-block of a column panel of B, when the tiling packs
+    (always for B^T)."""
     if _dot_products(graph, kernel):
         return 0
     v = matmul_of(graph, kernel)
     W, _ = vector_shape()
     N = graph.type(v).shape[1]
-    return _pad(tiling_of(graph, kernel, nthreads).pack_floats(N, _k_of(graph, v), W) * 4)
+    return _pad(tiling_of(graph, kernel, nthreads).pack_floats(
+        N, _k_of(graph, v), W, graph.nodes[v].params["transpose_b"]) * 4)
 
 
 def tiling_of(graph, kernel: Kernel, nthreads: int = 1):
     """The GEMM tiling of this kernel's product (tuned for the host when enabled)."""
     v = matmul_of(graph, kernel)
     M, N = graph.type(v).shape
-    return gemm_tiling(M, N, _k_of(graph, v), graph.nodes[v].params["transpose_a"], nthreads,
-                       _epilogue_streams(graph, kernel, v))
+    p = graph.nodes[v].params
+    return gemm_tiling(M, N, _k_of(graph, v), p["transpose_a"], nthreads,
+                       _epilogue_streams(graph, kernel, v), b_trans=p["transpose_b"])
 
 
 def _epilogue_streams(graph, kernel, v) -> tuple[int, int]:
@@ -75,25 +71,6 @@ def _pad(n):
 
 def _gep(b, p, off):
     return b.gep(p, [off], inbounds=True, source_etype=F32)
-
-
-def _transpose_into(b, src, dst, rows, cols, block=16):
-    """dst (cols x rows) = src (rows x cols)^T, in block x block tiles: each tile's
-    rows are read and its columns written while both are in L1 (a plain double
-    loop writes one float per cache line: 4 ns a float at 512 x 256)."""
-    def tile(b, bi, bj):
-        i0, j0 = b.mul(bi, i64(block)), b.mul(bj, i64(block))
-        i1 = b.select(b.icmp_signed("<", b.add(i0, i64(block)), i64(rows)), b.add(i0, i64(block)), i64(rows))
-        j1 = b.select(b.icmp_signed("<", b.add(j0, i64(block)), i64(cols)), b.add(j0, i64(block)), i64(cols))
-
-        def row(b, i, _):
-            def col(b, j, _):
-                x = b.load(_gep(b, src, b.add(b.mul(i, i64(cols)), j)), typ=F32)
-                b.store(x, _gep(b, dst, b.add(b.mul(j, i64(rows)), i)))
-            loop(b, j1, col, name="tj", start=j0)
-        loop(b, i1, row, name="ti", start=i0)
-    loop(b, -(-rows // block), lambda b, bi, _: loop(
-        b, -(-cols // block), lambda b, bj, _: tile(b, bi, bj), name="tbj"), name="tbi")
 
 
 def matmul_of(graph, kernel: Kernel) -> int:
@@ -201,39 +178,29 @@ def lower_matmul(b, graph, kernel: Kernel, buffers, fn, scratch=None, part=None)
     pack = None
     per_pack = _pack_bytes(graph, kernel, nthreads)
     if per_pack:
-        # After the transposed B, the product and the epilogue tiles (scratch_bytes).
+        # After the product and the epilogue tiles (scratch_bytes).
         off = scratch_bytes(graph, kernel, nthreads) - per_pack * nthreads
         if part is not None:
             off = b.add(i64(off), b.mul(part.tid, i64(per_pack)))
         pack = b.gep(scratch, [off if part is not None else i64(off)], inbounds=True,
                      source_etype=I8)
     if epilogue is not None:
-        base = _transpose_scratch(graph, kernel, nthreads)
         if _k_blocked(graph, kernel, nthreads):
             # k-blocks keep partial sums of the whole product: in its own buffer when
             # it is kept, else in scratch.
             if C is None:
-                C = b.gep(scratch, [i64(base)], inbounds=True, source_etype=I8)
+                C = scratch
             epilogue = (epi.tile, None)
         else:
             per_thread = epilogue_tile_bytes(graph, kernel, nthreads)
-            off = b.add(i64(base), b.mul(part.tid, i64(per_thread)) if part is not None else i64(0))
+            off = b.mul(part.tid, i64(per_thread)) if part is not None else i64(0)
             epilogue = (epi.tile, b.gep(scratch, [off], inbounds=True, source_etype=I8))
     ash = graph.type(a_id).shape
     ta, tb = node.params["transpose_a"], node.params["transpose_b"]
     K = ash[0] if ta else ash[1]
-    if tb:
-        # Short rows make poor dot products: transpose B into scratch, use the GEMM.
-        # Each thread transposes into its own scratch slice: no barrier inside a kernel.
-        per_thread = _pad(N * K * 4)
-        off = b.mul(part.tid, i64(per_thread)) if part is not None else i64(0)
-        Bt = b.gep(scratch, [off], inbounds=True, source_etype=I8)
-        _transpose_into(b, B, Bt, N, K)
-        gemm(b, A, Bt, C, M, N, K, a_trans=ta, part=part, epilogue=epilogue, tiling=tiling,
-             pack=pack)
-    else:
-        gemm(b, A, B, C, M, N, K, a_trans=ta, part=part, epilogue=epilogue, tiling=tiling,
-             pack=pack)
+    # B^T (short rows make poor dot products) is packed panel by panel from B.
+    gemm(b, A, B, C, M, N, K, a_trans=ta, part=part, epilogue=epilogue, tiling=tiling,
+         pack=pack, b_trans=tb)
 
 
 def _matmul_nt(b, A, B, C, M, N, K, part=None, epilogue=None, tile=None):
