@@ -135,3 +135,19 @@ def linear_index(b: ir.IRBuilder, idx, shape):
             off = term if off is None else b.add(off, term, flags=("nsw", "nuw"))
         stride *= d
     return off if off is not None else i64(0)
+
+
+def kernel_function(module, name: str, npointers: int):
+    """(function, tid, pointer arguments) of a kernel or a kernel's stage: internal,
+    never inlined (the entry calls each kernel once per thread, and a shared body is
+    one function), its buffers marked noalias (the memory plan never overlaps them)."""
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [I64] + [PTR] * npointers),
+                     name=name)
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    fn.attributes.add("nounwind")
+    tid, *ptrs = fn.args
+    tid.name = "tid"
+    for a in ptrs:
+        a.add_attribute("noalias")
+    return fn, tid, ptrs

@@ -17,7 +17,7 @@ from llvmlite import ir
 
 from ..ir.passes.fuse import FusedGraph, Kernel
 from ..ir.passes.plan_memory import MemoryPlan
-from .irutil import F32, I8, I32, I64, PTR, Partition, i64
+from .irutil import F32, I8, I32, I64, PTR, Partition, i64, kernel_function
 from . import io_pointers
 from .kernel_key import kernel_key
 from .target import host
@@ -341,15 +341,7 @@ def _build_kernel(module, fn, e: Entry, k: Kernel, nthreads: int):
     g, plan = e.fused.graph, e.plan
     arg_locs, _, needs_scratch = _kernel_args(e, k, nthreads)
     buffers_by_loc = {loc: i for i, loc in enumerate(arg_locs) if loc != "scratch"}
-    kf = ir.Function(module, ir.FunctionType(ir.VoidType(), [I64] + [PTR] * len(arg_locs)),
-                     name=f"{e.name}.{k.name}")
-    kf.linkage = "internal"
-    kf.attributes.add("noinline")
-    kf.attributes.add("nounwind")
-    tid, *ptrs = kf.args
-    tid.name = "tid"
-    for a in ptrs:
-        a.add_attribute("noalias")
+    kf, tid, ptrs = kernel_function(module, f"{e.name}.{k.name}", len(arg_locs))
     buffers = {v: ptrs[buffers_by_loc[plan.locations[v]]] for v in [*k.inputs, *k.outputs]}
     b = ir.IRBuilder(kf.append_basic_block("entry"))
     part = Partition(tid, nthreads) if nthreads > 1 else None

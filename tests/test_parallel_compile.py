@@ -108,6 +108,7 @@ def test_a_bad_compile_thread_count_is_named(monkeypatch):
 def test_a_cache_entry_of_another_cpu_or_compiler_version_is_not_loaded(tmp_path, monkeypatch,
                                                                        change):
     monkeypatch.setenv("KCOMPILE_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("KCOMPILE_NO_CACHE", raising=False)   # the test needs the cache on
     first = model()
     train(first, 1)
     again = model()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from llvmlite import ir
 
-from ..irutil import I64, PTR, Partition
+from ..irutil import Partition, kernel_function
 
 
 def lower_group(lower: dict, b, graph, kernel, buffers, fn, scratch=None, part=None):
@@ -33,15 +33,8 @@ def _outlined(lower, b, graph, st, buffers, fn, part, n):
     module = b.function.module
     used = [v for v in dict.fromkeys([*st.inputs, *st.outputs]) if v in buffers]
     pointers = list(dict.fromkeys(buffers[v] for v in used))     # aliasing values: one
-    stage = ir.Function(module, ir.FunctionType(ir.VoidType(), [I64] + [PTR] * len(pointers)),
-                        name=module.get_unique_name(f"{b.function.name}.s{n}"))
-    stage.linkage = "internal"
-    stage.attributes.add("noinline")
-    stage.attributes.add("nounwind")
-    tid, *args = stage.args
-    tid.name = "tid"
-    for a in args:
-        a.add_attribute("noalias")
+    stage, tid, args = kernel_function(module, module.get_unique_name(f"{b.function.name}.s{n}"),
+                                       len(pointers))
     own = {v: args[pointers.index(buffers[v])] for v in used}
     sb = ir.IRBuilder(stage.append_basic_block("entry"))
     lower[st.kind](sb, graph, st, own, fn, None,
