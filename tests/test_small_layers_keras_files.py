@@ -17,6 +17,8 @@ from kcompile.ir.interpret import interpret
 from kcompile.ir.passes import autodiff
 from kcompile.tracing import Trace, tracing
 
+from fixtures.small_cases import FIXED_DRAWS
+
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "small")
 FILES = [("weightless", "keras"), ("volumes", "keras"), ("images", "keras"), ("with_weights", "keras"), ("with_weights", "h5"),
          ("encodings", "keras"), ("encodings", "h5")]
@@ -109,27 +111,6 @@ def test_config_keys_are_keras_keys():
                     "UpSampling3D", "Resizing", "CenterCrop", "RandomFlip", "RandomRotation",
                     "RandomTranslation", "RandomZoom", "RandomContrast",
                     "RandomBrightness"}
-
-
-FIXED_DRAWS = [("RandomRotation", dict(factor=(0.1, 0.1))),
-          ("RandomRotation", dict(factor=(-0.3, -0.3), fill_mode="constant", fill_value=0.5)),
-          ("RandomRotation", dict(factor=(0.2, 0.2), fill_mode="nearest")),
-          ("RandomRotation", dict(factor=(0.45, 0.45), fill_mode="wrap")),
-          ("RandomRotation", dict(factor=(0.07, 0.07), interpolation="nearest")),
-          ("RandomRotation", dict(factor=(0.6, 0.6), fill_mode="reflect")),
-          ("RandomRotation", dict(factor=(0.15, 0.15), data_format="channels_first")),
-          ("RandomTranslation", dict(height_factor=(0.3, 0.3), width_factor=(-0.25, -0.25))),
-          ("RandomTranslation", dict(height_factor=(-0.1, -0.1), width_factor=(0.45, 0.45),
-                                     fill_mode="constant", fill_value=-1.0)),
-          ("RandomTranslation", dict(height_factor=(0.5, 0.5), width_factor=(0.1, 0.1),
-                                     fill_mode="wrap", interpolation="nearest")),
-          ("RandomZoom", dict(height_factor=(0.3, 0.3))),
-          ("RandomZoom", dict(height_factor=(-0.4, -0.4), width_factor=(0.2, 0.2),
-                              fill_mode="nearest")),
-          ("RandomZoom", dict(height_factor=(0.5, 0.5), width_factor=(-0.3, -0.3),
-                              fill_mode="constant", interpolation="nearest")),
-          ("RandomBrightness", dict(factor=(0.2, 0.2), value_range=(-2, 2))),
-          ("RandomBrightness", dict(factor=(-0.1, -0.1), value_range=[1.5, -1.0]))]
 
 
 def _affine_graph(make, shape):

@@ -10,7 +10,7 @@ from ...tracing import current
 from ..layer import Layer
 from ..regularization import Dropout
 from .masks import combined_mask, masked_softmax
-from .projections import EinsumProjections
+from .projections import EinsumProjections, check_sliding_window
 
 
 class GroupedQueryAttention(EinsumProjections, Layer):
@@ -38,10 +38,7 @@ class GroupedQueryAttention(EinsumProjections, Layer):
                                  f"a positive integer. Received: {name}={value}")
         if num_query_heads % num_key_value_heads != 0:
             raise ValueError("`num_query_heads` must be divisible by `num_key_value_heads`.")
-        if sliding_window is not None and (not isinstance(sliding_window, int)
-                                           or sliding_window <= 0):
-            raise ValueError(f"`sliding_window` must be `None` or a positive integer. "
-                             f"Received: sliding_window={sliding_window}")
+        check_sliding_window(sliding_window)
         if flash_attention and dropout > 0:
             raise ValueError("Dropout is not supported when flash attention is enabled. "
                              "Please set dropout to 0.0 to use flash attention.")

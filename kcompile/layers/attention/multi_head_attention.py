@@ -11,7 +11,7 @@ from ...tracing import current
 from ..layer import Layer
 from ..regularization import Dropout
 from .equations import attention_equations, partial_shape, projection_equation
-from .projections import EinsumProjections
+from .projections import EinsumProjections, check_sliding_window
 from .masks import combined_mask, masked_softmax
 
 
@@ -70,10 +70,7 @@ class MultiHeadAttention(EinsumProjections, Layer):
             raise ValueError(f"`attention_axes` must be an int, list, or tuple."
                              f"Received: attention_axes={attention_axes}")
         self._attention_axes = tuple(attention_axes) if attention_axes else None
-        if sliding_window is not None and (not isinstance(sliding_window, int)
-                                           or sliding_window <= 0):
-            raise ValueError(f"`sliding_window` must be `None` or a positive integer. "
-                             f"Received: sliding_window={sliding_window}")
+        check_sliding_window(sliding_window)
         self._sliding_window = sliding_window
         self._set_projection_options(use_bias, kernel_initializer, bias_initializer,
                                      kernel_regularizer, bias_regularizer,

@@ -6,6 +6,13 @@ from ... import constraints, initializers, regularizers
 from ..einsum_dense import EinsumDense
 
 
+def check_sliding_window(sliding_window):
+    if sliding_window is not None and (not isinstance(sliding_window, int)
+                                       or sliding_window <= 0):
+        raise ValueError(f"`sliding_window` must be `None` or a positive integer. "
+                         f"Received: sliding_window={sliding_window}")
+
+
 class EinsumProjections:
     """Mixed into MultiHeadAttention and GroupedQueryAttention."""
 
