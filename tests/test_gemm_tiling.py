@@ -242,3 +242,74 @@ def test_an_optimizer_update_fused_into_the_weight_gradient_is_tuned_with_its_st
     m.compile(optimizer="adam", loss="mse", nthreads=1)
     m.train_on_batch(np.ones((16, 40), np.float32), np.ones((16, 3), np.float32))
     assert (40, 48, 16, True, (3, 3)) in asked
+
+
+# ------------------------------------------------- epilogues interleaved with the product
+def _optimizer_graph(M, N, K, a_trans=True):
+    """dW = X^T dY fused with an RMSprop-like update of W and its velocity (a sqrt and
+    a division per weight: the epilogue runs interleaved with the next tile's FMAs)."""
+    g = Graph()
+    rng = np.random.default_rng(M + N * K)
+    x = Sym(g, g.leaf("input", TensorType((K, M) if a_trans else (M, K)), "x"))
+    dy = Sym(g, g.leaf("input", TensorType((K, N)), "dy"))
+    w = Sym(g, g.leaf("input", TensorType((M, N)), "w"))
+    vel = Sym(g, g.leaf("input", TensorType((M, N)), "vel"))
+    grad = F.matmul(x, dy, transpose_a=a_trans)
+    new_vel = vel * 0.9 + grad * grad * 0.1
+    g.outputs["w"] = (w - grad * 0.01 / F.sqrt(new_vel + 1e-7)).id
+    g.outputs["vel"] = new_vel.id
+    feeds = {g.nodes[v].name: rng.standard_normal(g.type(v).shape, dtype=np.float32)
+             for v in g.leaves() if g.nodes[v].role == "input"}
+    feeds["vel"] = np.abs(feeds["vel"])
+    return g, feeds
+
+
+# Several full row tiles and an edge tile, columns ending in a partial vector, one and
+# several column panels; K within one k-block and past it (interleaved only without k-blocks).
+OPTIMIZER_SHAPES = [(40, 2 * W, 32, True), (37, 5 * W + 3, 29, True), (29, W - 5, 17, False),
+                    (64, 3 * W, 301, True)]
+
+
+@pytest.mark.parametrize("shape", OPTIMIZER_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_an_epilogue_interleaved_with_the_next_tile_matches_the_reference(shape, monkeypatch):
+    from kcompile.codegen.lower import gemm
+    M, N, K, a_trans = shape
+    g, feeds = _optimizer_graph(M, N, K, a_trans)
+    ref = ReferenceExecutable({"f": g}, State([])).run("f", feeds)
+    calls = []
+    inner = gemm._pipelined_tiles
+    monkeypatch.setattr(gemm, "_pipelined_tiles", lambda *a: calls.append(1) or inner(*a))
+    first = None
+    for nthreads in (1, 2):
+        for t in _tilings(M, N, K):
+            with tuning.forced(t):
+                exe = NativeExecutable({"f": g}, State([]), use_cache=False, nthreads=nthreads)
+                got = exe.run("f", feeds)
+            for name in ("w", "vel"):
+                np.testing.assert_allclose(got[name], ref[name], rtol=1e-4, atol=1e-4,
+                                           err_msg=f"{name}: {t} on {nthreads} threads")
+            if first is None:
+                first = got
+            assert all(np.array_equal(got[n], first[n]) for n in ("w", "vel")), \
+                f"{t} on {nthreads} threads differs in bits"
+    assert calls, "the sqrt and division epilogue runs interleaved (tilings without k-blocks)"
+
+
+@pytest.mark.parametrize("cpu,features", [("haswell", "+avx,+avx2,+fma,+sse4.2"), ("x86-64", "")],
+                         ids=["8-wide", "4-wide"])
+def test_an_interleaved_epilogue_in_narrower_vectors_matches_the_reference(cpu, features):
+    """The register fences around the interleaved epilogue on targets with fewer and
+    narrower registers (24 accumulators of an 8x3 tile among 16 registers)."""
+    from kcompile.codegen.target import compiling_for
+    with compiling_for(cpu, features):
+        w = vector_shape()[0]
+        g, feeds = _optimizer_graph(45, 3 * w + 2, 24)
+        ref = ReferenceExecutable({"f": g}, State([])).run("f", feeds)
+        for t in (default_tiling(45, 3 * w + 2, 24), Tiling(8, 3, KC_MAX, "rows"), Tiling(12, 1, KC_MAX, "cols")):
+            for nthreads in (1, 2):
+                with tuning.forced(t):
+                    got = NativeExecutable({"f": g}, State([]), use_cache=False,
+                                           nthreads=nthreads).run("f", feeds)
+                for name in ("w", "vel"):
+                    np.testing.assert_allclose(got[name], ref[name], rtol=1e-4, atol=1e-4,
+                                               err_msg=f"{name}: {t} on {nthreads} threads")

@@ -129,11 +129,14 @@ def _masked(module, kind, vec):
 
 
 def _tile(b, A, B, C, K, lda, ldb, ldc, i0, j0, rows, W, V, last_lanes=None, a_trans=False,
-          kblock=None, epilogue=None, b_at=None):
+          kblock=None, epilogue=None, b_at=None, between=None):
     """One rows x (V*W) tile of C; the last vector covers only `last_lanes` columns
     (masked loads and stores) when given. With a_trans, A is stored K x M (C = A^T B):
     the values broadcast at step k are then contiguous, and no transpose is needed.
-    b_at(b, k), when given, points at row k of the tile's columns of B (a packed panel)."""
+    b_at(b, k), when given, points at row k of the tile's columns of B (a packed panel).
+    between: emitters run between equal segments of the k loop (one after each); the
+    tile then goes to the epilogue's block without running the epilogue (the caller
+    runs it, interleaved with the next tile: see _row_tiles)."""
     vec = ir.VectorType(F32, W)
     fma = _fma(b.module, vec)
     zero = ir.Constant(vec, [0.0] * W)
@@ -170,7 +173,15 @@ def _tile(b, A, B, C, K, lda, ldb, ldc, i0, j0, rows, W, V, last_lanes=None, a_t
         crow = _gep(b, C, b.add(b.mul(b.add(i0, i64(r)), i64(ldc)), j0))
         return _gep(b, crow, i64(v * W))
 
-    if kblock is None:
+    if kblock is None and between:
+        acc = [zero] * (rows * V)
+        n = len(between)
+        for s, emit in enumerate(between):
+            acc = loop(b, K * (s + 1) // n, kstep, init=acc, name="k", start=K * s // n)
+            acc = _fence(b, acc)
+            emit(b)
+            acc = _fence(b, acc)
+    elif kblock is None:
         init = [zero] * (rows * V)
         acc = loop(b, K, kstep, init=init, name="k")
     else:
@@ -189,7 +200,7 @@ def _tile(b, A, B, C, K, lda, ldb, ldc, i0, j0, rows, W, V, last_lanes=None, a_t
                 b.call(_masked(b.module, "store", vec), [acc[r * V + v], p, ir.Constant(I32, 4), mask])
             else:
                 b.store(acc[r * V + v], p, align=4)
-    if epilogue_fn is not None:
+    if epilogue_fn is not None and not between:
         width = (V - 1) * W + (last_lanes if last_lanes is not None else W)
         if tile is not None:
             epilogue_fn(b, i0, j0, rows, width, tile, V * W)
@@ -197,6 +208,28 @@ def _tile(b, A, B, C, K, lda, ldb, ldc, i0, j0, rows, W, V, last_lanes=None, a_t
             _when(b, kblock[3], lambda: epilogue_fn(
                 b, i0, j0, rows, width,
                 _gep(b, C, b.add(b.mul(i0, i64(ldc)), j0)), ldc))
+
+
+FENCE_REGS = 8      # values per fence: fewer than any x86 target's vector registers
+
+
+def _fence(b, values):
+    """`values`, passed through empty instructions that LLVM may not move code across
+    (volatile, touching memory): code computing them stays before, code using them
+    after. Without them LLVM sinks or hoists the FMAs of a k loop past the code
+    interleaved with them, and its scheduler regroups a straight run of both
+    (measured: slower than not interleaving). In groups small enough to be held in
+    registers at once on any target."""
+    out = []
+    for g in range(0, len(values), FENCE_REGS):
+        group = values[g:g + FENCE_REGS]
+        n, ty = len(group), group[0].type
+        asm = ir.InlineAsm(ir.FunctionType(ir.LiteralStructType([ty] * n), [ty] * n), "",
+                           ",".join(["=v"] * n + [str(i) for i in range(n)] + ["~{memory}"]),
+                           side_effect=True)
+        res = b.call(asm, group)
+        out += [b.extract_value(res, i) for i in range(n)]
+    return out
 
 
 def _when(b, cond, emit):
@@ -210,13 +243,18 @@ def _when(b, cond, emit):
 
 
 def _row_tiles(b, A, B, C, M, K, lda, ldb, ldc, j0, W, V, last_lanes, a_trans, rows=None,
-               kblock=None, epilogue=None, mr=MR, b_at=None):
-    """The tiles of one column panel, for row tiles in `rows` = (lo, hi) (default: all)."""
+               kblock=None, epilogue=None, mr=MR, b_at=None, interleave=False):
+    """The tiles of one column panel, for row tiles in `rows` = (lo, hi) (default: all);
+    with `interleave`, each full tile's epilogue runs inside the next tile's k loop."""
     m_tiles, rem = M // mr, M % mr
     count = m_tiles + (1 if rem else 0)
     lo, hi = rows or (i64(0), i64(count))
     full_hi = b.select(b.icmp_signed("<", hi, i64(m_tiles)), hi, i64(m_tiles)) if rows else i64(m_tiles)
-    if m_tiles:
+    if m_tiles and kblock is None and epilogue is not None and epilogue[1] is not None \
+            and interleave:
+        _pipelined_tiles(b, A, B, C, K, lda, ldb, ldc, j0, W, V, last_lanes, a_trans, lo,
+                         full_hi, epilogue, mr, b_at)
+    elif m_tiles:
         loop(b, full_hi, lambda b, it, _: _tile(b, A, B, C, K, lda, ldb, ldc, b.mul(it, i64(mr)),
                                                  j0, mr, W, V, last_lanes, a_trans, kblock,
                                                  epilogue, b_at),
@@ -228,6 +266,38 @@ def _row_tiles(b, A, B, C, M, K, lda, ldb, ldc, j0, W, V, last_lanes, a_trans, r
             _when(b, b.and_(b.icmp_signed("==", hi, i64(count)), b.icmp_signed("<", lo, hi)), emit)
         else:
             emit()
+
+
+def _pipelined_tiles(b, A, B, C, K, lda, ldb, ldc, j0, W, V, last_lanes, a_trans, lo, hi,
+                     epilogue, mr, b_at):
+    """Full row tiles lo..hi-1 of one column panel, each tile's epilogue run one row at
+    a time between segments of the next tile's k loop. An epilogue bound by another
+    unit than the FMAs (an optimizer's sqrt and division, by the divider) then runs
+    beside them, where one after the other the FMA units wait for the divider and the
+    divider for the FMAs. Each tile leaves its sums in the epilogue's block after the
+    previous tile's epilogue has read it all; the last tile's epilogue runs after the
+    loop. Epilogues are elementwise, tiles disjoint: the order of tiles' epilogues
+    changes no result."""
+    epilogue_fn, block = epilogue
+    width = (V - 1) * W + (last_lanes if last_lanes is not None else W)
+    ld = V * W
+
+    def previous_row(it, r):
+        return lambda b: epilogue_fn(b, b.add(b.mul(b.sub(it, i64(1)), i64(mr)), i64(r)), j0, 1,
+                                     width, _gep(b, block, i64(r * ld)), ld)
+
+    def tile(b, it, between):
+        _tile(b, A, B, C, K, lda, ldb, ldc, b.mul(it, i64(mr)), j0, mr, W, V, last_lanes,
+              a_trans, None, epilogue, b_at, between=between)
+
+    def run():
+        # The first tile alone (no epilogue before it: a branch in the loop would let
+        # LLVM hoist the FMAs above the epilogue and undo the interleaving).
+        tile(b, lo, [lambda b: None])
+        loop(b, hi, lambda b, it, _: tile(b, it, [previous_row(it, r) for r in range(mr)]),
+             name="it", start=b.add(lo, i64(1)))
+        epilogue_fn(b, b.mul(b.sub(hi, i64(1)), i64(mr)), j0, mr, width, block, ld)
+    _when(b, b.icmp_signed(">", hi, lo), run)
 
 
 def _transpose_block(b, rows, W):
@@ -278,7 +348,7 @@ def _pack_transposed(b, B, ldb, pack, NR, j0, width, k0, k1, W):
 
 
 def gemm(b, A, B, C, M, N, K, a_trans=False, part=None, epilogue=None, tiling=None, pack=None,
-         b_trans=False):
+         b_trans=False, interleave=False):
     """C (M x N) = op(A) @ op(B), row-major; op(A) = A (M x K), or A^T for A (K x M);
     op(B) = B (K x N), or B^T for B (N x K) with b_trans.
 
@@ -288,8 +358,11 @@ def gemm(b, A, B, C, M, N, K, a_trans=False, part=None, epilogue=None, tiling=No
     tiling.pack_floats(N, K, W, b_trans). B^T is packed panel by panel from B as
     the product goes (no transposed copy of all of B first: each thread reads only
     the panels it multiplies, and each panel while it is in cache).
+    interleave: run each tile's epilogue inside the next tile's k loop (worth it for an
+    epilogue bound by another unit than the FMAs: see _pipelined_tiles).
     """
     lda, ldb, ldc = (M if a_trans else K), (K if b_trans else N), N
+    row_tiles = functools.partial(_row_tiles, interleave=interleave)
     nthreads = part.nthreads if part is not None else 1
     tiling = tiling or default_tiling(M, N, K, nthreads)
     W, _ = vector_shape()
@@ -316,7 +389,7 @@ def gemm(b, A, B, C, M, N, K, a_trans=False, part=None, epilogue=None, tiling=No
         k0, k1 = (kblock[0], kblock[1]) if kblock else (i64(0), i64(K))
         _pack_transposed(b, B, ldb, pack, NR, j0, width, k0, k1, W)
         lanes = None if width == V_ * W else width - (V_ - 1) * W
-        _row_tiles(b, A, B, C, M, K, lda, ldb, ldc, j0, W, V_, lanes, a_trans, rows, kblock,
+        row_tiles(b, A, B, C, M, K, lda, ldb, ldc, j0, W, V_, lanes, a_trans, rows, kblock,
                    epilogue, mr, b_at=lambda b, k: _gep(b, pack, b.mul(b.sub(k, k0), i64(NR))))
 
     def panel(kblock, rows, b, jt):
@@ -325,7 +398,7 @@ def gemm(b, A, B, C, M, N, K, a_trans=False, part=None, epilogue=None, tiling=No
             transposed_panel(kblock, rows, j0, NR, V)
             return
         if not packed:
-            _row_tiles(b, A, B, C, M, K, lda, ldb, ldc, j0, W, V, None, a_trans, rows, kblock,
+            row_tiles(b, A, B, C, M, K, lda, ldb, ldc, j0, W, V, None, a_trans, rows, kblock,
                        epilogue, mr)
             return
         # Rows k0..k1 of the panel, contiguous: B's rows are ldb apart, and at a
@@ -340,7 +413,7 @@ def gemm(b, A, B, C, M, N, K, a_trans=False, part=None, epilogue=None, tiling=No
                 b.store(b.load(_gep(b, src, i64(v * W)), typ=vec, align=4),
                         _gep(b, dst, i64(v * W)), align=4)
         loop(b, k1, copy, name="pk", start=k0)
-        _row_tiles(b, A, B, C, M, K, lda, ldb, ldc, j0, W, V, None, a_trans, rows, kblock,
+        row_tiles(b, A, B, C, M, K, lda, ldb, ldc, j0, W, V, None, a_trans, rows, kblock,
                    epilogue, mr, b_at=lambda b, k: _gep(b, pack, b.mul(b.sub(k, k0), i64(NR))))
 
     def panels_of(kblock, rows):
@@ -353,7 +426,7 @@ def gemm(b, A, B, C, M, N, K, a_trans=False, part=None, epilogue=None, tiling=No
                       lambda: transposed_panel(kblock, rows, i64(n_tiles * NR), rest, edge_v))
                 return
             _when(b, b.and_(b.icmp_signed("==", hi, i64(col_count)), b.icmp_signed("<", lo, hi)),
-                  lambda: _row_tiles(b, A, B, C, M, K, lda, ldb, ldc, i64(n_tiles * NR), W,
+                  lambda: row_tiles(b, A, B, C, M, K, lda, ldb, ldc, i64(n_tiles * NR), W,
                                      edge_v, edge_lanes, a_trans, rows, kblock, epilogue, mr))
 
     per_block = tiling.mc // mr if tiling.mc else 0

@@ -119,6 +119,17 @@ def _epilogue(b, graph, kernel, buffers, fn, v):
     return _Epilogue(b, graph, kernel, buffers, fn, v) if len(kernel.members) > 1 else None
 
 
+# Ops that run on the divider, a unit of its own: an epilogue with them (an optimizer's
+# sqrt and division) runs interleaved with the next tile's FMAs (measured, W5's weight
+# gradient fused with RMSprop, 784x32 by K=32: 18.6 -> 12.2 us). A cheap epilogue
+# (bias and relu) gains nothing and keeps the plain order.
+DIVIDER_OPS = frozenset({"sqrt", "div"})
+
+
+def _divides(graph, kernel) -> bool:
+    return any(graph.nodes[m].op in DIVIDER_OPS for m in kernel.members)
+
+
 def _k_of(graph, v):
     node = graph.nodes[v]
     a = graph.type(node.inputs[0]).shape
@@ -200,7 +211,7 @@ def lower_matmul(b, graph, kernel: Kernel, buffers, fn, scratch=None, part=None)
     K = ash[0] if ta else ash[1]
     # B^T (short rows make poor dot products) is packed panel by panel from B.
     gemm(b, A, B, C, M, N, K, a_trans=ta, part=part, epilogue=epilogue, tiling=tiling,
-         pack=pack, b_trans=tb)
+         pack=pack, b_trans=tb, interleave=_divides(graph, kernel))
 
 
 def _matmul_nt(b, A, B, C, M, N, K, part=None, epilogue=None, tile=None):
