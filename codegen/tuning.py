@@ -32,7 +32,7 @@ from dataclasses import replace
 import numpy as np
 
 from . import cache
-from .lower.gemm import KC_MAX, Tiling, default_tiling, tile_rows, vector_shape
+from .lower.gemm import KC_MAX, Tiling, default_tiling, gemm_rows, vector_shape
 from .target import _this_machine, fingerprint, host
 
 ENV = "KCOMPILE_TUNE"
@@ -132,7 +132,7 @@ def candidates(M: int, N: int, K: int, nthreads: int) -> list[Tiling]:
         add(replace(base, kc_max=short, pack=True))
     mr, v = (8, 3) if vmax == 4 else (4, 3) if vmax == 2 else (base.mr, base.v)
     v = max(1, min(v, N // W))
-    mr = mr if v > 1 else tile_rows(1)
+    mr = mr if v > 1 else gemm_rows(1)
     add(Tiling(mr, v, base.kc_max, "rows" if nthreads > 1 else base.split, 8 * mr))
     if nthreads > 1:
         add(replace(base, split=other, pack=N >= W))

@@ -9,9 +9,10 @@ while every row tile uses it. Columns past the last full tile use the same
 tile with masked loads and stores on its last vector.
 
 With AVX-512 (W=16): MR=6, V=4: 24 zmm accumulators. With AVX2 (W=8): MR=6,
-V=2: 12 ymm accumulators, the classic 6x16 tile. These are the defaults
-(default_tiling); codegen/tuning.py may choose another Tiling for a shape on
-the host by measuring a few.
+V=2: 12 ymm accumulators, the classic 6x16 tile. Narrower products take fewer
+vectors and more rows for as many accumulators (gemm_rows). These are the
+defaults (default_tiling); codegen/tuning.py may choose another Tiling for a
+shape on the host by measuring a few.
 """
 from __future__ import annotations
 
@@ -28,10 +29,33 @@ MR_MAX = 12
 
 
 def tile_rows(V: int) -> int:
-    """Rows of a tile V vectors wide: a one-vector tile takes 12 rows, so 12
-    accumulators hide the FMA latency (784x16 products, K=32: 196 -> 203 GFLOP/s,
-    with an optimizer epilogue 157 -> 187); wider tiles measured best at 6."""
+    """Rows of a tile V vectors wide in the convolutions: a one-vector tile takes 12
+    rows, so 12 accumulators hide the FMA latency (784x16 products, K=32: 196 -> 203
+    GFLOP/s, with an optimizer epilogue 157 -> 187); wider tiles measured best at 6."""
     return MR_MAX if V == 1 else MR
+
+
+def gemm_rows(V: int) -> int:
+    """Rows of a GEMM tile V vectors wide: as many as keep the accumulators within
+    the register file with room for the operands (24 of 32 registers with AVX-512, 12
+    of 16 with AVX2), at most MR_MAX. Fewer accumulators leave the loads of A and B a
+    larger share per FMA (AVX-512, one core: 32x32 by K=784, 6 -> 12 rows 9.9 -> 8.9
+    us; 32x48 by 784, 6 -> 8 rows 13.3 -> 12.2 us; 1024x32 by 64 22.6 -> 21.4 us);
+    the full-width tile measured best at 6 rows, one vector at 12 (tile_rows)."""
+    W, _ = vector_shape()
+    return max(MR, min(MR_MAX, (24 if W == 16 else 12) // V))
+
+
+def balanced_rows(M: int, V: int, nthreads: int) -> int:
+    """gemm_rows(V), or fewer rows (not under MR) when threads share few row tiles and
+    the taller tile would leave one thread a tile more than another (M=32 on two
+    threads: 3 tiles of 12 rows, 4 of 8)."""
+    mr = gemm_rows(V)
+    for rows in range(mr, MR - 1, -1):
+        tiles = -(-M // rows)
+        if nthreads == 1 or tiles % nthreads == 0 or tiles >= 4 * nthreads:
+            return rows
+    return mr
 KC = 256         # k-block: a 256 x NR slice of B (64 KiB at NR=64) streams from L1/L2 (measured: 1024^3 185 -> 246 GFLOP/s)
 KC_MAX = 288     # blocks up to this long are allowed, to split K evenly
 
@@ -82,7 +106,7 @@ def default_tiling(M: int, N: int, K: int, nthreads: int = 1) -> Tiling:
     NR = W * V
     col_count = -(-N // NR)
     split = "cols" if nthreads == 1 or col_count >= nthreads else "rows"
-    return Tiling(tile_rows(V), V, KC_MAX, split)
+    return Tiling(balanced_rows(M, V, nthreads if split == "rows" else 1), V, KC_MAX, split)
 
 
 def vector_shape() -> tuple[int, int]:
