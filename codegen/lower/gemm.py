@@ -248,11 +248,12 @@ def _fence(b, values):
     for g in range(0, len(values), FENCE_REGS):
         group = values[g:g + FENCE_REGS]
         n, ty = len(group), group[0].type
-        asm = ir.InlineAsm(ir.FunctionType(ir.LiteralStructType([ty] * n), [ty] * n), "",
+        ret = ty if n == 1 else ir.LiteralStructType([ty] * n)     # LLVM: one output, no struct
+        asm = ir.InlineAsm(ir.FunctionType(ret, [ty] * n), "",
                            ",".join(["=v"] * n + [str(i) for i in range(n)] + ["~{memory}"]),
                            side_effect=True)
         res = b.call(asm, group)
-        out += [b.extract_value(res, i) for i in range(n)]
+        out += [res] if n == 1 else [b.extract_value(res, i) for i in range(n)]
     return out
 
 
