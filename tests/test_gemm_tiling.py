@@ -23,15 +23,13 @@ W, VMAX = vector_shape()
 def _tilings(M, N, K):
     """The tuner's candidates for 1 and 2 threads, and tilings that reach the other
     branches: short k-blocks, row blocks that do not divide the rows, odd tile rows,
-    packed panels of B with and without k-blocks and row blocks, row blocks outside
-    the k-blocks."""
+    packed panels of B with and without k-blocks and row blocks."""
     out = []
     for t in [*tuning.candidates(M, N, K, 1), *tuning.candidates(M, N, K, 2),
               Tiling(5, VMAX, 64, "rows", 10), Tiling(7, max(1, VMAX - 1), 100, "cols", 21),
               Tiling(12, 1, KC_MAX, "rows", 24), Tiling(4, 2, 2 * K, "cols", 8),
               Tiling(5, VMAX, 64, "rows", 10, pack=True), Tiling(6, 2, 100, "cols", pack=True),
-              Tiling(8, 3, 2 * K, "rows", pack=True), Tiling(5, VMAX, 64, "rows", 10, k_inner=True),
-              Tiling(6, 2, 100, "cols", 12, pack=True, k_inner=True)]:
+              Tiling(8, 3, 2 * K, "rows", pack=True)]:
         if t not in out:
             out.append(t)
     return out

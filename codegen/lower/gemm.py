@@ -82,7 +82,6 @@ class Tiling:
     split: str
     mc: int = 0       # rows of A per block kept in L2 across column panels (0: all rows)
     pack: bool = False  # copy each k-block of a column panel of B to a contiguous buffer
-    k_inner: bool = False   # with mc: each row block runs all its k-blocks before the next
 
     def pack_floats(self, N: int, K: int, W: int, b_trans: bool = False) -> int:
         """Floats of the per-thread buffer a packed panel of B takes (0: not packed).
@@ -493,18 +492,7 @@ def gemm(b, A, B, C, M, N, K, a_trans=False, part=None, epilogue=None, tiling=No
         k1 = b.select(b.icmp_signed("<", k1, i64(K)), k1, i64(K))
         return (k0, k1, b.icmp_signed("==", p, i64(0)),
                 b.icmp_signed("==", p, i64(-(-K // kc) - 1)))
-    if tiling.k_inner and per_block and per_block < row_count:
-        # Row blocks outside the k-blocks: a block's rows of C stay in L2 while its
-        # k-blocks add to them (k-blocks outside: every k-block passes over all of C).
-        rlo, rhi = rows or (i64(0), i64(row_count))
-        nblocks = b.udiv(b.add(b.sub(rhi, rlo), i64(per_block - 1)), i64(per_block))
-
-        def row_block(b, rb, _):
-            blo = b.add(rlo, b.mul(rb, i64(per_block)))
-            bhi = b.add(blo, i64(per_block))
-            bhi = b.select(b.icmp_signed("<", bhi, rhi), bhi, rhi)
-            loop(b, -(-K // kc), lambda b, p, _: panels_of(kblock_of(b, p), (blo, bhi)),
-                 name="pc")
-        loop(b, nblocks, row_block, name="rb")
-        return
+    # (Measured and not kept, W2's 1024x512 by 784 and 1024x256 by 512 on a Xeon with
+    # AVX-512: row blocks outside the k-blocks, C's rows staying in L2 with k-blocks
+    # of 128-196 whose panels of B fit L1: never faster than the tuned tilings.)
     loop(b, -(-K // kc), lambda b, p, _: panels(kblock_of(b, p)), name="pc")
