@@ -312,7 +312,8 @@ def test_an_optimizer_epilogue_in_narrower_vectors_matches_the_reference(cpu, fe
         w = vector_shape()[0]
         g, feeds = _optimizer_graph(45, 3 * w + 2, 24)
         ref = ReferenceExecutable({"f": g}, State([])).run("f", feeds)
-        for t in (default_tiling(45, 3 * w + 2, 24), Tiling(8, 3, KC_MAX, "rows"), Tiling(12, 1, KC_MAX, "cols")):
+        for t in (default_tiling(45, 3 * w + 2, 24), Tiling(8, 3, KC_MAX, "rows"),
+                  Tiling(12, 1, KC_MAX, "cols")):
             for nthreads in (1, 2):
                 with tuning.forced(t):
                     got = NativeExecutable({"f": g}, State([]), use_cache=False,

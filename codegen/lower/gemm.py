@@ -56,6 +56,8 @@ def balanced_rows(M: int, V: int, nthreads: int) -> int:
         if nthreads == 1 or tiles % nthreads == 0 or tiles >= 4 * nthreads:
             return rows
     return mr
+
+
 KC = 256         # k-block: a 256 x NR slice of B (64 KiB at NR=64) streams from L1/L2 (measured: 1024^3 185 -> 246 GFLOP/s)
 KC_MAX = 288     # blocks up to this long are allowed, to split K evenly
 
@@ -207,9 +209,9 @@ def _tile(b, A, B, C, K, lda, ldb, ldc, i0, j0, rows, W, V, last_lanes=None, a_t
         def segment(b, s, acc):
             k0 = b.udiv(b.mul(s, i64(K)), i64(n))
             k1 = b.udiv(b.mul(b.add(s, i64(1)), i64(K)), i64(n))
-            acc = _fence(b, loop(b, k1, kstep, init=acc, name="k", start=k0))
+            acc = fence(b, loop(b, k1, kstep, init=acc, name="k", start=k0))
             emit(b, s)
-            return _fence(b, acc)
+            return fence(b, acc)
         acc = loop(b, n, segment, init=[zero] * (rows * V), name="ks")
     elif kblock is None:
         init = [zero] * (rows * V)
@@ -243,7 +245,7 @@ def _tile(b, A, B, C, K, lda, ldb, ldc, i0, j0, rows, W, V, last_lanes=None, a_t
 FENCE_REGS = 8      # values per fence: fewer than any x86 target's vector registers
 
 
-def _fence(b, values):
+def fence(b, values):
     """`values`, passed through empty instructions that LLVM may not move code across
     (volatile, touching memory): code computing them stays before, code using them
     after. Without them LLVM sinks or hoists the FMAs of a k loop past the code

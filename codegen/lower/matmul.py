@@ -12,10 +12,10 @@ from ...ir.passes.fuse import Kernel
 from ..irutil import F32, I8, REDUCE_FLAGS, f32, i64, loop
 from .emitter import Emitter
 from ..tuning import gemm_tiling
-from .gemm import _fence as fence, gemm, k_block, vector_shape
+from .gemm import fence, gemm, k_block, vector_shape
 
 ROWS = 8
-NARROW_TILE = 32   # epilogue widths up to this get their rows unrolled
+NARROW_TILE = 32   # epilogue widths up to this run as a loop of fenced rows
 # A B^T runs as dot products of rows only for long rows (K) and few of them (M);
 # otherwise on the GEMM, which packs B^T from B (measured, one core, with a relu
 # derivative fused, under load: 8x512 by K=256 52 us as dot products, 56 on the
