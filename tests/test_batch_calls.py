@@ -174,3 +174,37 @@ def _flat(logs):
     if isinstance(logs, dict):
         return [list(logs)] + [np.asarray(v) for v in logs.values()]
     return [np.asarray(v) for v in (logs if isinstance(logs, list) else [logs])]
+
+
+def test_model_call_fast_path_keeps_outputs_structure_and_losses():
+    """Repeated model(x) calls (kcompile/models.py Model.__call__ -> prepared_model_call):
+    outputs as the reference backend computes them, as EagerTensors in the model's output
+    structure; the losses a layer adds are those of the last call; set_weights is seen."""
+    pair = []
+    for backend in ("native", "reference"):
+        inp = layers.Input((6,))
+        h = layers.Dense(4, activity_regularizer="l2")(inp)
+        out = {"a": layers.Dense(2)(h), "b": layers.Dense(3, activation="softmax")(h)}
+        m = models.Model(inp, out)
+        m.compile(optimizer="sgd", loss="mse", backend=backend)
+        pair.append(m)
+    nat, ref = pair
+    ref.set_weights(nat.get_weights())
+    single = models.Sequential([layers.Input((6,)), layers.Dense(3)])
+    for step in range(4):
+        if step == 2:
+            new = [w * 0.5 for w in nat.get_weights()]
+            nat.set_weights(new)
+            ref.set_weights(new)
+        got, want = nat(X), ref(X)
+        assert set(got) == {"a", "b"}
+        for k in want:
+            assert hasattr(got[k], "numpy")
+            np.testing.assert_allclose(got[k].numpy(), np.asarray(want[k]), rtol=1e-5, atol=1e-6)
+        assert np.isclose(sum(float(v) for v in nat.losses), sum(float(v) for v in ref.losses),
+                          rtol=1e-4)
+        y = single(X)
+        assert hasattr(y, "numpy") and y.shape == (16, 3)
+        np.testing.assert_allclose(y.numpy(), X @ single.get_weights()[0] + single.get_weights()[1],
+                                   rtol=1e-5, atol=1e-6)
+    assert nat._eager_cache.last is not None and single._eager_cache.last[2]["one_output"]
