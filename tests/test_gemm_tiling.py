@@ -130,6 +130,23 @@ def test_candidates_start_with_the_constants_and_are_distinct():
             assert all(t.mc % t.mr == 0 and t.split in ("rows", "cols") for t in cands)
 
 
+def test_default_row_tiles_are_shared_evenly_between_two_threads():
+    """Narrow products take taller tiles, but not so tall that two threads splitting the
+    row tiles get unequal shares of rows (M=32, N=2W: 4 tiles of 8 rows, not 3 of 12)."""
+    for M in (24, 32, 40, 50, 96, 784):
+        for N in (W, 2 * W, 3 * W, 2 * W + 3, W - 3):
+            t = default_tiling(M, N, 64, 2)
+            assert t.mr * t.vectors(N, W) <= (24 if W == 16 else 12), (M, N, t)
+            if t.split != "rows":       # threads split column panels
+                continue
+            tiles = [min(t.mr, M - i) for i in range(0, M, t.mr)]
+            half = -(-len(tiles) // 2)
+            first, second = sum(tiles[:half]), sum(tiles[half:])
+            # As even as 6-row tiles would share them, within 10%.
+            six = [min(6, M - i) for i in range(0, M, 6)]
+            assert max(first, second) <= 1.1 * sum(six[:-(-len(six) // 2)]), (M, N, t)
+
+
 # ------------------------------------------------------------------ the tuning cache
 SHAPE = (256, 256, 512, False, 2)      # over MIN_FLOP: tuned when enabled
 
