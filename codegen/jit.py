@@ -28,6 +28,7 @@ import llvmlite.binding as llvm
 from llvmlite.binding import ffi
 
 from . import mathfns, partition, sync
+from .cold import COLD_LEVEL, HOT_LEVEL
 from .target import _init, target_machine
 
 
@@ -126,9 +127,10 @@ def parse(llvm_ir: str, context=None, with_sync: bool = True):
     return mod
 
 
-def _compile(llvm_ir: str, with_sync: bool, keep_ir: bool, own_context: bool):
-    """(object, optimized text, timings) of one module; on its own LLVM context (and
-    without llvmlite's lock around the long calls) when own_context."""
+def _compile(llvm_ir: str, with_sync: bool, keep_ir: bool, own_context: bool,
+             level: int = HOT_LEVEL):
+    """(object, optimized text, timings) of one module, optimized at `level`; on its own
+    LLVM context (and without llvmlite's lock around the long calls) when own_context."""
     t0 = time.perf_counter()
     context = llvm.create_context() if own_context else None
     mod = parse(llvm_ir, context, with_sync)
@@ -136,7 +138,7 @@ def _compile(llvm_ir: str, with_sync: bool, keep_ir: bool, own_context: bool):
     tm = target_machine()
     mod.triple = llvm.get_process_triple()
     mod.data_layout = str(tm.target_data)
-    optimize(mod, tm, unlocked=own_context)
+    optimize(mod, tm, level, unlocked=own_context)
     t2 = time.perf_counter()
     obj = _emit_object(tm, mod, unlocked=own_context)
     t3 = time.perf_counter()
@@ -154,18 +156,21 @@ def _compile(llvm_ir: str, with_sync: bool, keep_ir: bool, own_context: bool):
 PARTITIONS_PER_THREAD = 2
 
 
-def build_object(llvm_ir: str, keep_ir: bool = False, threads: int = 1) -> ObjectCode:
+def build_object(llvm_ir: str, keep_ir: bool = False, threads: int = 1,
+                 cold: frozenset | set = frozenset()) -> ObjectCode:
     """The module's object code; with threads > 1, compiled in partitions on that many
-    threads at once and returned as packed objects (load_object links them)."""
+    threads at once and returned as packed objects (load_object links them). The
+    functions named in `cold` are compiled apart at COLD_LEVEL (codegen/cold.py)."""
     t0 = time.perf_counter()
-    parts = partition.split(llvm_ir, threads * PARTITIONS_PER_THREAD if threads > 1 else 1)
+    parts = partition.split_cold(llvm_ir, threads * PARTITIONS_PER_THREAD if threads > 1 else 1,
+                                 cold)
     if len(parts) == 1:
-        obj, text, timings = _compile(parts[0], True, keep_ir, own_context=False)
+        obj, text, timings = _compile(parts[0].text, True, keep_ir, own_context=False)
         objs, texts = [obj], [text]
     else:
         results: list = [None] * len(parts)
         errors: list = []
-        todo = sorted(range(len(parts)), key=lambda i: -len(parts[i]))   # largest first
+        todo = sorted(range(len(parts)), key=lambda i: -parts[i].cost)   # costliest first
         lock = threading.Lock()
 
         def work():
@@ -175,7 +180,9 @@ def build_object(llvm_ir: str, keep_ir: bool = False, threads: int = 1) -> Objec
                         return
                     i = todo.pop(0)
                 try:
-                    results[i] = _compile(parts[i], i == 0, keep_ir, own_context=True)
+                    p = parts[i]
+                    results[i] = _compile(p.text, i == 0, keep_ir, own_context=True,
+                                          level=COLD_LEVEL if p.cold else HOT_LEVEL)
                 except BaseException as e:       # raised again on the calling thread
                     errors.append(e)
         workers = [threading.Thread(target=work, name=f"kcompile-llvm-{n}", daemon=True)

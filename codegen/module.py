@@ -18,7 +18,7 @@ from llvmlite import ir
 from ..ir.passes.fuse import FusedGraph, Kernel
 from ..ir.passes.plan_memory import MemoryPlan
 from .irutil import F32, I8, I32, I64, PTR, Partition, i64, kernel_function
-from . import io_pointers
+from . import cold as cold_code, io_pointers
 from .kernel_key import kernel_key
 from .target import host
 from .lower.elementwise import Intrinsics
@@ -154,6 +154,9 @@ class _Context:
         self.kernels: dict[str, ir.Function] = {}
         self.by_key: dict[str, ir.Function] = {}
         module.kernel_symbols = {}     # "entry.kernel" -> the function it calls
+        # function -> cold in every entry that calls it (codegen/cold.py)
+        module.cold_functions = {}
+        self.entry_flops: dict[str, float] = {}
 
     def kernel(self, e: Entry, k: Kernel):
         """(function, argument locations) of kernel k of entry e: lowered once per
@@ -164,6 +167,10 @@ class _Context:
         if kf is None:
             kf, _ = self.unique(*_build_kernel(self.module, self.fn, e, k, self.nthreads))
             self.by_key[key] = kf
+        if e.name not in self.entry_flops:
+            self.entry_flops[e.name] = cold_code.entry_flops(e.fused.graph)
+        cold = cold_code.is_cold(e.fused.graph, k, self.entry_flops[e.name])
+        self.module.cold_functions[kf.name] = self.module.cold_functions.get(kf.name, True) and cold
         return kf, arg_locs
 
     def unique(self, kf, arg_locs):

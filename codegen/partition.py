@@ -107,6 +107,39 @@ def split(text: str, n: int) -> list[str]:
     return [_module(mod, group) for group in balance(mod.functions, n)]
 
 
+# What a function costs at O1 against O3, about (codegen/cold.py's products: 0.5-0.9).
+COLD_COST = 0.6
+
+
+@dataclass
+class Part:
+    text: str
+    cold: bool          # compiled with the cheaper pipeline (codegen/cold.py)
+    cost: float         # its functions' weights, cold ones scaled by COLD_COST
+
+
+def split_cold(text: str, n: int, cold: frozenset | set = frozenset()) -> list[Part]:
+    """The module as partitions, the functions named in `cold` apart from the others
+    (each partition is compiled by one pipeline): about n in all, shared between the
+    two kinds by their cost, at least one each kind present; the text itself when
+    nothing is cold and n == 1."""
+    mod = parse(text)
+    cold_fns = [f for f in mod.functions if f.name in cold]
+    hot_fns = [f for f in mod.functions if f.name not in cold]
+    if not cold_fns and (n <= 1 or len(hot_fns) <= 1):
+        return [Part(text, False, sum(f.weight for f in hot_fns))]
+    hot_cost = sum(f.weight for f in hot_fns)
+    cold_cost = COLD_COST * sum(f.weight for f in cold_fns)
+    n_cold = min(len(cold_fns), max(1, round(n * cold_cost / (hot_cost + cold_cost)))) \
+        if cold_fns else 0
+    n_hot = max(1, n - n_cold) if hot_fns else 0
+    parts = [Part(_module(mod, g), False, sum(f.weight for f in g))
+             for g in balance(hot_fns, n_hot)] if hot_fns else []
+    parts += [Part(_module(mod, g), True, COLD_COST * sum(f.weight for f in g))
+              for g in balance(cold_fns, n_cold)] if cold_fns else []
+    return parts
+
+
 def _module(mod: Module, functions: list[Function]) -> str:
     """A module defining `functions` and declaring what they use of the others."""
     inside = {f.name for f in functions}

@@ -63,6 +63,7 @@ class LLVMProgram:
     larger, is not kept."""
     text: str
     kernel_symbols: dict[str, str]      # "entry.kernel" -> the function it calls
+    cold_functions: frozenset = frozenset()     # compiled at O1 (codegen/cold.py)
 
     def __str__(self):
         return self.text
@@ -200,7 +201,8 @@ class Pipeline:
         def compute():
             module = build_module([self.memory(e) for e in self.traced], self.nthreads,
                                   bind_io=True)
-            return LLVMProgram(module_text(module), module.kernel_symbols)
+            return LLVMProgram(module_text(module), module.kernel_symbols,
+                               frozenset(f for f, cold in module.cold_functions.items() if cold))
         return _kept(self._stages, "llvm", compute)
 
     def llvm_ir(self) -> str:
@@ -210,7 +212,8 @@ class Pipeline:
         """The module after LLVM's O3 passes (its text kept) and as object code."""
         return _kept(self._stages, "object",
                      lambda: jit.build_object(self.llvm_ir(), keep_ir=True,
-                                              threads=jit.compile_threads()))
+                                              threads=jit.compile_threads(),
+                                              cold=self.llvm().cold_functions))
 
     def optimized_llvm_ir(self) -> str:
         return self.object().optimized_ir
