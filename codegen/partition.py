@@ -122,15 +122,17 @@ class Part:
     cost: float         # its functions' weights, cold ones scaled by COLD_COST
 
 
-def split_cold(text: str, n: int, cold: frozenset | set = frozenset()) -> list[Part]:
+def split_cold(text: str, n: int, cold: frozenset | set = frozenset(),
+               skip: frozenset | set = frozenset()) -> list[Part]:
     """The module as partitions, the functions named in `cold` apart from the others
     (each partition is compiled by one pipeline): about n in all, shared between the
     two kinds by their cost, at least one each kind present; the text itself when
-    nothing is cold and n == 1."""
+    nothing is cold or skipped and n == 1. Functions named in `skip` (compiled apart)
+    are only declared where used."""
     mod = parse(text)
-    cold_fns = [f for f in mod.functions if f.name in cold]
-    hot_fns = [f for f in mod.functions if f.name not in cold]
-    if not cold_fns and (n <= 1 or len(hot_fns) <= 1):
+    cold_fns = [f for f in mod.functions if f.name in cold and f.name not in skip]
+    hot_fns = [f for f in mod.functions if f.name not in cold and f.name not in skip]
+    if not cold_fns and not skip and (n <= 1 or len(hot_fns) <= 1):
         return [Part(text, False, sum(f.weight for f in hot_fns))]
     hot_cost = sum(f.weight for f in hot_fns)
     cold_cost = COLD_COST * sum(f.weight for f in cold_fns)
@@ -144,11 +146,16 @@ def split_cold(text: str, n: int, cold: frozenset | set = frozenset()) -> list[P
     return parts
 
 
+def names(text: str) -> list[str]:
+    """The global names (@...) text refers to, in order."""
+    return [m.group(1).strip('"') for m in _NAME.finditer(text)]
+
+
 def _module(mod: Module, functions: list[Function]) -> str:
     """A module defining `functions` and declaring what they use of the others."""
     inside = {f.name for f in functions}
     body = "\n\n".join(f.definition() for f in functions)
-    used = set(m.group(1).strip('"') for m in _NAME.finditer(body))
+    used = set(names(body))
     lines = [*mod.header, ""]
     lines += [g for name, g in mod.globals.items() if name in used]
     lines += [d for d in mod.declarations if _name(d) in used]

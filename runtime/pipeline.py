@@ -198,22 +198,35 @@ class Pipeline:
         return _kept(self._stages, ("memory", entry), compute)
 
     def llvm(self) -> LLVMProgram:
-        def compute():
-            module = build_module([self.memory(e) for e in self.traced], self.nthreads,
-                                  bind_io=True)
-            return LLVMProgram(module_text(module), module.kernel_symbols,
-                               frozenset(f for f, cold in module.cold_functions.items() if cold))
-        return _kept(self._stages, "llvm", compute)
+        return _kept(self._stages, "llvm", self._build_llvm)
+
+    def _build_llvm(self, on_kernel=None) -> LLVMProgram:
+        module = build_module([self.memory(e) for e in self.traced], self.nthreads,
+                              bind_io=True, on_kernel=on_kernel)
+        return LLVMProgram(module_text(module), module.kernel_symbols,
+                           frozenset(f for f, cold in module.cold_functions.items() if cold))
 
     def llvm_ir(self) -> str:
         return self.llvm().text
 
     def object(self) -> jit.ObjectCode:
         """The module after LLVM's O3 passes (its text kept) and as object code."""
-        return _kept(self._stages, "object",
-                     lambda: jit.build_object(self.llvm_ir(), keep_ir=True,
-                                              threads=jit.compile_threads(),
-                                              cold=self.llvm().cold_functions))
+        return _kept(self._stages, "object", self._compile_object)
+
+    def _compile_object(self) -> jit.ObjectCode:
+        threads = jit.compile_threads()
+        if threads == 1 or "llvm" in self._stages:
+            return jit.build_object(self.llvm_ir(), keep_ir=True, threads=threads,
+                                    cold=self.llvm().cold_functions)
+        # The big kernels compile on the other cores while the rest is lowered.
+        stream = jit.Stream(threads, keep_ir=True)
+        try:
+            program = self._build_llvm(on_kernel=stream.kernel)
+        except BaseException:
+            stream.abort()
+            raise
+        self._stages["llvm"] = program
+        return stream.finish(program.text, program.cold_functions)
 
     def optimized_llvm_ir(self) -> str:
         return self.object().optimized_ir
