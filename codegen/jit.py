@@ -14,6 +14,8 @@ LLVM behind one lock (for the shared global context); the two long calls here,
 the optimizer and the code generator, touch only the partition's own context,
 module and TargetMachine, so they are made without that lock (the GIL is
 released during them): LLVM compiles independent contexts on parallel threads.
+A program's big kernels start compiling while the rest is still being lowered
+(Stream), and its cold kernels (codegen/cold.py) are compiled apart at O1.
 """
 from __future__ import annotations
 

@@ -9,8 +9,10 @@
     pipeline.memory(entry)            the kernels with their arena plan (a codegen Entry)
     pipeline.llvm()                   the LLVM module of every entry, as text (one function
                                       per distinct kernel body, shared by the entries)
-    pipeline.object()                 the module optimized at O3 for the host, as object code
-                                      (compiled in partitions on several cores: codegen/jit.py)
+    pipeline.object()                 the module optimized at O3 for the host (its cold kernels
+                                      at O1: codegen/cold.py), as object code (compiled in
+                                      partitions on several cores, the big kernels while the
+                                      rest is lowered: codegen/jit.py)
     pipeline.executable()             the program loaded to run (native or reference)
 
 Every stage is computed at most once, on first use, and kept: the executable is
