@@ -50,6 +50,71 @@ def scratch_bytes(graph, kernel: Kernel, nthreads: int = 1) -> int:
     return 0
 
 
+# A kernel this small runs on thread 0 alone: splitting it saves less than the barrier
+# before the next kernel costs (1-2.4 us between two cores of a VM, measured by
+# runtime/barrier_probe.py), and a chain of such kernels then needs no barrier between
+# them, nor one before the step returns (W2's batch-1 predict ends in a 256x10 product
+# and a softmax: two barriers of its four).
+SERIAL_BYTES = 16384
+SERIAL_FLOPS = 32768
+_SPLIT_ONLY = ("scan", "view", "conv")
+
+
+def serial(graph, k: Kernel, nthreads: int) -> bool:
+    """Whether kernel k runs on thread 0 alone in a step on `nthreads` threads."""
+    if nthreads == 1 or k.kind in _SPLIT_ONLY:
+        return False
+    nbytes = sum(graph.type(v).nbytes for v in [*k.inputs, *k.outputs])
+    if nbytes > SERIAL_BYTES:
+        return False
+    work = 0.0
+    for v in k.members:
+        n = graph.nodes[v]
+        if n.op == "matmul":
+            a = graph.type(n.inputs[0]).shape
+            work += 2.0 * n.type.size * (a[0] if n.params["transpose_a"] else a[1])
+        else:
+            work += max(n.type.size, *(graph.type(i).size for i in n.inputs)) \
+                if n.inputs else n.type.size
+    return work <= SERIAL_FLOPS
+
+
+def barrier_count(fused: FusedGraph, nthreads: int) -> int | None:
+    """The barriers a step of `fused` makes on `nthreads` threads, from its kernels'
+    dependencies as emit_entry decides them (the arena's reuse of space may add a few):
+    what the cost model of the thread count charges (runtime/threads.py). None for a
+    graph with a scan (its body's barriers repeat per time step)."""
+    if nthreads == 1:
+        return 0
+    g, alias = fused.graph, {}
+
+    def root(v):
+        while v in alias:
+            v = alias[v]
+        return v
+    reads, writes, shared_reads, shared_writes = set(), set(), set(), set()
+    count = 0
+    for k in fused.kernels:
+        if k.kind == "scan":
+            return None
+        if k.kind == "view":
+            for o in k.outputs:
+                alias[o] = root(k.inputs[0]) if k.inputs else o
+            continue
+        ins, outs = {root(v) for v in k.inputs}, {root(v) for v in k.outputs}
+        alone = serial(g, k, nthreads)
+        pr, pw = (shared_reads, shared_writes) if alone else (reads, writes)
+        if ins & pw or outs & (pr | pw):
+            count += 1
+            reads, writes, shared_reads, shared_writes = set(), set(), set(), set()
+        reads |= ins
+        writes |= outs
+        if not alone:
+            shared_reads |= ins
+            shared_writes |= outs
+    return count + (1 if shared_reads or shared_writes else 0)
+
+
 @dataclass
 class Entry:
     name: str
@@ -90,7 +155,8 @@ def build_module(entries: list[Entry], nthreads: int = 1, name: str = "kcompile"
         placed, bound = _bind_io(b, e, work, table) if table is not None else (e, {})
         # (barriers from the arena plan: a bound value's buffer is its arena place
         # whenever its slot is zero, and that place is other values' at other times)
-        emit_entry(ctx, b, placed, state, work, tid, sync, inputs=bound, arena=e.plan)
+        emit_entry(ctx, b, placed, state, work, tid, sync, inputs=bound, arena=e.plan,
+                   returns=True)
         restore(b)
         b.ret_void()
     return module
@@ -162,15 +228,17 @@ class _Context:
         self.entry_flops: dict[str, float] = {}
         self.on_kernel = None
 
-    def kernel(self, e: Entry, k: Kernel):
+    def kernel(self, e: Entry, k: Kernel, alone: bool = False):
         """(function, argument locations) of kernel k of entry e: lowered once per
-        distinct code (codegen/kernel_key.py), then reused."""
-        arg_locs, aliasing, scratch = _kernel_args(e, k, self.nthreads)
-        key = kernel_key(e.fused.graph, k, aliasing, scratch, self.nthreads)
+        distinct code (codegen/kernel_key.py), then reused; `alone`: lowered for one
+        thread (called by thread 0 only)."""
+        nthreads = 1 if alone else self.nthreads
+        arg_locs, aliasing, scratch = _kernel_args(e, k, nthreads)
+        key = kernel_key(e.fused.graph, k, aliasing, scratch, nthreads)
         kf = self.by_key.get(key)
         new = kf is None
         if new:
-            kf, _ = self.unique(*_build_kernel(self.module, self.fn, e, k, self.nthreads))
+            kf, _ = self.unique(*_build_kernel(self.module, self.fn, e, k, nthreads))
             self.by_key[key] = kf
             new = kf.name not in self.module.cold_functions
         if e.name not in self.entry_flops:
@@ -227,9 +295,14 @@ class _Context:
 
 
 def emit_entry(ctx: _Context, b, e: Entry, state, work, tid, sync, inputs: dict,
-               read_before=(), arena=None):
+               read_before=(), arena=None, returns=False):
     """Call e's kernels in order (a barrier before each that depends on one since
-    the last), then its copy-backs.
+    the last), then its copy-backs. Small kernels (`serial`) run on thread 0 alone:
+    one after another on thread 0 needs no barrier between them.
+
+    returns: the step returns after these kernels (not a scan body's iteration): the
+    workers need not wait for thread 0's last kernels (the next step starts after
+    thread 0 returns), only thread 0 for the others' shares.
 
     state/work: base pointers of the regions; inputs: pointers bound to pinned
     input leaves (scan bodies), by leaf id; read_before: (region, start, end) byte
@@ -261,21 +334,30 @@ def emit_entry(ctx: _Context, b, e: Entry, state, work, tid, sync, inputs: dict,
             pending.clear()
             emit_scan(ctx, b, e, k, address, work, tid, sync)
             continue
-        if pending.conflicts(k):
+        alone = serial(g, k, ctx.nthreads)
+        if pending.conflicts(k, alone):
             ctx.barrier(b, sync, tid)
             pending.clear()
-        pending.add(k)
-        kf, arg_locs = ctx.kernel(e, k)
+        pending.add(k, alone)
+        kf, arg_locs = ctx.kernel(e, k, alone)
         ctx.module.kernel_symbols[f"{e.name}.{k.name}"] = kf.name
-        args = [tid]
-        for loc in arg_locs:
-            if loc == "scratch":
-                args.append(b.gep(work, [i64(plan.scratch[k.name])], inbounds=True, source_etype=I8))
-            else:
-                args.append(address(loc))
-        b.call(kf, args)
-    # Every thread finishes the step's kernels before the copies or the return.
-    if pending:
+
+        def call(kf=kf, arg_locs=arg_locs, k=k):
+            args = [i64(0)] if alone else [tid]
+            for loc in arg_locs:
+                if loc == "scratch":
+                    args.append(b.gep(work, [i64(plan.scratch[k.name])], inbounds=True,
+                                      source_etype=I8))
+                else:
+                    args.append(address(loc))
+            b.call(kf, args)
+        if alone:
+            ctx.thread0(b, tid, call)
+        else:
+            call()
+    # Every thread finishes the step's kernels before the copies or the return (at the
+    # return, thread 0 waits for the others' shares; its own kernels are done).
+    if pending.shared if returns else pending:
         ctx.barrier(b, sync, tid)
     if plan.copies:
         def copies():
@@ -299,6 +381,9 @@ class _Pending:
         self.g, self.plan, self.nthreads = graph, plan, nthreads
         self.reads: list = []
         self.writes: list = []
+        # the same, of the kernels every thread ran a share of (the others: thread 0's)
+        self.shared_reads: list = []
+        self.shared_writes: list = []
 
     def _ranges(self, values):
         out = []
@@ -320,16 +405,29 @@ class _Pending:
             out.append(("work", off, off + nbytes))
         return out
 
-    def conflicts(self, k) -> bool:
+    def conflicts(self, k, alone: bool = False) -> bool:
+        """Whether k needs a barrier first; `alone`: k runs on thread 0 only, after
+        thread 0's own kernels, so only the shared kernels' buffers count."""
+        pr, pw = (self.shared_reads, self.shared_writes) if alone else (self.reads, self.writes)
         reads, writes = self._ranges(k.inputs), self._writes(k)
-        return self._overlap(reads, self.writes) or self._overlap(writes, self.reads + self.writes)
+        return self._overlap(reads, pw) or self._overlap(writes, pr + pw)
 
-    def add(self, k):
-        self.reads += self._ranges(k.inputs)
-        self.writes += self._writes(k)
+    def add(self, k, alone: bool = False):
+        reads, writes = self._ranges(k.inputs), self._writes(k)
+        self.reads += reads
+        self.writes += writes
+        if not alone:
+            self.shared_reads += reads
+            self.shared_writes += writes
 
     def clear(self):
         self.reads, self.writes = [], []
+        self.shared_reads, self.shared_writes = [], []
+
+    @property
+    def shared(self) -> bool:
+        """Whether a kernel every thread runs a share of ran since the last barrier."""
+        return bool(self.shared_reads or self.shared_writes)
 
     def __bool__(self):
         return bool(self.reads or self.writes)

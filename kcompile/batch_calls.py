@@ -22,6 +22,8 @@ float32 slot, or integers for an int32 slot whose range the graph checks.
 """
 from __future__ import annotations
 
+import ctypes
+
 import numpy as np
 
 from kcompile.runtime.executable import NativeExecutable, check_input_bounds
@@ -45,42 +47,59 @@ def signature(arrays) -> tuple | None:
     return tuple(key)
 
 
+def address(a: np.ndarray) -> int:
+    """The address of a writable, C-contiguous array's data, through the buffer
+    protocol (~0.3 us; `a.ctypes.data` makes a ctypes helper object: ~1 us)."""
+    return _addressof(_as_bytes(a))
+
+
+_addressof, _as_bytes = ctypes.addressof, ctypes.c_char.from_buffer
+
+
 class PreparedCall:
     """One entry point of one native executable, bound to arrays of one signature."""
-    __slots__ = ("table", "placed", "fn", "names", "slots", "fixed", "outputs", "bounded",
-                 "pointers", "bound_inputs", "bound_outputs", "ones", "fixed_pointers", "cleared")
+    __slots__ = ("table", "placed", "fn", "names", "shapes", "dtypes", "inputs", "outputs",
+                 "bounded", "pointers", "bound_outputs", "ones", "fixed", "fixed_pointers", "cleared",
+                 "logs")
 
-    def __init__(self, model, exe, entry, names, n):
+    def __init__(self, model, exe, entry, names, arrays):
         inputs = exe._inputs[entry]
         self.table = model._executables
         self.placed = placements()
         self.fn = exe._fns[entry]
         self.names = names
-        self.slots = [inputs[k] for k in names]
-        # Every row real, every weight 1: what the full path feeds a whole batch (read
-        # where it is kept, through the pointer slots, else copied).
-        self.ones = row_mask(n, n)
+        self.shapes = tuple(a.shape for a in arrays)
+        self.dtypes = tuple(a.dtype for a in arrays)
+        self.logs = None            # what the caller makes of the outputs (kcompile/trainer.py)
         slots = exe._slots[entry]
+        self.pointers = exe.pointers
+        # (arena slot, pointer slot index or -1) per input: an input that is float32
+        # already, and large, is read where the caller keeps it when its layout allows
+        self.inputs = []
+        for name, a in zip(names, arrays):
+            slot = inputs[name]
+            bindable = (name in slots["inputs"] and a.dtype == np.float32 == slot.dtype
+                        and slot.nbytes >= IN_PLACE_BYTES)
+            self.inputs.append((slot, slots["inputs"][name] if bindable else -1))
+        # Every row real, every weight 1: what the full path feeds a whole batch, read
+        # where it is kept through the pointer slots (else copied in).
+        self.ones = row_mask(len(arrays[0]), len(arrays[0]))
         fixed = [k for k in ("mask", "sample_weight") if k in inputs]
         self.fixed_pointers = [(slots["inputs"][k], self.ones.ctypes.data) for k in fixed
                                if k in slots["inputs"]]
-        self.fixed = [(inputs[k], self.ones) for k in fixed if k not in slots["inputs"]]
+        self.fixed = [inputs[k] for k in fixed if k not in slots["inputs"]]
         self.outputs = list(exe._outputs[entry].items())
         g = exe.graphs[entry]
         self.bounded = g if g.input_bounds else None
-        self.pointers = exe.pointers
-        # (position, slot index) of the inputs that may be read in place
-        self.bound_inputs = [(n, slots["inputs"][k]) for n, k in enumerate(names)
-                             if k in slots["inputs"] and inputs[k].dtype == np.float32
-                             and inputs[k].nbytes >= IN_PLACE_BYTES]
         # (name, slot index, shape, dtype) of the outputs written into the returned array
         self.bound_outputs = [(k, slots["outputs"][k], v.shape, v.dtype) for k, v in self.outputs
                               if k in slots["outputs"] and v.nbytes >= IN_PLACE_BYTES]
         bound = {k for k, *_ in self.bound_outputs}
         self.outputs = [(k, v) for k, v in self.outputs if k not in bound]
-        # the slots a call may set, zeroed after it
-        self.cleared = ([i for _, i in self.bound_inputs] + [i for i, _ in self.fixed_pointers]
-                        + [i for _, i, _, _ in self.bound_outputs])
+        # the pointer slots a call may set, zeroed after it (the other callers of the
+        # entry copy into the arena)
+        self.cleared = [index for _, index in self.inputs if index >= 0] + \
+            [i for i, _ in self.fixed_pointers] + [i for _, i, _, _ in self.bound_outputs]
 
     @classmethod
     def make(cls, model, exe, entry, arrays, names):
@@ -101,7 +120,19 @@ class PreparedCall:
             checked = slot.dtype == np.int32 and a.dtype.kind in "iu" and name in bounds
             if not (same or widened or checked):
                 return None
-        return cls(model, exe, entry, names, len(arrays[0]))
+        return cls(model, exe, entry, names, arrays)
+
+    @property
+    def bound_inputs(self) -> list[tuple[int, int]]:
+        """(position, pointer slot index) of the inputs that may be read in place."""
+        return [(n, index) for n, (_, index) in enumerate(self.inputs) if index >= 0]
+
+    def accepts(self, arrays) -> bool:
+        """Whether these arrays have the signature this call was prepared for."""
+        for a, shape, dtype in zip(arrays, self.shapes, self.dtypes):
+            if type(a) is not np.ndarray or a.shape != shape or a.dtype != dtype:
+                return False
+        return True
 
     def current(self, model) -> bool:
         """Whether the model still runs this executable over variables where they were."""
@@ -111,24 +142,21 @@ class PreparedCall:
         if self.bounded is not None:
             check_input_bounds(self.bounded, dict(zip(self.names, arrays)))
         pointers = self.pointers
-        in_place = None
-        for n, index in self.bound_inputs:
-            a = arrays[n]
-            if a.dtype == np.float32 and a.flags.c_contiguous and a.flags.aligned:
-                pointers[index] = a.ctypes.data
-                in_place = in_place or set()
-                in_place.add(n)
-        for n, (slot, a) in enumerate(zip(self.slots, arrays)):
-            if in_place is None or n not in in_place:
-                np.copyto(slot, a, casting="unsafe")
-        for slot, a in self.fixed:
-            np.copyto(slot, a)
-        for index, address in self.fixed_pointers:
-            pointers[index] = address
+        for (slot, index), a in zip(self.inputs, arrays):
+            if index >= 0:
+                flags = a.flags
+                if flags.c_contiguous and flags.writeable and flags.aligned:
+                    pointers[index] = _addressof(_as_bytes(a))
+                    continue
+            slot[...] = a           # (a float64 input converted on the way)
+        for slot in self.fixed:
+            slot[...] = self.ones
+        for index, ones in self.fixed_pointers:
+            pointers[index] = ones
         results = {}
         for name, index, shape, dtype in self.bound_outputs:
             out = results[name] = np.empty(shape, dtype)
-            pointers[index] = out.ctypes.data
+            pointers[index] = _addressof(_as_bytes(out))
         try:
             self.fn()
         finally:
@@ -151,8 +179,9 @@ def lookup(model, kind, key):
     return call
 
 
-def remember(model, kind, key, exe, entry, arrays, names):
-    """Prepare (kind, signature) for the next call, after a full-path call."""
+def remember(model, kind, key, exe, entry, arrays, names, logs=None):
+    """Prepare (kind, signature) for the next call, after a full-path call; `logs`:
+    what the caller makes of its outputs, kept with it."""
     if key is None or distribute.active() is not None:
         return
     call = PreparedCall.make(model, exe, entry, arrays, names)
@@ -160,7 +189,23 @@ def remember(model, kind, key, exe, entry, arrays, names):
     if call is None:
         calls.pop((kind, key), None)
     else:
+        call.logs = logs
         calls[(kind, key)] = call
+
+
+def find(model, kind, arrays):
+    """The prepared call of `kind` for these arrays, if there is one still current:
+    first the one the last call of this kind took, then by signature."""
+    last = model.__dict__.get("_last_batch_call")
+    if last is not None:
+        call = last.get(kind)
+        if call is not None and call.accepts(arrays) and call.current(model) \
+                and distribute.active() is None:
+            return call
+    call = lookup(model, kind, signature(arrays))
+    if call is not None:
+        model.__dict__.setdefault("_last_batch_call", {})[kind] = call
+    return call
 
 
 class LoopStep:

@@ -5,7 +5,7 @@
     kcompile inspect --schema
     kcompile summary MODEL [--batch N] [--threads N]
     kcompile profile MODEL [--entry E] [--batch N] [--steps N] [--top N] [--json]
-    kcompile bench [--workloads W1,W5] [--peers kcompile,numpy] [--steps N] [--json FILE]
+    kcompile bench [--workloads W1,W5] [--peers kcompile,numpy] [--steps N] [--seconds S] [--json FILE]
     kcompile export MODEL -o DIR [--batch N | --max-batch N] [--threads N]
                           [--cpu host|generic|NAME] [--weights-file]
 
@@ -275,7 +275,7 @@ def cmd_bench(args) -> int:
         raise UsageError(f"the benchmark suite is part of the source checkout "
                          f"(examples/benchmarks/run.py); not found at {script}")
     cmd = [sys.executable, str(script)]
-    for opt in ("workloads", "peers", "steps", "json", "peer_python"):
+    for opt in ("workloads", "peers", "steps", "seconds", "json", "peer_python"):
         value = getattr(args, opt)
         if value is not None:
             cmd += [f"--{opt.replace('_', '-')}", str(value)]
@@ -298,6 +298,16 @@ def _positive(text):
     if n < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {n}")
     return n
+
+
+def _non_negative_float(text):
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not x >= 0 or x == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds >= 0, got {text}")
+    return x
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -377,7 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "own process, printed as tables (examples/benchmarks/run.py).")
     b.add_argument("--workloads", help="comma-separated, e.g. W1,W5 (default: all)")
     b.add_argument("--peers", help="comma-separated, e.g. kcompile,numpy (default: all)")
-    b.add_argument("--steps", type=_positive, help="timed steps per peer")
+    b.add_argument("--steps", type=_positive, help="timed steps per peer, at least")
+    b.add_argument("--seconds", type=_non_negative_float,
+                   help="time each peer for at least this long (default 2)")
     b.add_argument("--json", metavar="FILE", help="also write the results to FILE")
     b.add_argument("--peer-python", metavar="PYTHON",
                    help="the interpreter that runs the peers other than kcompile (PyTorch, "

@@ -26,8 +26,8 @@ from kcompile.ir import builder as F
 from kcompile.ir.interpret import interpret
 from kcompile.runtime.pipeline import Pipeline, Traced
 from . import batch_calls
-from .eager import eager, eager_structure
-from .functional import rebuild_structure
+from .eager import EagerTensor, eager, eager_structure
+from .functional import KerasTensor, rebuild_structure, structure_map
 from .tracing import Trace, tracing
 from .variables import state_over
 
@@ -107,6 +107,7 @@ class _Cache:
         self.state = None
         self.exes = {}
         self.prepared = {}      # a model's calls on one plain array: kcompile/batch_calls.py
+        self.last = None        # (training, PreparedCall, entry) of the last prepared call
 
 
 def _cache(obj) -> _Cache:
@@ -125,6 +126,7 @@ def _call_model(model, inputs, training):
         prepared = cache.prepared.get((training, signature))
         if prepared is not None and cache.state is model._state and prepared[0].current(model):
             call, entry = prepared
+            cache.last = (training, call, entry)
             return _model_outputs(model, _results(entry, model, call.run((inputs,))))
     xs = adapt_inputs(inputs, model, f"calling model {model.name!r}")
     state = model._ensure_state()
@@ -149,8 +151,30 @@ def _call_model(model, inputs, training):
     return _model_outputs(model, outs)
 
 
+def prepared_model_call(model, inputs, training):
+    """`model(inputs)` on one plain array of the signature of the model's last prepared
+    call (the same `training`, the same State, variables where they were): its outputs
+    through that native call, as `call` returns them; None when it must take `call`."""
+    cache = model.__dict__.get("_eager_cache")
+    last = cache.last if cache is not None else None
+    if last is None or last[0] is not bool(training) or cache.state is not model._state:
+        return None
+    _, call, entry = last
+    if not call.accepts((inputs,)) or not call.current(model):
+        return None
+    res = call.run((inputs,))
+    if entry.get("one_output"):         # one array, no mask, no added loss
+        for layer in entry["layers"]:
+            layer._last_losses = []
+        return res["y0"].view(EagerTensor)
+    outputs = eager_structure(_model_outputs(model, _results(entry, model, res)))
+    marker = np.empty(0)
+    entry["one_output"] = (entry["n_out"] == 1 and not entry["loss_owners"] and len(res) == 1
+                           and _model_outputs(model, [marker]) is marker)
+    return outputs
+
+
 def _model_outputs(model, outs):
-    from .functional import KerasTensor, structure_map
     struct = getattr(model, "_output_struct", None)
     if struct is not None and model._outputs is not None:
         it = iter(outs)

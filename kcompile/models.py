@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import functional, saving, subclassed  # noqa: F401  (kcompile.saving: used below)
+from . import eager_calls, functional, saving, subclassed, tracing  # noqa: F401  (kcompile.saving: used below)
 from .functional import KerasTensor
 from .layers.core import InputLayer
 from .layers.layer import Layer, unique_name
@@ -40,6 +40,16 @@ class Model(Trainer, Layer):
         shapes = lambda ts: ts[0].shape if len(ts) == 1 else [t.shape for t in ts]  # noqa: E731
         self.input_shape, self.output_shape = shapes(self._inputs), shapes(self._outputs)
         self.built = True
+
+    def __call__(self, inputs, *args, training=None, mask=None, **kwargs):
+        # A call on one plain array seen before: the prepared native call, without the
+        # checks of a layer call (~3 us, not ~14 us, on a small MLP).
+        if type(inputs) is np.ndarray and not (args or kwargs) and mask is None \
+                and not tracing._active:
+            outputs = eager_calls.prepared_model_call(self, inputs, training)
+            if outputs is not None:
+                return outputs
+        return Layer.__call__(self, inputs, *args, training=training, mask=mask, **kwargs)
 
     # -- structure ---------------------------------------------------------------
     def _symbolic(self):

@@ -559,10 +559,10 @@ class Trainer:
         one_batch = verbose == 0 and callbacks is None and steps is None and \
             type(x) is np.ndarray and x.ndim and len(x) <= (check_batch_size(batch_size) or 32)
         if one_batch:
-            key = batch_calls.signature((x,))
-            call = batch_calls.lookup(self, "predict", key)
+            call = batch_calls.find(self, "predict", (x,))
             if call is not None:
                 return _predictions(call.run((x,)))
+            key = batch_calls.signature((x,))
         result = self._predict_loop(x, batch_size, verbose, steps, callbacks)
         if one_batch and len(self.input_specs) == 1:
             exe = self._executable(len(x))
@@ -620,11 +620,9 @@ class Trainer:
     # -- *_on_batch ----------------------------------------------------------------------------
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
         if sample_weight is None and class_weight is None:
-            key = batch_calls.signature((x, y))
-            call = batch_calls.lookup(self, "train", key)
+            call = batch_calls.find(self, "train", (x, y))
             if call is not None:
-                self.reset_metrics()        # the logs are this batch's
-                return self._batch_logs(call.run((x, y)), len(x), return_dict)
+                return self._prepared_logs(call, (x, y), return_dict)
         self._require_compiled("train_on_batch")
         xs, ys = adapt_inputs(x, self, "train_on_batch"), adapt_targets(y, self, "train_on_batch")
         sw = sample_weights(sample_weight, ys, class_weight)
@@ -638,16 +636,15 @@ class Trainer:
             exe = self._executable(n, y_specs(ys))
             out = exe.run("train_step", feeds(xs, ys, sw, slice(0, n), n, n))
             if sample_weight is None and class_weight is None and len(xs) == len(ys) == 1:
-                batch_calls.remember(self, "train", key, exe, "train_step", (x, y), ("x0", "y0"))
+                batch_calls.remember(self, "train", batch_calls.signature((x, y)), exe,
+                                     "train_step", (x, y), ("x0", "y0"), self._log_plan())
         return self._batch_logs(out, n, return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         if sample_weight is None:
-            key = batch_calls.signature((x, y))
-            call = batch_calls.lookup(self, "test", key)
+            call = batch_calls.find(self, "test", (x, y))
             if call is not None:
-                self.reset_metrics()
-                return self._batch_logs(call.run((x, y)), len(x), return_dict)
+                return self._prepared_logs(call, (x, y), return_dict)
         self._require_compiled("test_on_batch")
         xs, ys = adapt_inputs(x, self, "test_on_batch"), adapt_targets(y, self, "test_on_batch")
         sw = sample_weights(sample_weight, ys, None)
@@ -656,8 +653,33 @@ class Trainer:
         logs = self._evaluate_arrays(xs, ys, sw, n)
         if sample_weight is None and len(xs) == len(ys) == 1:
             exe = self._executable(n, y_specs(ys))
-            batch_calls.remember(self, "test", key, exe, "eval_step", (x, y), ("x0", "y0"))
+            batch_calls.remember(self, "test", batch_calls.signature((x, y)), exe, "eval_step",
+                                 (x, y), ("x0", "y0"), self._log_plan())
         return _logs_result(logs, self.metrics_names, return_dict)
+
+    def _log_plan(self):
+        """How a prepared one-batch call makes its logs from the step's outputs: (name,
+        output, whether a mean) per log, in metrics_names' order; None when a log is a
+        metric's result computed in Python (those take _batch_logs)."""
+        kinds = self._log_kinds
+        if any(kind[0] not in ("mean", "state") for kind in kinds.values()):
+            return None
+        return [(name, kind[1], kind[0] == "mean") for name, kind in kinds.items()]
+
+    def _prepared_logs(self, call, arrays, return_dict):
+        """train_on_batch/test_on_batch through a prepared call: the metrics reset (the
+        logs are this batch's), the step, and the logs as _batch_logs makes them."""
+        if self._metric_objects:
+            self.reset_metrics()
+        out = call.run(arrays)
+        if call.logs is None:
+            return self._batch_logs(out, len(arrays[0]), return_dict)
+        count = float(out["count"])
+        values = [float(out[k]) * count / max(count, 1.0) if mean else
+                  (_log_value(out[k]) if k in out else 0.0) for _, k, mean in call.logs]
+        if return_dict:
+            return {name: v for (name, _, _), v in zip(call.logs, values)}
+        return values[0] if len(values) == 1 else values
 
     def _batch_logs(self, out, n, return_dict):
         """The logs of one batch's step outputs (the numbers fit reports for it)."""
@@ -666,10 +688,10 @@ class Trainer:
         return _logs_result(totals.result(), self.metrics_names, return_dict)
 
     def predict_on_batch(self, x):
-        key = batch_calls.signature((x,))
-        call = batch_calls.lookup(self, "predict", key)
+        call = batch_calls.find(self, "predict", (x,))
         if call is not None:
             return _predictions(call.run((x,)))
+        key = batch_calls.signature((x,))
         xs = adapt_inputs(x, self, "predict_on_batch")
         out = self._predict_loop(xs if len(xs) > 1 else xs[0], len(xs[0]), 0, None, None)
         if len(xs) == 1:
@@ -821,8 +843,8 @@ def _add_updates(trace):
 
 
 def _logs_result(logs, names, return_dict):
-    if return_dict:
-        return logs
+    if return_dict:     # in metrics_names' order (Keras: the loss, then the metrics)
+        return {**{k: logs[k] for k in names if k in logs}, **logs}
     values = [logs[k] for k in names]
     return values[0] if len(values) == 1 else values
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kcompile import layers, models, optimizers, trainer
+from kcompile import layers, metrics as metrics_mod, models, optimizers, trainer
 
 rng = np.random.default_rng(7)
 X = rng.standard_normal((16, 6)).astype(np.float32)
@@ -139,3 +139,72 @@ def test_eager_model_calls_after_the_first(no_adaptation):
             np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-6)
     for a, b in zip(nat.get_weights(), ref.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("return_dict", [False, True])
+def test_prepared_logs_are_the_full_paths_logs(return_dict):
+    """The prepared path makes its logs itself (kcompile/trainer.py _prepared_logs): the
+    same values, bit for bit, as the full path's running means on twin models, for a
+    loss, in-step metrics (one with a vector result) and a metric computed after the step."""
+    def model():
+        m = models.Sequential([layers.Input((6,)), layers.Dense(3, activation="softmax")])
+        m.compile(optimizer=optimizers.SGD(0.1), loss="categorical_crossentropy",
+                  metrics=["accuracy", "mse", metrics_mod.Precision(thresholds=[0.3, 0.6])])
+        return m
+    fast, full = model(), model()
+    full.set_weights(fast.get_weights())
+    for step in range(4):       # from the third: every variable has found its State
+        got = fast.train_on_batch(X, Y, return_dict=return_dict)
+        full.__dict__.pop("_batch_calls", None)         # the full path each time
+        want = full.train_on_batch(X, Y, return_dict=return_dict)
+        if step >= 2:
+            assert "train" in fast._last_batch_call     # the path under test ran
+        for g, w in zip(*(_flat(v) for v in (got, want))):
+            np.testing.assert_array_equal(g, w)
+        for method in ("test_on_batch",):
+            got = getattr(fast, method)(X, Y, return_dict=return_dict)
+            full.__dict__.pop("_batch_calls", None)
+            want = getattr(full, method)(X, Y, return_dict=return_dict)
+            for g, w in zip(*(_flat(v) for v in (got, want))):
+                np.testing.assert_array_equal(g, w)
+
+
+def _flat(logs):
+    """The values of a logs dict or list, in order (names first for a dict)."""
+    if isinstance(logs, dict):
+        return [list(logs)] + [np.asarray(v) for v in logs.values()]
+    return [np.asarray(v) for v in (logs if isinstance(logs, list) else [logs])]
+
+
+def test_model_call_fast_path_keeps_outputs_structure_and_losses():
+    """Repeated model(x) calls (kcompile/models.py Model.__call__ -> prepared_model_call):
+    outputs as the reference backend computes them, as EagerTensors in the model's output
+    structure; the losses a layer adds are those of the last call; set_weights is seen."""
+    pair = []
+    for backend in ("native", "reference"):
+        inp = layers.Input((6,))
+        h = layers.Dense(4, activity_regularizer="l2")(inp)
+        out = {"a": layers.Dense(2)(h), "b": layers.Dense(3, activation="softmax")(h)}
+        m = models.Model(inp, out)
+        m.compile(optimizer="sgd", loss="mse", backend=backend)
+        pair.append(m)
+    nat, ref = pair
+    ref.set_weights(nat.get_weights())
+    single = models.Sequential([layers.Input((6,)), layers.Dense(3)])
+    for step in range(4):
+        if step == 2:
+            new = [w * 0.5 for w in nat.get_weights()]
+            nat.set_weights(new)
+            ref.set_weights(new)
+        got, want = nat(X), ref(X)
+        assert set(got) == {"a", "b"}
+        for k in want:
+            assert hasattr(got[k], "numpy")
+            np.testing.assert_allclose(got[k].numpy(), np.asarray(want[k]), rtol=1e-5, atol=1e-6)
+        assert np.isclose(sum(float(v) for v in nat.losses), sum(float(v) for v in ref.losses),
+                          rtol=1e-4)
+        y = single(X)
+        assert hasattr(y, "numpy") and y.shape == (16, 3)
+        np.testing.assert_allclose(y.numpy(), X @ single.get_weights()[0] + single.get_weights()[1],
+                                   rtol=1e-5, atol=1e-6)
+    assert nat._eager_cache.last is not None and single._eager_cache.last[2]["one_output"]

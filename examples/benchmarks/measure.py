@@ -20,8 +20,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("peer")
     ap.add_argument("workload")
-    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--steps", type=int, default=200,
+                    help="steps timed, at least (more while under --seconds)")
     ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--seconds", type=float, default=2.0,
+                    help="time steps for at least this long (up to 100x --steps): a "
+                         "microsecond step needs thousands of samples for a stable median")
     args = ap.parse_args()
     w = WORKLOADS[args.workload]
     t0 = time.perf_counter()
@@ -31,14 +35,21 @@ def main():
         print(json.dumps({"skipped": str(e)}))
         return
     setup = time.perf_counter() - t0
-    warm_until = time.perf_counter() + 20.0     # bound slow peers (a reference interpreter)
-    for i in range(args.warmup):
+    start = time.perf_counter()
+    warm_until = start + 20.0     # bound slow peers (a reference interpreter)
+    warm_at_least = start + min(0.5, args.seconds / 4)     # caches, clocks, threads settled
+    i = 0
+    while i < args.warmup or time.perf_counter() < warm_at_least:
         step()
+        i += 1
         if i >= 2 and time.perf_counter() > warm_until:
             break
     times = []
-    deadline = time.perf_counter() + 20.0      # bound slow peers
-    for _ in range(args.steps):
+    start = time.perf_counter()
+    deadline = start + max(20.0, args.seconds)      # bound slow peers
+    long_enough = start + args.seconds
+    while len(times) < args.steps or (time.perf_counter() < long_enough
+                                      and len(times) < 100 * args.steps):
         t = time.perf_counter()
         step()
         times.append(time.perf_counter() - t)

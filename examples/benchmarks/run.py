@@ -33,10 +33,11 @@ DEFAULT_PEERS = ["kcompile", "kcompile-1t", "kcompile-reference", "numpy", "torc
 NATIVE_ROWS = ["kcompile-native", "kcompile-native-1t"]
 
 
-def measure(peer, workload, steps, python):
+def measure(peer, workload, steps, python, seconds=2.0):
     python = python if not peer.startswith("kcompile") else sys.executable
     out = subprocess.run([python, os.path.join(HERE, "measure.py"), peer, workload,
-                          "--steps", str(steps)], capture_output=True, text=True, timeout=900)
+                          "--steps", str(steps), "--seconds", str(seconds)],
+                         capture_output=True, text=True, timeout=900)
     lines = [l for l in out.stdout.splitlines() if l.startswith("{")]
     if out.returncode != 0 or not lines:
         return {"skipped": f"failed: {(out.stderr.strip().splitlines() or ['?'])[-1][:120]}"}
@@ -110,7 +111,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
     ap.add_argument("--peers", default=",".join(DEFAULT_PEERS))
-    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--steps", type=int, default=200, help="steps timed per peer, at least")
+    ap.add_argument("--seconds", type=float, default=2.0,
+                    help="time each peer's steps for at least this long (medians of "
+                         "microsecond steps need thousands of samples)")
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--peer-python", default=sys.executable,
                     help="the Python interpreter that runs the peers other than kcompile "
@@ -143,7 +147,7 @@ def main():
         if w["kind"] != "sgemm" and "kcompile" in wpeers and args.peers == ap.get_default("peers"):
             at = wpeers.index("kcompile-1t") + 1 if "kcompile-1t" in wpeers else 1
             wpeers[at:at] = NATIVE_ROWS
-        results[wname] = {p: measure(p, wname, args.steps, args.peer_python) for p in wpeers}
+        results[wname] = {p: measure(p, wname, args.steps, args.peer_python, args.seconds) for p in wpeers}
         print_table(wname, w, results[wname], peak)
     if any(p.startswith("kcompile") for p in peers):
         for wname in ["W1"] + [n for n in names if n == "W7a"]:
