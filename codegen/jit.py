@@ -14,6 +14,8 @@ LLVM behind one lock (for the shared global context); the two long calls here,
 the optimizer and the code generator, touch only the partition's own context,
 module and TargetMachine, so they are made without that lock (the GIL is
 released during them): LLVM compiles independent contexts on parallel threads.
+A program's big kernels start compiling while the rest is still being lowered
+(Stream), and its cold kernels (codegen/cold.py) are compiled apart at O1.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ import llvmlite.binding as llvm
 from llvmlite.binding import ffi
 
 from . import mathfns, partition, sync
+from .cold import COLD_LEVEL, HOT_LEVEL
 from .target import _init, target_machine
 
 
@@ -126,9 +129,10 @@ def parse(llvm_ir: str, context=None, with_sync: bool = True):
     return mod
 
 
-def _compile(llvm_ir: str, with_sync: bool, keep_ir: bool, own_context: bool):
-    """(object, optimized text, timings) of one module; on its own LLVM context (and
-    without llvmlite's lock around the long calls) when own_context."""
+def _compile(llvm_ir: str, with_sync: bool, keep_ir: bool, own_context: bool,
+             level: int = HOT_LEVEL):
+    """(object, optimized text, timings) of one module, optimized at `level`; on its own
+    LLVM context (and without llvmlite's lock around the long calls) when own_context."""
     t0 = time.perf_counter()
     context = llvm.create_context() if own_context else None
     mod = parse(llvm_ir, context, with_sync)
@@ -136,7 +140,7 @@ def _compile(llvm_ir: str, with_sync: bool, keep_ir: bool, own_context: bool):
     tm = target_machine()
     mod.triple = llvm.get_process_triple()
     mod.data_layout = str(tm.target_data)
-    optimize(mod, tm, unlocked=own_context)
+    optimize(mod, tm, level, unlocked=own_context)
     t2 = time.perf_counter()
     obj = _emit_object(tm, mod, unlocked=own_context)
     t3 = time.perf_counter()
@@ -150,52 +154,165 @@ def _compile(llvm_ir: str, with_sync: bool, keep_ir: bool, own_context: bool):
 
 
 # Partitions per compiling thread: more, smaller partitions even out the threads'
-# loads (functions differ in cost per line) for a few milliseconds each.
-PARTITIONS_PER_THREAD = 2
+# loads (functions differ in cost per line) for a few milliseconds each. Simulated
+# from the functions' own compile times (thread CPU), the busiest of 2 threads against
+# half the total: W1 410 / 379 ms at 2 per thread, 405 / 379 at 3; the 10-block deep
+# model 487 / 421 at 2, 425 / 421 at 3; 3 cost 0-14 ms more CPU than 2, 6 cost 14-60.
+PARTITIONS_PER_THREAD = 3
 
 
-def build_object(llvm_ir: str, keep_ir: bool = False, threads: int = 1) -> ObjectCode:
+def build_object(llvm_ir: str, keep_ir: bool = False, threads: int = 1,
+                 cold: frozenset | set = frozenset()) -> ObjectCode:
     """The module's object code; with threads > 1, compiled in partitions on that many
-    threads at once and returned as packed objects (load_object links them)."""
+    threads at once and returned as packed objects (load_object links them). The
+    functions named in `cold` are compiled apart at COLD_LEVEL (codegen/cold.py)."""
     t0 = time.perf_counter()
-    parts = partition.split(llvm_ir, threads * PARTITIONS_PER_THREAD if threads > 1 else 1)
+    parts = partition.split_cold(llvm_ir, threads * PARTITIONS_PER_THREAD if threads > 1 else 1,
+                                 cold)
     if len(parts) == 1:
-        obj, text, timings = _compile(parts[0], True, keep_ir, own_context=False)
-        objs, texts = [obj], [text]
-    else:
-        results: list = [None] * len(parts)
-        errors: list = []
-        todo = sorted(range(len(parts)), key=lambda i: -len(parts[i]))   # largest first
-        lock = threading.Lock()
+        obj, text, timings = _compile(parts[0].text, True, keep_ir, own_context=False)
+        return _object_code([(obj, text, timings)], keep_ir, t0, 1)
+    pool = _Pool(threads, keep_ir)
+    pool.add_last(parts)
+    return _object_code(pool.finish(), keep_ir, t0, min(threads, len(parts)))
 
-        def work():
-            while not errors:
-                with lock:
-                    if not todo:
-                        return
-                    i = todo.pop(0)
-                try:
-                    results[i] = _compile(parts[i], i == 0, keep_ir, own_context=True)
-                except BaseException as e:       # raised again on the calling thread
-                    errors.append(e)
-        workers = [threading.Thread(target=work, name=f"kcompile-llvm-{n}", daemon=True)
-                   for n in range(1, min(threads, len(parts)))]
-        for w in workers:
-            w.start()
-        work()
-        for w in workers:
-            w.join()
-        if errors:
-            raise errors[0]
-        objs, texts = [r[0] for r in results], [r[1] for r in results]
-        timings = {k: sum(r[2][k] for r in results) for k in results[0][2]}
+
+def _object_code(results, keep_ir, t0, threads) -> ObjectCode:
+    timings = {k: sum(r[2][k] for r in results) for k in results[0][2]}
     timings["total"] = time.perf_counter() - t0
     if _debug() >= 1:
-        print(f"[kcompile] llvm {len(parts)} partition(s) on {min(threads, len(parts))} "
+        print(f"[kcompile] llvm {len(results)} partition(s) on {threads} "
               f"thread(s): parse {1e3*timings['parse']:.1f} ms, O3 {1e3*timings['optimize']:.1f} "
               f"ms, codegen {1e3*timings['codegen']:.1f} ms (summed), wall "
               f"{1e3*timings['total']:.1f} ms")
-    return ObjectCode(pack(objs), texts if keep_ir else [], timings)
+    return ObjectCode(pack([r[0] for r in results]), [r[1] for r in results] if keep_ir else [],
+                      timings)
+
+
+class _Pool:
+    """Partitions compiled on `threads` - 1 worker threads, started at once, and on the
+    calling thread from `finish` on; the costliest waiting partition first."""
+
+    def __init__(self, threads: int, keep_ir: bool):
+        self.keep_ir = keep_ir
+        self.cv = threading.Condition()
+        self.todo: list = []            # (cost, index, part, with_sync), costliest first
+        self.results: list = []
+        self.errors: list = []
+        self.closed = False
+        self.workers = [threading.Thread(target=self._work, name=f"kcompile-llvm-{n}",
+                                         daemon=True) for n in range(1, threads)]
+        for w in self.workers:
+            w.start()
+
+    def add(self, part: partition.Part, with_sync: bool = False) -> None:
+        with self.cv:
+            self.results.append(None)
+            self.todo.append((part.cost, len(self.results) - 1, part, with_sync))
+            self.todo.sort(key=lambda t: -t[0])
+            self.cv.notify()
+
+    def add_last(self, parts: list) -> None:
+        """The remaining partitions; the sync code (~15 ms) goes with the cheapest."""
+        if not parts:
+            return
+        cheapest = min(range(len(parts)), key=lambda i: parts[i].cost)
+        for i, p in enumerate(parts):
+            self.add(p, with_sync=i == cheapest)
+
+    def _work(self) -> None:
+        while True:
+            with self.cv:
+                while not self.todo and not self.closed and not self.errors:
+                    self.cv.wait()
+                if self.errors or not self.todo:
+                    return
+                _, i, p, with_sync = self.todo.pop(0)
+            try:
+                self.results[i] = _compile(p.text, with_sync, self.keep_ir, own_context=True,
+                                           level=COLD_LEVEL if p.cold else HOT_LEVEL)
+            except BaseException as e:       # raised again on the calling thread
+                with self.cv:
+                    self.errors.append(e)
+                    self.cv.notify_all()
+
+    def close(self) -> None:
+        with self.cv:
+            self.closed = True
+            self.cv.notify_all()
+
+    def finish(self) -> list:
+        """The results of every partition added, in order, once all are compiled."""
+        self.close()
+        self._work()
+        for w in self.workers:
+            w.join()
+        if self.errors:
+            raise self.errors[0]
+        return self.results
+
+
+class Stream:
+    """A module compiled while it is being built: each hot kernel of STREAM_WEIGHT or
+    more is handed over as soon as it is lowered (`kernel`, build_module's on_kernel)
+    and compiled on the other cores while the calling thread lowers the rest (LLVM runs
+    without the GIL); `finish` splits what remains of the whole module's text (entries,
+    small and cold kernels) into partitions and compiles them on every thread.
+
+    W1 on 2 cores: Python lowers for ~75 ms while the other core idled; simulated from
+    the threads' CPU times the stream takes ~40 ms off its cold compile (465 ms, not
+    ~505), the ideal being half of lowering plus LLVM (~435)."""
+
+    STREAM_WEIGHT = 200         # lines: a GEMM kernel (W1's: 300-550, 60-70 ms each)
+
+    def __init__(self, threads: int, keep_ir: bool = False):
+        self.t0 = time.perf_counter()
+        self.threads = threads
+        self.pool = _Pool(threads, keep_ir)
+        self.streamed: set[str] = set()
+
+    def kernel(self, module, fn, cold: bool) -> None:
+        """fn: a complete llvmlite Function of module, its text in `printed`; cold ones
+        wait (another entry may still find them hot)."""
+        f = partition.Function(fn.name, fn.printed.splitlines())
+        if cold or f.weight < self.STREAM_WEIGHT:
+            return
+        self.pool.add(partition.Part(_kernel_module(module, f), False, f.weight))
+        self.streamed.add(fn.name)
+
+    def finish(self, module_text: str, cold: frozenset | set = frozenset()) -> ObjectCode:
+        # the streamed kernels count among the partitions that even out the threads
+        n = max(self.threads, self.threads * PARTITIONS_PER_THREAD - len(self.streamed))
+        parts = partition.split_cold(module_text, n, cold, skip=self.streamed)
+        self.pool.add_last(parts)
+        return _object_code(self.pool.finish(), self.pool.keep_ir, self.t0,
+                            min(self.threads, len(self.pool.results)))
+
+    def abort(self) -> None:
+        """Stop the workers (the module could not be built): what waits is dropped."""
+        with self.pool.cv:
+            self.pool.todo.clear()
+        self.pool.close()
+        for w in self.pool.workers:
+            w.join()
+
+
+def _kernel_module(module, f: partition.Function) -> str:
+    """A module defining f (a function of the llvmlite `module`) and declaring what it
+    uses of the rest."""
+    body = f.definition()
+    lines = ['; ModuleID = "%s"' % (module.name,), 'target triple = "%s"' % (module.triple,),
+             'target datalayout = "%s"' % (module.data_layout,), '']
+    for name in dict.fromkeys(partition.names(body)):
+        g = module.globals.get(name)
+        if g is None or name == f.name:
+            continue
+        if getattr(g, "blocks", None):          # a function defined in another partition
+            text = getattr(g, "printed", None) or str(g)
+            lines.append(partition.Function(name, text.splitlines()).declaration())
+        else:                                   # a declaration or a constant
+            lines.append(str(g))
+    return "\n".join([*lines, "", body, ""])
 
 
 # Several objects in one byte string (what the disk cache stores and load_object reads).

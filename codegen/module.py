@@ -18,7 +18,7 @@ from llvmlite import ir
 from ..ir.passes.fuse import FusedGraph, Kernel
 from ..ir.passes.plan_memory import MemoryPlan
 from .irutil import F32, I8, I32, I64, PTR, Partition, i64, kernel_function
-from . import io_pointers
+from . import cold as cold_code, io_pointers
 from .kernel_key import kernel_key
 from .target import host
 from .lower.elementwise import Intrinsics
@@ -136,12 +136,15 @@ def _constant_global(module, name, value: np.ndarray):
 
 
 def build_module(entries: list[Entry], nthreads: int = 1, name: str = "kcompile",
-                 bind_io: bool = False) -> ir.Module:
+                 bind_io: bool = False, on_kernel=None) -> ir.Module:
     """bind_io: the entries' inputs and outputs also take pointers from slots past
     the arena (codegen/io_pointers.py); the arena must then be io_pointers.slots'
-    work_bytes long, zeroed."""
+    work_bytes long, zeroed. on_kernel(module, function, cold): called with each
+    distinct kernel function once it is complete (codegen/jit.py's Stream compiles it
+    while the rest is lowered)."""
     module = ir.Module(name=name)
     ctx = _Context(module, Intrinsics(module), nthreads)
+    ctx.on_kernel = on_kernel
     table = io_pointers.slots(entries) if bind_io else None
     for e in entries:
         step = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, PTR, I64, PTR]), name=e.name)
@@ -220,6 +223,10 @@ class _Context:
         self.kernels: dict[str, ir.Function] = {}
         self.by_key: dict[str, ir.Function] = {}
         module.kernel_symbols = {}     # "entry.kernel" -> the function it calls
+        # function -> cold in every entry that calls it (codegen/cold.py)
+        module.cold_functions = {}
+        self.entry_flops: dict[str, float] = {}
+        self.on_kernel = None
 
     def kernel(self, e: Entry, k: Kernel, alone: bool = False):
         """(function, argument locations) of kernel k of entry e: lowered once per
@@ -229,9 +236,17 @@ class _Context:
         arg_locs, aliasing, scratch = _kernel_args(e, k, nthreads)
         key = kernel_key(e.fused.graph, k, aliasing, scratch, nthreads)
         kf = self.by_key.get(key)
-        if kf is None:
+        new = kf is None
+        if new:
             kf, _ = self.unique(*_build_kernel(self.module, self.fn, e, k, nthreads))
             self.by_key[key] = kf
+            new = kf.name not in self.module.cold_functions
+        if e.name not in self.entry_flops:
+            self.entry_flops[e.name] = cold_code.entry_flops(e.fused.graph)
+        cold = cold_code.is_cold(e.fused.graph, k, self.entry_flops[e.name])
+        self.module.cold_functions[kf.name] = self.module.cold_functions.get(kf.name, True) and cold
+        if new and self.on_kernel is not None:
+            self.on_kernel(self.module, kf, cold)
         return kf, arg_locs
 
     def unique(self, kf, arg_locs):

@@ -18,6 +18,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+# A function's fixed cost, in lines (see Function.weight).
+FUNCTION_WEIGHT = 20
+
 _NAME = re.compile(r'@("(?:[^"\\]|\\.)*"|[-\w.$]+)')
 
 
@@ -30,8 +33,9 @@ class Function:
     def weight(self) -> int:
         """What compiling it costs, roughly: its size, address arithmetic aside (an
         entry's calls to 500 kernels are mostly pointer offsets, quick to compile:
-        3545 lines took the time of a 1064-line GEMM kernel)."""
-        return sum(1 for line in self.lines if "= getelementptr" not in line)
+        3545 lines took the time of a 1064-line GEMM kernel), plus what any function
+        costs (a 20-line kernel took 4-6 ms, a 540-line GEMM 60-70 ms)."""
+        return FUNCTION_WEIGHT + sum(1 for line in self.lines if "= getelementptr" not in line)
 
     def definition(self) -> str:
         head = self.lines[0]
@@ -107,11 +111,51 @@ def split(text: str, n: int) -> list[str]:
     return [_module(mod, group) for group in balance(mod.functions, n)]
 
 
+# What a function costs at O1 against O3, about (codegen/cold.py's products: 0.5-0.9).
+COLD_COST = 0.6
+
+
+@dataclass
+class Part:
+    text: str
+    cold: bool          # compiled with the cheaper pipeline (codegen/cold.py)
+    cost: float         # its functions' weights, cold ones scaled by COLD_COST
+
+
+def split_cold(text: str, n: int, cold: frozenset | set = frozenset(),
+               skip: frozenset | set = frozenset()) -> list[Part]:
+    """The module as partitions, the functions named in `cold` apart from the others
+    (each partition is compiled by one pipeline): about n in all, shared between the
+    two kinds by their cost, at least one each kind present; the text itself when
+    nothing is cold or skipped and n == 1. Functions named in `skip` (compiled apart)
+    are only declared where used."""
+    mod = parse(text)
+    cold_fns = [f for f in mod.functions if f.name in cold and f.name not in skip]
+    hot_fns = [f for f in mod.functions if f.name not in cold and f.name not in skip]
+    if not cold_fns and not skip and (n <= 1 or len(hot_fns) <= 1):
+        return [Part(text, False, sum(f.weight for f in hot_fns))]
+    hot_cost = sum(f.weight for f in hot_fns)
+    cold_cost = COLD_COST * sum(f.weight for f in cold_fns)
+    n_cold = min(len(cold_fns), max(1, round(n * cold_cost / (hot_cost + cold_cost)))) \
+        if cold_fns else 0
+    n_hot = max(1, n - n_cold) if hot_fns else 0
+    parts = [Part(_module(mod, g), False, sum(f.weight for f in g))
+             for g in balance(hot_fns, n_hot)] if hot_fns else []
+    parts += [Part(_module(mod, g), True, COLD_COST * sum(f.weight for f in g))
+              for g in balance(cold_fns, n_cold)] if cold_fns else []
+    return parts
+
+
+def names(text: str) -> list[str]:
+    """The global names (@...) text refers to, in order."""
+    return [m.group(1).strip('"') for m in _NAME.finditer(text)]
+
+
 def _module(mod: Module, functions: list[Function]) -> str:
     """A module defining `functions` and declaring what they use of the others."""
     inside = {f.name for f in functions}
     body = "\n\n".join(f.definition() for f in functions)
-    used = set(m.group(1).strip('"') for m in _NAME.finditer(body))
+    used = set(names(body))
     lines = [*mod.header, ""]
     lines += [g for name, g in mod.globals.items() if name in used]
     lines += [d for d in mod.declarations if _name(d) in used]

@@ -9,8 +9,10 @@
     pipeline.memory(entry)            the kernels with their arena plan (a codegen Entry)
     pipeline.llvm()                   the LLVM module of every entry, as text (one function
                                       per distinct kernel body, shared by the entries)
-    pipeline.object()                 the module optimized at O3 for the host, as object code
-                                      (compiled in partitions on several cores: codegen/jit.py)
+    pipeline.object()                 the module optimized at O3 for the host (its cold kernels
+                                      at O1: codegen/cold.py), as object code (compiled in
+                                      partitions on several cores, the big kernels while the
+                                      rest is lowered: codegen/jit.py)
     pipeline.executable()             the program loaded to run (native or reference)
 
 Every stage is computed at most once, on first use, and kept: the executable is
@@ -63,6 +65,7 @@ class LLVMProgram:
     larger, is not kept."""
     text: str
     kernel_symbols: dict[str, str]      # "entry.kernel" -> the function it calls
+    cold_functions: frozenset = frozenset()     # compiled at O1 (codegen/cold.py)
 
     def __str__(self):
         return self.text
@@ -204,20 +207,35 @@ class Pipeline:
         return _kept(self._stages, ("memory", entry), compute)
 
     def llvm(self) -> LLVMProgram:
-        def compute():
-            module = build_module([self.memory(e) for e in self.traced], self.nthreads,
-                                  bind_io=True)
-            return LLVMProgram(module_text(module), module.kernel_symbols)
-        return _kept(self._stages, "llvm", compute)
+        return _kept(self._stages, "llvm", self._build_llvm)
+
+    def _build_llvm(self, on_kernel=None) -> LLVMProgram:
+        module = build_module([self.memory(e) for e in self.traced], self.nthreads,
+                              bind_io=True, on_kernel=on_kernel)
+        return LLVMProgram(module_text(module), module.kernel_symbols,
+                           frozenset(f for f, cold in module.cold_functions.items() if cold))
 
     def llvm_ir(self) -> str:
         return self.llvm().text
 
     def object(self) -> jit.ObjectCode:
         """The module after LLVM's O3 passes (its text kept) and as object code."""
-        return _kept(self._stages, "object",
-                     lambda: jit.build_object(self.llvm_ir(), keep_ir=True,
-                                              threads=jit.compile_threads()))
+        return _kept(self._stages, "object", self._compile_object)
+
+    def _compile_object(self) -> jit.ObjectCode:
+        threads = jit.compile_threads()
+        if threads == 1 or "llvm" in self._stages:
+            return jit.build_object(self.llvm_ir(), keep_ir=True, threads=threads,
+                                    cold=self.llvm().cold_functions)
+        # The big kernels compile on the other cores while the rest is lowered.
+        stream = jit.Stream(threads, keep_ir=True)
+        try:
+            program = self._build_llvm(on_kernel=stream.kernel)
+        except BaseException:
+            stream.abort()
+            raise
+        self._stages["llvm"] = program
+        return stream.finish(program.text, program.cold_functions)
 
     def optimized_llvm_ir(self) -> str:
         return self.object().optimized_ir

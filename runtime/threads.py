@@ -61,6 +61,9 @@ def default_threads(flops_per_step: float, scan_steps=(), bytes_per_step: float 
     cpus = available_cpus()
     if cpus == 1 or not (flops_per_step >= 1e6 or bytes_per_step >= 1e6):
         return 1
+    if choose_threads(flops_per_step, bytes_per_step, barriers, cpus, WORST_BARRIER_S,
+                      WORST_WAKE_S, WORST_SPEEDUP_PER_CPU * cpus) == cpus:
+        return cpus         # every core wins whatever the probe would measure
     if not measure:
         return None
     from .barrier_probe import measured
@@ -75,6 +78,18 @@ CORE_FLOPS = 1.0e11
 CORE_BYTES = 1.0e10
 # Each kernel's fixed cost (loop set-up, a partial last tile): shared out too.
 KERNEL_S = 1e-6
+
+# The costliest host the probe is there to tell apart whose other cores still run
+# most of the time: barriers of 20 us and a wake-up of 100 us (a shared VM whose other
+# vCPU is busy), the other cores free 3/4 of the time. A step on which every core
+# wins even there (W1's training step: 4 ms of GEMMs, ~30 barriers) takes them
+# without measuring, which costs 40-60 ms of the first call (the probe's compile and
+# runs); the host's own figures decide only where the choice is close. (A host whose
+# other cores were taken while the probe ran would have kept such a step on one
+# thread: a moment's load, not a property of the host.)
+WORST_BARRIER_S = 20e-6
+WORST_WAKE_S = 100e-6
+WORST_SPEEDUP_PER_CPU = 0.75
 
 
 def choose_threads(flops: float, nbytes: float, barriers: int, cpus: int,

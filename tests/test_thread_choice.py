@@ -96,6 +96,49 @@ def test_the_choice_is_a_function_of_the_measured_costs(monkeypatch, costs, expe
     assert counts == {expected}
 
 
+def _probe_forbidden(n):
+    raise AssertionError("the host was probed")
+
+
+def test_a_step_whose_choice_no_host_cost_can_change_is_not_probed(monkeypatch):
+    """W1's training step (784-512-256-10, batch 128) wins on both cores even at the
+    worst costs the probe is there to detect, so the probe does not run; the deep
+    narrow step's choice depends on them, so it does (with the figures it gets)."""
+    from kcompile.runtime import barrier_probe
+    monkeypatch.delenv("KCOMPILE_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "available_cpus", lambda: 2)
+    monkeypatch.setattr(barrier_probe, "measured", _probe_forbidden)
+    m = mlp_784_512_256_10()
+    _, pipeline = m._pipeline(128, [((10,), "float32")])
+    pipeline.use_cache = False
+    assert pipeline.nthreads == 2
+    g = pipeline.graph("train_step")
+    for costs in (IDLE, SHARED):        # the measured figures of a host would agree
+        assert choose_threads(flops(g), leaf_bytes(g), barrier_estimate(g), 2, **costs) == 2
+    calls = []
+    monkeypatch.setattr(barrier_probe, "measured",
+                        lambda n: calls.append(n) or tuple(SHARED.values()))
+    _, deep = deep_narrow(10)._pipeline(64, [((10,), "float32")])
+    deep.use_cache = False
+    assert deep.nthreads == 1 and calls == [2]
+
+
+def test_the_worst_host_bounds_every_skipped_choice():
+    """Costs anywhere between an idle host and the worst one give every core to a step
+    that the worst gives every core (the choice is monotone in each cost)."""
+    worst = dict(barrier_s=threads.WORST_BARRIER_S, wake_s=threads.WORST_WAKE_S,
+                 speedup=2 * threads.WORST_SPEEDUP_PER_CPU)
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        work = (10 ** rng.uniform(5, 10), 10 ** rng.uniform(3, 8), int(rng.integers(1, 600)))
+        if choose_threads(*work, 2, **worst) != 2:
+            continue
+        costs = dict(barrier_s=rng.uniform(1e-7, worst["barrier_s"]),
+                     wake_s=rng.uniform(1e-7, worst["wake_s"]),
+                     speedup=rng.uniform(worst["speedup"], 2.0))
+        assert choose_threads(*work, 2, **costs) == 2, (work, costs)
+
+
 def test_environment_override_and_probe_results(monkeypatch):
     monkeypatch.setenv("KCOMPILE_NUM_THREADS", "3")
     assert threads.default_threads(1e12) == 3
