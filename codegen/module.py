@@ -79,42 +79,6 @@ def serial(graph, k: Kernel, nthreads: int) -> bool:
     return work <= SERIAL_FLOPS
 
 
-def barrier_count(fused: FusedGraph, nthreads: int) -> int | None:
-    """The barriers a step of `fused` makes on `nthreads` threads, from its kernels'
-    dependencies as emit_entry decides them (the arena's reuse of space may add a few):
-    what the cost model of the thread count charges (runtime/threads.py). None for a
-    graph with a scan (its body's barriers repeat per time step)."""
-    if nthreads == 1:
-        return 0
-    g, alias = fused.graph, {}
-
-    def root(v):
-        while v in alias:
-            v = alias[v]
-        return v
-    reads, writes, shared_reads, shared_writes = set(), set(), set(), set()
-    count = 0
-    for k in fused.kernels:
-        if k.kind == "scan":
-            return None
-        if k.kind == "view":
-            for o in k.outputs:
-                alias[o] = root(k.inputs[0]) if k.inputs else o
-            continue
-        ins, outs = {root(v) for v in k.inputs}, {root(v) for v in k.outputs}
-        alone = serial(g, k, nthreads)
-        pr, pw = (shared_reads, shared_writes) if alone else (reads, writes)
-        if ins & pw or outs & (pr | pw):
-            count += 1
-            reads, writes, shared_reads, shared_writes = set(), set(), set(), set()
-        reads |= ins
-        writes |= outs
-        if not alone:
-            shared_reads |= ins
-            shared_writes |= outs
-    return count + (1 if shared_reads or shared_writes else 0)
-
-
 @dataclass
 class Entry:
     name: str

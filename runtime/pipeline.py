@@ -38,7 +38,7 @@ from ..ir.passes import autodiff, optimizer_step, simplify
 from ..ir.passes.fuse import fuse
 from ..ir.passes.plan_memory import plan_memory
 from ..codegen import cache, io_pointers, jit, tuning
-from ..codegen.module import Entry, barrier_count, build_module, module_text, scratch_bytes
+from ..codegen.module import Entry, build_module, module_text, scratch_bytes
 from ..codegen.target import fingerprint
 from .state import State
 from .threads import available_cpus, default_threads
@@ -161,14 +161,7 @@ class Pipeline:
             n = default_threads(*work, measure=False)
             if n is None and self.use_cache and self.backend == "native":
                 n = self._cached_thread_count()
-            if n is None:
-                # the host's costs decide: count the barriers the fused steps would make
-                # (small kernels on thread 0 alone make fewer than one per kernel)
-                counted = [barrier_count(self.fused(e), available_cpus()) for e in self.traced]
-                if None not in counted:
-                    work = (*work[:3], max(counted))
-                n = default_threads(*work)
-            self._nthreads = n
+            self._nthreads = n if n is not None else default_threads(*work)
         return self._nthreads
 
     def _cached_thread_count(self):
