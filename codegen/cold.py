@@ -16,7 +16,7 @@ longer than at O3 (O1 leaves LLVM's vectorizer more to do).
 """
 from __future__ import annotations
 
-from ..ir.cost import flops
+from ..ir.cost import flops, matmul_flops
 from ..ir.graph import Graph
 from ..ir.passes.fuse import Kernel
 
@@ -30,13 +30,7 @@ COLD_LEVEL = 1
 
 def product_flops(graph: Graph, kernel: Kernel) -> float:
     """2*M*N*K of the kernel's matrix product(s)."""
-    total = 0.0
-    for v in kernel.members:
-        n = graph.nodes[v]
-        if n.op == "matmul":
-            a = graph.type(n.inputs[0]).shape
-            total += 2.0 * n.type.size * (a[0] if n.params["transpose_a"] else a[1])
-    return total
+    return sum(matmul_flops(graph, v) for v in kernel.members if graph.nodes[v].op == "matmul")
 
 
 def is_cold(graph: Graph, kernel: Kernel, entry_flops: float) -> bool:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from llvmlite import ir
 
+from ..ir.cost import matmul_flops
 from ..ir.passes.fuse import FusedGraph, Kernel
 from ..ir.passes.plan_memory import MemoryPlan
 from .irutil import F32, I8, I32, I64, PTR, Partition, i64, kernel_function
@@ -71,8 +72,7 @@ def serial(graph, k: Kernel, nthreads: int) -> bool:
     for v in k.members:
         n = graph.nodes[v]
         if n.op == "matmul":
-            a = graph.type(n.inputs[0]).shape
-            work += 2.0 * n.type.size * (a[0] if n.params["transpose_a"] else a[1])
+            work += matmul_flops(graph, v)
         else:
             work += max(n.type.size, *(graph.type(i).size for i in n.inputs)) \
                 if n.inputs else n.type.size

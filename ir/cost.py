@@ -20,6 +20,13 @@ def conv_flops(graph: Graph, v: int) -> float:
     return 2.0 * math.prod(y) * math.prod(n.params["kernel_shape"]) * (x[-1] // groups)
 
 
+def matmul_flops(graph: Graph, v: int) -> float:
+    """2*M*N*K of matmul node v."""
+    n = graph.nodes[v]
+    a = graph.type(n.inputs[0]).shape
+    return 2.0 * n.type.size * (a[0] if n.params["transpose_a"] else a[1])
+
+
 def flops(graph: Graph) -> float:
     """2*M*N*K per matmul, 2 * output size * taps * Cin/groups per convolution, a
     scan's body times its length, one per output element for other ops."""
@@ -30,9 +37,7 @@ def flops(graph: Graph) -> float:
         if n.op == "scan":
             total += flops(n.params["body"].graph) * n.params["length"]
         elif n.op == "matmul":
-            a = graph.type(n.inputs[0]).shape
-            k = a[0] if n.params["transpose_a"] else a[1]
-            total += 2.0 * n.type.size * k
+            total += matmul_flops(graph, v)
         elif get_op(n.op).kind == "conv":
             total += conv_flops(graph, v)
         elif get_op(n.op).kind == "reduction":
