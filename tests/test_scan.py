@@ -160,3 +160,36 @@ def test_run_time_step_count_equals_the_exact_length_scan(reverse):
         np.testing.assert_allclose(got["ys"][:T], want["ys"], rtol=2e-5, atol=2e-5)
         np.testing.assert_allclose(got["grad/x"][:T], want["grad/x"], rtol=2e-5, atol=2e-5)
         assert not got["ys"][T:].any() and not got["grad/x"][T:].any()
+
+
+def test_a_scan_result_read_twice_is_one_value_compiled():
+    """Two scan_result nodes of one index: the pipeline merges them (CSE) and both
+    outputs are the reference's; lowered without that merge, a clear error, not a
+    buffer left unwritten."""
+    from kcompile.codegen.module import Entry, build_module, scratch_bytes
+    from kcompile.ir.passes.fuse import fuse
+    from kcompile.ir.passes.plan_memory import plan_memory
+    T = 4
+    g = rnn_graph(T)
+    scan = next(v for v, n in g.nodes.items() if n.op == "scan")
+    first = next(v for v in g.users(scan) if g.nodes[v].params["index"] == 0)
+    p = g.nodes[first].params
+    twin = g.add("scan_result", [scan], index=p["index"], shape=p["shape"], dtype=p["dtype"])
+    g.outputs["again"] = twin
+    g.outputs["first"] = first
+    v = {k: a.astype(np.float32) for k, a in values(T, 2).items()}
+    layout = [(n, TensorType(a.shape)) for n, a in v.items()]
+    res = []
+    for make in (lambda s: ReferenceExecutable({"f": g}, s),
+                 lambda s: NativeExecutable({"f": g}, s, use_cache=False)):
+        st = State(layout)
+        for n, a in v.items():
+            st.assign(n, a)
+        res.append(make(st).run("f", {}))
+    np.testing.assert_allclose(res[1]["again"], res[0]["first"], rtol=2e-5, atol=2e-5)
+    np.testing.assert_array_equal(res[1]["again"], res[1]["first"])
+    fg = fuse(g)
+    st = State(layout)
+    plan = plan_memory(fg, st.offsets, lambda k: scratch_bytes(fg.graph, k, 1))
+    with pytest.raises(ValueError, match="both read its result 0"):
+        build_module([Entry("f", fg, plan)], 1)

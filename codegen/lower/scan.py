@@ -78,7 +78,15 @@ def emit_scan(ctx, b, e, k, address, work, tid, sync):
         steps = b.sext(b.load(ptr, typ=ir.IntType(32)), I64)
         steps = b.select(b.icmp_signed(">", steps, i64(T)), i64(T), steps)
         steps = b.select(b.icmp_signed("<", steps, i64(0)), i64(0), steps)
-    results = {g.nodes[r].params["index"]: r for r in k.members[1:]}
+    results = {}
+    for r in k.members[1:]:
+        index = g.nodes[r].params["index"]
+        if index in results:
+            # the loop writes each result once: a second reader of it would read nothing
+            raise ValueError(f"scan kernel {k.name}: values %{results[index]} and %{r} both "
+                             f"read its result {index}; merge them first "
+                             f"(ir/passes/cse.py) so one buffer holds it")
+        results[index] = r
 
     def carry_ptr(i):
         return b.gep(carries, [i64(offsets[f"c{i}"])], inbounds=True, source_etype=I8)
