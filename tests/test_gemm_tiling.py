@@ -147,6 +147,33 @@ def test_default_row_tiles_are_shared_evenly_between_two_threads():
             assert max(first, second) <= 1.1 * sum(six[:-(-len(six) // 2)]), (M, N, t)
 
 
+def test_two_threads_split_the_way_that_shares_the_work_more_evenly():
+    """Threads take column panels unless those split unevenly and row tiles split
+    better (an LSTM(100): N=400 in 7 panels, N=100 in 64 + 36 columns): the busiest
+    thread's part of the columns or rows, over an even half, for the split taken is
+    never worse than the other's by more than 5%; products with many panels (W1, W2)
+    keep the column split, where each thread reads only its part of B."""
+    def busiest(n, block):
+        blocks = [min(block, n - i) for i in range(0, n, block)]
+        half = -(-len(blocks) // 2)
+        return max(sum(blocks[:half]), sum(blocks[half:])) / (n / 2)
+    for M in (1, 32, 64, 100, 128, 1024):
+        for N in (W * VMAX * 8, 400, 100, 3 * W + 5):
+            t = default_tiling(M, N, 128, 2)
+            NR = W * t.vectors(N, W)
+            if -(-N // NR) < 2:
+                continue            # one panel: rows whatever their balance
+            cols = busiest(N, NR)
+            mr = default_tiling(M, N, 128, 1).mr if t.split == "cols" else t.mr
+            rows = busiest(M, mr) if M > 1 else 2.0
+            chosen, other = (cols, rows) if t.split == "cols" else (rows, cols)
+            assert chosen <= other + 0.05 or (t.split == "cols" and rows > cols - 0.05), \
+                (M, N, t, cols, rows)
+    assert default_tiling(64, 400, 100, 2).split == "rows" if W * VMAX == 64 else True
+    for M, N, K in ((128, 512, 784), (1024, 512, 784), (128, 256, 512), (1, 512, 784)):
+        assert default_tiling(M, N, K, 2).split == "cols"
+
+
 # ------------------------------------------------------------------ the tuning cache
 SHAPE = (256, 256, 512, False, 2)      # over MIN_FLOP: tuned when enabled
 
