@@ -63,6 +63,11 @@ def leaf_bytes(graph: Graph) -> int:
 _KERNEL_KINDS = ("reduction", "matmul", "gather", "scatter", "conv", "scan")
 
 
+def updated_bytes(graph: Graph) -> int:
+    """Bytes of the parameters a step updates (a training step's weights)."""
+    return sum(graph.type(v).nbytes for v in graph.updates if graph.nodes[v].role == "param")
+
+
 def barrier_estimate(graph: Graph) -> int:
     """About how many barriers a multi-threaded step of the graph makes."""
     return sum(1 for n in graph.nodes.values()

@@ -31,7 +31,7 @@ import os
 from dataclasses import dataclass
 from typing import Callable
 
-from ..ir.cost import barrier_estimate, flops, leaf_bytes, scan_step_flops
+from ..ir.cost import barrier_estimate, flops, leaf_bytes, scan_step_flops, updated_bytes
 from ..ir.fingerprint import graph_fingerprint
 from ..ir.graph import Graph
 from ..ir.passes import autodiff, optimizer_step, simplify
@@ -161,7 +161,8 @@ class Pipeline:
             n = default_threads(*work, measure=False)
             if n is None and self.use_cache and self.backend == "native":
                 n = self._cached_thread_count()
-            self._nthreads = n if n is not None else default_threads(*work)
+            self._nthreads = n if n is not None else default_threads(
+                *work, moved_bytes=max(updated_bytes(g) for g in graphs))
         return self._nthreads
 
     def _cached_thread_count(self):

@@ -29,7 +29,8 @@ def available_cpus() -> int:
 
 
 def default_threads(flops_per_step: float, scan_steps=(), bytes_per_step: float = 0.0,
-                    barriers: int = 0, measure: bool = True) -> int | None:
+                    barriers: int = 0, measure: bool = True,
+                    moved_bytes: float = 0.0) -> int | None:
     """Threads for a step: the CPUs this process may use where the time they save
     exceeds what their barriers cost on this host (choose_threads);
     KCOMPILE_NUM_THREADS overrides.
@@ -46,6 +47,8 @@ def default_threads(flops_per_step: float, scan_steps=(), bytes_per_step: float 
     (0.53 and 0.69 ms on a quiet one): there the barriers, not the flops, decide.
 
     measure=False: None where only the host's measured costs can decide.
+    moved_bytes: what a step writes that every thread reads in the next (a training
+    step's updated weights), charged where the host's costs decide (choose_threads).
     """
     env = os.environ.get("KCOMPILE_NUM_THREADS")
     if env:
@@ -69,7 +72,7 @@ def default_threads(flops_per_step: float, scan_steps=(), bytes_per_step: float 
     from .barrier_probe import measured
     barrier_s, wake_s, speedup = measured(cpus)
     return choose_threads(flops_per_step, bytes_per_step, barriers, cpus, barrier_s, wake_s,
-                          speedup)
+                          speedup, moved_bytes)
 
 
 # A core's sustained rate on the small kernels of a step and its streaming
@@ -92,8 +95,14 @@ WORST_WAKE_S = 100e-6
 WORST_SPEEDUP_PER_CPU = 0.75
 
 
+# The bytes each thread writes and another reads in the probe's barrier
+# (runtime/barrier_probe.py): its measured cost per byte moved between cores.
+PROBE_EXCHANGE_BYTES = 16384
+
+
 def choose_threads(flops: float, nbytes: float, barriers: int, cpus: int,
-                   barrier_s: float, wake_s: float, speedup: float) -> int:
+                   barrier_s: float, wake_s: float, speedup: float,
+                   moved_bytes: float = 0.0) -> int:
     """1 or `cpus`: whichever has the lower estimated step time. One thread takes
     work = flops/CORE_FLOPS + bytes/CORE_BYTES + barriers*KERNEL_S; `cpus` threads
     take work/speedup plus a wake-up and `barriers` barriers, at the costs and the
@@ -106,7 +115,12 @@ def choose_threads(flops: float, nbytes: float, barriers: int, cpus: int,
     stream from L3 on one core but stay in both cores' L2 halves on two; a deep
     narrow training step (281 kernels) 0.53 vs 0.69 ms: barriers of ~2 us decide."""
     work = flops / CORE_FLOPS + nbytes / CORE_BYTES + barriers * KERNEL_S
-    shared = work / max(speedup, 1e-3) + wake_s + barriers * barrier_s
+    # Weights a training step updates, each thread its share, are read whole by every
+    # thread in the next step: (cpus-1)/cpus of them cross between the cores' caches
+    # each step, at about the probe's cost per byte (W5, 784-32-10 RMSprop: 100 KB of
+    # weights, one thread 23 us, two 31 us on a quiet 2-vCPU Xeon).
+    traffic = moved_bytes * (cpus - 1) / cpus * barrier_s / PROBE_EXCHANGE_BYTES
+    shared = work / max(speedup, 1e-3) + wake_s + barriers * barrier_s + traffic
     return cpus if shared < 0.9 * work else 1
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from kcompile import layers, models, optimizers
-from kcompile.ir.cost import barrier_estimate, flops, leaf_bytes
+from kcompile.ir.cost import barrier_estimate, flops, leaf_bytes, updated_bytes
 from kcompile.runtime import threads
 from kcompile.runtime.barrier_probe import measured
 from kcompile.runtime.threads import choose_threads
@@ -168,3 +168,27 @@ def test_idle_workers_block_in_the_kernel_and_wake_for_the_next_step():
     want = x @ m.layers[0].kernel.numpy() + m.layers[0].bias.numpy()
     np.testing.assert_allclose(first, want, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(m.predict_on_batch(x), want, rtol=1e-5, atol=1e-5)
+
+
+def test_weights_every_thread_reads_after_an_update_are_charged():
+    """A training step's updated weights cross between the cores every step (each
+    thread writes its share, every thread reads them all next step): charged at the
+    probe's cost per byte, they keep W5's step (784-32-10, RMSprop, 100 KB of weights)
+    on one thread at an idle host's costs, and cost W1's (2.1 MB) far less than it gains."""
+    from kcompile.runtime.threads import PROBE_EXCHANGE_BYTES
+    m = models.Sequential([layers.Input((784,)), layers.Dense(32, activation="relu"),
+                           layers.Dense(10, activation="softmax")])
+    m.compile(optimizer=optimizers.RMSprop(), loss="categorical_crossentropy")
+    _, pipeline = m._pipeline(32, [((10,), "float32")])
+    g = pipeline.graph("train_step")
+    moved = updated_bytes(g)
+    assert moved == (784 * 32 + 32 + 32 * 10 + 10) * 4        # the weights, not the slots
+    work = (flops(g), leaf_bytes(g), barrier_estimate(g), 2)
+    assert choose_threads(*work, **IDLE, moved_bytes=moved) == 1
+    traffic = moved / 2 * IDLE["barrier_s"] / PROBE_EXCHANGE_BYTES
+    assert traffic > 0 and choose_threads(*work, **IDLE, moved_bytes=0) == 2
+    w1 = mlp_784_512_256_10()
+    _, pipeline = w1._pipeline(128, [((10,), "float32")])
+    g = pipeline.graph("train_step")
+    assert choose_threads(flops(g), leaf_bytes(g), barrier_estimate(g), 2, **IDLE,
+                          moved_bytes=updated_bytes(g)) == 2
