@@ -272,8 +272,11 @@ class LoopStep:
         else:
             for index, base in self.fixed:
                 pointers[index] = base
-            for a, slot in self.gathers:        # (same dtype: nothing to convert)
-                a.take(rows, 0, slot)
+            # (same dtype: nothing to convert). The rows are a permutation's, in range:
+            # mode="clip" skips the bounds check that makes `take` into `out` buffer
+            # the result first (a 128-row batch of 784 floats: 26 -> 9 us).
+            for a, slot in self.gathers:
+                a.take(rows, 0, slot, mode="clip")
         for slot, a, per_row in self.copies:
             np.copyto(slot, a[rows] if per_row else a, casting="unsafe")
         try:
