@@ -16,7 +16,7 @@ longer than at O3 (O1 leaves LLVM's vectorizer more to do).
 """
 from __future__ import annotations
 
-from ..ir.cost import flops, matmul_flops
+from ..ir.cost import matmul_flops
 from ..ir.graph import Graph
 from ..ir.passes.fuse import Kernel
 
@@ -37,6 +37,3 @@ def is_cold(graph: Graph, kernel: Kernel, entry_flops: float) -> bool:
     """Whether the kernel is a product too small to be worth O3 in its entry."""
     return kernel.kind == "matmul" and product_flops(graph, kernel) < COLD_SHARE * entry_flops
 
-
-def entry_flops(graph: Graph) -> float:
-    return flops(graph)

@@ -92,7 +92,7 @@ def slots(entries) -> Slots:
 def bound_plan(e):
     """(the Entry with its bindable values placed 'input' (bound by the entry), and
     {root value: (arena offset of its slot's fallback buffer)} for those values)."""
-    g, plan = e.fused.graph, e.plan
+    plan = e.plan
     bound_in, bound_out = bindable(e)
     roots = set(bound_in) | set(bound_out.values())
     if not roots:

@@ -151,3 +151,17 @@ def kernel_function(module, name: str, npointers: int):
     for a in ptrs:
         a.add_attribute("noalias")
     return fn, tid, ptrs
+
+
+def one_per_body(table: dict, fn):
+    """fn, or the function of `table` (body text -> function) with the same body, fn
+    then dropped from its module: functions of the same code are compiled once. The
+    function's text is kept in `printed` (codegen/module.py's module_text reuses it)."""
+    text = fn.printed = str(fn)
+    body = text[text.index("("):]
+    same = table.get(body)
+    if same is None:
+        table[body] = fn
+        return fn
+    del fn.module.globals[fn.name]
+    return same

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 from llvmlite import ir
 
-from ..ir.cost import matmul_flops
+from ..ir.cost import flops, matmul_flops
 from ..ir.passes.fuse import FusedGraph, Kernel
 from ..ir.passes.plan_memory import MemoryPlan
-from .irutil import F32, I8, I32, I64, PTR, Partition, i64, kernel_function
+from .irutil import F32, I8, I32, I64, PTR, Partition, i64, kernel_function, one_per_body
 from . import cold as cold_code, io_pointers
 from .kernel_key import kernel_key
 from .target import host
@@ -202,28 +202,19 @@ class _Context:
         kf = self.by_key.get(key)
         new = kf is None
         if new:
-            kf, _ = self.unique(*_build_kernel(self.module, self.fn, e, k, nthreads))
+            # one function per distinct kernel body: the forward kernels of train_step,
+            # eval_step and predict at one batch size are the same code, compiled once
+            kf = one_per_body(self.kernels, _build_kernel(self.module, self.fn, e, k,
+                                                          nthreads))
             self.by_key[key] = kf
             new = kf.name not in self.module.cold_functions
         if e.name not in self.entry_flops:
-            self.entry_flops[e.name] = cold_code.entry_flops(e.fused.graph)
+            self.entry_flops[e.name] = flops(e.fused.graph)
         cold = cold_code.is_cold(e.fused.graph, k, self.entry_flops[e.name])
         self.module.cold_functions[kf.name] = self.module.cold_functions.get(kf.name, True) and cold
         if new and self.on_kernel is not None:
             self.on_kernel(self.module, kf, cold)
         return kf, arg_locs
-
-    def unique(self, kf, arg_locs):
-        """One function per distinct kernel body: the forward kernels of train_step,
-        eval_step and predict at one batch size are the same code, compiled once."""
-        text = kf.printed = str(kf)
-        body = text[text.index("("):]
-        same = self.kernels.get(body)
-        if same is None:
-            self.kernels[body] = kf
-            return kf, arg_locs
-        del self.module.globals[kf.name]
-        return same, arg_locs
 
     def barrier(self, b, sync, tid):
         if self.nthreads > 1:
@@ -424,4 +415,4 @@ def _build_kernel(module, fn, e: Entry, k: Kernel, nthreads: int):
     part = Partition(tid, nthreads) if nthreads > 1 else None
     LOWER[k.kind](b, g, k, buffers, fn, ptrs[-1] if needs_scratch else None, part)
     b.ret_void()
-    return kf, arg_locs
+    return kf

@@ -265,9 +265,8 @@ def _scratch_stride(cands, N, K, b_trans=False) -> tuple[int, int]:
 
 
 def _aligned(n):
-    raw = np.zeros(n + 16, np.float32)
-    skip = (-raw.ctypes.data) % 64 // 4
-    return raw[skip:skip + n]
+    from ..runtime.arena import aligned_bytes      # (runtime builds on codegen)
+    return aligned_bytes(4 * n).view(np.float32)
 
 
 def measure(cands, M, N, K, a_trans, nthreads, streams=(0, 0), b_trans=False) -> list[float]:
@@ -289,40 +288,22 @@ def measure(cands, M, N, K, a_trans, nthreads, streams=(0, 0), b_trans=False) ->
     P = _aligned(_scratch_stride(cands, N, K, b_trans)[0] * nthreads)
     X = _aligned(max(16, max(streams) * M * N))
     args = (A.ctypes.data, B.ctypes.data, C.ctypes.data, P.ctypes.data, X.ctypes.data)
-    with contextlib.ExitStack() as stack:
-        if nthreads > 1:
-            table = np.array(args, np.uint64)
-            run = stack.enter_context(_workers(code.addresses, nthreads, table.ctypes.data))
-            fns = [functools.partial(run, code.addresses[n]) for n in names]
-        else:
-            proto = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 5, ctypes.c_int64)
-            fns = [functools.partial(proto(code.addresses[n]), *args, 0) for n in names]
-        best = _rounds(fns)
-    del code
-    return best
-
-
-@contextlib.contextmanager
-def _workers(addresses, nthreads, state):
-    """run(entry) on `nthreads` threads the way a step runs (codegen/sync.py's worker
-    loop and control block: +128 entry, +136 state, +152 sync), then stopped."""
-    ctl = _aligned(64)
-    sync_block = _aligned(16 * nthreads)
-    words = ctl.view(np.uint64)
-    words[17], words[19] = state, sync_block.ctypes.data
-    ctl_addr = ctl.ctypes.data
-    worker = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64)(addresses["kc_worker"])
-    threads = [threading.Thread(target=worker, args=(ctl_addr, tid), daemon=True)
-               for tid in range(1, nthreads)]
-    for t in threads:
-        t.start()
+    pool = None
+    if nthreads > 1:
+        # the step's own worker pool: each candidate's step{i} runs as an entry does,
+        # its `state` argument the table of operand addresses
+        from ..runtime.threads import WorkerPool      # (runtime builds on codegen)
+        table = np.array(args, np.uint64)
+        pool = WorkerPool(code, nthreads, table.ctypes.data, 0)
+        fns = [functools.partial(pool.run, code.addresses[n]) for n in names]
+    else:
+        proto = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 5, ctypes.c_int64)
+        fns = [functools.partial(proto(code.addresses[n]), *args, 0) for n in names]
     try:
-        yield functools.partial(ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)(
-            addresses["kc_run"]), ctl_addr)
+        return _rounds(fns)
     finally:
-        ctypes.CFUNCTYPE(None, ctypes.c_void_p)(addresses["kc_stop"])(ctl_addr)
-        for t in threads:
-            t.join(timeout=5)
+        if pool is not None:
+            pool.close()
 
 
 def _rounds(fns) -> list[float]:

@@ -148,6 +148,10 @@ def _call_model(model, inputs, training):
         call = batch_calls.PreparedCall.make(model, entry["exe"], "call", (inputs,), ("x0",))
         if call is not None:
             cache.prepared[(training, signature)] = (call, entry)
+            # one array out, no mask, no added loss: the output itself is the result
+            marker = np.empty(0)
+            entry["one_output"] = set(entry["exe"].graphs["call"].outputs) == {"y0"} and \
+                _model_outputs(model, [marker]) is marker
     return _model_outputs(model, outs)
 
 
@@ -163,15 +167,10 @@ def prepared_model_call(model, inputs, training):
     if not call.accepts((inputs,)) or not call.current(model):
         return None
     res = call.run((inputs,))
-    if entry.get("one_output"):         # one array, no mask, no added loss
-        for layer in entry["layers"]:
-            layer._last_losses = []
+    if entry["one_output"]:
+        _record_losses(entry, model, res)
         return res["y0"].view(EagerTensor)
-    outputs = eager_structure(_model_outputs(model, _results(entry, model, res)))
-    marker = np.empty(0)
-    entry["one_output"] = (entry["n_out"] == 1 and not entry["loss_owners"] and len(res) == 1
-                           and _model_outputs(model, [marker]) is marker)
-    return outputs
+    return eager_structure(_model_outputs(model, _results(entry, model, res)))
 
 
 def _model_outputs(model, outs):
@@ -306,14 +305,20 @@ def _run(entry, layer, feeds):
     return _results(entry, layer, entry["exe"].run("call", feeds))
 
 
-def _results(entry, layer, res):
-    """The call's outputs as eager arrays; its added losses recorded on their layers."""
+def _record_losses(entry, layer, res):
+    """The call's added losses recorded on their layers (as Keras: a layer's losses are
+    those of its last call)."""
     if "layers" not in entry:               # walked once per compiled signature, not per call
         entry["layers"] = [layer, *layer._sublayers(recursive=True)]
     for l in entry["layers"]:
-        l._last_losses = []                 # as Keras: losses are those of the last call
+        l._last_losses = []
     for i, owner in enumerate(entry["loss_owners"]):
         owner._last_losses.append(np.float32(res[f"added_loss{i}"]))
+
+
+def _results(entry, layer, res):
+    """The call's outputs as eager arrays; its added losses recorded on their layers."""
+    _record_losses(entry, layer, res)
     outs = [eager(np.asarray(res[f"y{i}"])) for i in range(entry["n_out"])]
     for i, out in enumerate(outs):
         if f"mask{i}" in res:               # as Keras: the mask rides on the result

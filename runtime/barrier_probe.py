@@ -39,11 +39,11 @@ from ..codegen import cache, sync
 from ..codegen.jit import build_object, load_object
 from ..codegen.target import fingerprint
 from .arena import aligned_bytes
-from .threads import WorkerPool
+from .threads import PROBE_EXCHANGE_BYTES, WorkerPool
 
 PROBE_BARRIERS = 100
 ROUNDS = 15
-EXCHANGE_FLOATS = 4096         # 16 KiB: a 64 x 64 float32 activation
+EXCHANGE_FLOATS = PROBE_EXCHANGE_BYTES // 4
 SPIN_STEPS = 20_000         # dependent multiply-adds: about 30 us on one core
 
 _LOADED: list = []

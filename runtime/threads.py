@@ -64,6 +64,8 @@ def default_threads(flops_per_step: float, scan_steps=(), bytes_per_step: float 
     cpus = available_cpus()
     if cpus == 1 or not (flops_per_step >= 1e6 or bytes_per_step >= 1e6):
         return 1
+    # (the updated weights' traffic is charged at measured costs only: W1's 2.1 MB at
+    # the worst barrier cost would put a 4 ms step on one thread)
     if choose_threads(flops_per_step, bytes_per_step, barriers, cpus, WORST_BARRIER_S,
                       WORST_WAKE_S, WORST_SPEEDUP_PER_CPU * cpus) == cpus:
         return cpus         # every core wins whatever the probe would measure
@@ -95,8 +97,9 @@ WORST_WAKE_S = 100e-6
 WORST_SPEEDUP_PER_CPU = 0.75
 
 
-# The bytes each thread writes and another reads in the probe's barrier
-# (runtime/barrier_probe.py): its measured cost per byte moved between cores.
+# The tensor the probe's threads each write a share of and read another's across its
+# barrier (runtime/barrier_probe.py; 16 KiB: a 64 x 64 float32 activation): the
+# measured barrier cost over it is a cost per byte moved between cores.
 PROBE_EXCHANGE_BYTES = 16384
 
 

@@ -13,29 +13,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kcompile import layers, models, optimizers
+from fixtures import compile_cases
 from kcompile.codegen import cold, jit, partition
 from kcompile.ir.cost import flops
 
-RNG = np.random.default_rng(5)
-X = RNG.standard_normal((32, 256)).astype(np.float32)
-Y = np.eye(2, dtype=np.float32)[RNG.integers(0, 2, 32)]
+X, Y = compile_cases.batch(5, 32, 256, 2)
 
 
 def model(backend="native"):
     """A wide layer and a narrow head: the head's products are cold."""
-    from kcompile.initializers import set_seed
-    set_seed(11)
-    m = models.Sequential([layers.Dense(512, activation="relu", input_shape=(256,), name="wide"),
-                           layers.Dense(2, activation="softmax", name="head")], name="coldmlp")
-    m.compile(optimizer=optimizers.Adam(1e-2), loss="categorical_crossentropy", backend=backend,
-              nthreads=1)
-    return m
+    return compile_cases.mlp("coldmlp", 11, 256, [(512, "relu", "wide"), (2, "softmax", "head")],
+                             backend)
 
 
 def train(m, steps=3):
-    losses = [float(m.train_on_batch(X, Y)) for _ in range(steps)]
-    return losses, m.get_weights(), m.predict(X, verbose=0)
+    return compile_cases.train(m, X, Y, steps)
 
 
 def pipeline_of(m):

@@ -13,29 +13,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kcompile import layers, models, optimizers
+from fixtures import compile_cases
 from kcompile.codegen import cache, jit, partition
 from kcompile.runtime import pipeline as pipeline_mod
 
-RNG = np.random.default_rng(3)
-X = RNG.standard_normal((16, 12)).astype(np.float32)
-Y = np.eye(4, dtype=np.float32)[RNG.integers(0, 4, 16)]
+X, Y = compile_cases.batch(3, 16, 12, 4)
 
 
 def model(backend="native"):
-    from kcompile.initializers import set_seed
-    set_seed(7)
-    m = models.Sequential([layers.Dense(24, activation="tanh", input_shape=(12,), name="d1"),
-                           layers.Dense(16, activation="relu", name="d2"),
-                           layers.Dense(4, activation="softmax", name="d3")], name="pmlp")
-    m.compile(optimizer=optimizers.Adam(1e-2), loss="categorical_crossentropy",
-              backend=backend, nthreads=1)
-    return m
+    return compile_cases.mlp("pmlp", 7, 12, [(24, "tanh", "d1"), (16, "relu", "d2"),
+                                             (4, "softmax", "d3")], backend)
 
 
 def train(m, steps=4):
-    losses = [float(m.train_on_batch(X, Y)) for _ in range(steps)]
-    return losses, m.get_weights(), m.predict(X, verbose=0)
+    return compile_cases.train(m, X, Y, steps)
 
 
 def compiled(monkeypatch, threads):

@@ -13,28 +13,19 @@ import threading
 import numpy as np
 import pytest
 
-from kcompile import layers, models, optimizers
+from fixtures import compile_cases
 from kcompile.codegen import jit, module as module_mod, partition, sync
 
-RNG = np.random.default_rng(9)
-X = RNG.standard_normal((32, 256)).astype(np.float32)
-Y = np.eye(2, dtype=np.float32)[RNG.integers(0, 2, 32)]
+X, Y = compile_cases.batch(9, 32, 256, 2)
 
 
 def model(backend="native"):
-    from kcompile.initializers import set_seed
-    set_seed(13)
-    m = models.Sequential([layers.Dense(256, activation="relu", input_shape=(256,), name="a"),
-                           layers.Dense(128, activation="relu", name="b"),
-                           layers.Dense(2, activation="softmax", name="head")], name="streamed")
-    m.compile(optimizer=optimizers.Adam(1e-2), loss="categorical_crossentropy", backend=backend,
-              nthreads=1)
-    return m
+    return compile_cases.mlp("streamed", 13, 256, [(256, "relu", "a"), (128, "relu", "b"),
+                                                   (2, "softmax", "head")], backend)
 
 
 def train(m, steps=3):
-    losses = [float(m.train_on_batch(X, Y)) for _ in range(steps)]
-    return losses, m.get_weights(), m.predict(X, verbose=0)
+    return compile_cases.train(m, X, Y, steps)
 
 
 class Recorder(jit.Stream):

@@ -439,12 +439,19 @@ def gemm(b, A, B, C, M, N, K, a_trans=False, part=None, epilogue=None, tiling=No
     packed = tiling.pack_floats(N, K, W, b_trans) > 0
     assert not packed or pack is not None, "a packed tiling needs its buffer"
 
+    def k_range(kblock):
+        return (kblock[0], kblock[1]) if kblock else (i64(0), i64(K))
+
+    def packed_row(k0):
+        """b_at of a packed panel: its row k (the k-block starting at k0)."""
+        return lambda b, k: _gep(b, pack, b.mul(b.sub(k, k0), i64(NR)))
+
     def transposed_panel(kblock, rows, j0, width, V_):
-        k0, k1 = (kblock[0], kblock[1]) if kblock else (i64(0), i64(K))
+        k0, k1 = k_range(kblock)
         _pack_transposed(b, B, ldb, pack, NR, j0, width, k0, k1, W)
         lanes = None if width == V_ * W else width - (V_ - 1) * W
         row_tiles(b, A, B, C, M, K, lda, ldb, ldc, j0, W, V_, lanes, a_trans, rows, kblock,
-                   epilogue, mr, b_at=lambda b, k: _gep(b, pack, b.mul(b.sub(k, k0), i64(NR))))
+                   epilogue, mr, b_at=packed_row(k0))
 
     def panel(kblock, rows, b, jt):
         j0 = b.mul(jt, i64(NR))
@@ -457,7 +464,7 @@ def gemm(b, A, B, C, M, N, K, a_trans=False, part=None, epilogue=None, tiling=No
             return
         # Rows k0..k1 of the panel, contiguous: B's rows are ldb apart, and at a
         # power-of-two stride they share a few L1 sets and evict one another.
-        k0, k1 = (kblock[0], kblock[1]) if kblock else (i64(0), i64(K))
+        k0, k1 = k_range(kblock)
         vec = ir.VectorType(F32, W)
 
         def copy(b, k, _):
@@ -468,20 +475,22 @@ def gemm(b, A, B, C, M, N, K, a_trans=False, part=None, epilogue=None, tiling=No
                         _gep(b, dst, i64(v * W)), align=4)
         loop(b, k1, copy, name="pk", start=k0)
         row_tiles(b, A, B, C, M, K, lda, ldb, ldc, j0, W, V, None, a_trans, rows, kblock,
-                   epilogue, mr, b_at=lambda b, k: _gep(b, pack, b.mul(b.sub(k, k0), i64(NR))))
+                   epilogue, mr, b_at=packed_row(k0))
 
     def panels_of(kblock, rows):
         if n_tiles:
             loop(b, full_hi, lambda b, jt, _: panel(kblock, rows, b, jt) or [], name="jt", start=lo)
         if rest:
-            # The columns past the last full panel: ceil(rest / W) vectors, the last masked.
+            # The columns past the last full panel: ceil(rest / W) vectors, the last masked
+            # (by the thread whose non-empty share of panels ends with it).
+            last = b.and_(b.icmp_signed("==", hi, i64(col_count)), b.icmp_signed("<", lo, hi))
             if b_trans:
-                _when(b, b.and_(b.icmp_signed("==", hi, i64(col_count)), b.icmp_signed("<", lo, hi)),
-                      lambda: transposed_panel(kblock, rows, i64(n_tiles * NR), rest, edge_v))
-                return
-            _when(b, b.and_(b.icmp_signed("==", hi, i64(col_count)), b.icmp_signed("<", lo, hi)),
-                  lambda: row_tiles(b, A, B, C, M, K, lda, ldb, ldc, i64(n_tiles * NR), W,
-                                     edge_v, edge_lanes, a_trans, rows, kblock, epilogue, mr))
+                _when(b, last, lambda: transposed_panel(kblock, rows, i64(n_tiles * NR), rest,
+                                                        edge_v))
+            else:
+                _when(b, last, lambda: row_tiles(b, A, B, C, M, K, lda, ldb, ldc,
+                                                 i64(n_tiles * NR), W, edge_v, edge_lanes,
+                                                 a_trans, rows, kblock, epilogue, mr))
 
     per_block = tiling.mc // mr if tiling.mc else 0
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from llvmlite import ir
 
-from ..irutil import Partition, kernel_function
+from ..irutil import Partition, kernel_function, one_per_body
 
 
 def lower_group(lower: dict, b, graph, kernel, buffers, fn, scratch=None, part=None):
@@ -40,12 +40,4 @@ def _outlined(lower, b, graph, st, buffers, fn, part, n):
     lower[st.kind](sb, graph, st, own, fn, None,
                    Partition(tid, part.nthreads) if part is not None else None)
     sb.ret_void()
-    text = stage.printed = str(stage)
-    bodies = module.__dict__.setdefault("stage_bodies", {})
-    body = text[text.index("("):]
-    same = bodies.get(body)
-    if same is None:
-        bodies[body] = stage
-        return stage, pointers
-    del module.globals[stage.name]
-    return same, pointers
+    return one_per_body(module.__dict__.setdefault("stage_bodies", {}), stage), pointers

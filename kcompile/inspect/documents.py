@@ -73,9 +73,8 @@ def node_flops(g, v) -> float:
         from kcompile.ir.cost import conv_flops
         return conv_flops(g, v)
     if n.op == "matmul":
-        a = g.type(n.inputs[0]).shape
-        k = a[-2] if n.params.get("transpose_a") else a[-1]
-        return 2.0 * n.type.size * k
+        from kcompile.ir.cost import matmul_flops
+        return matmul_flops(g, v)
     if kind == "reduction":
         return float(g.type(n.inputs[0]).size)
     return float(n.type.size)
