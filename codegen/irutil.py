@@ -94,9 +94,17 @@ class Partition:
     """How one thread of an SPMD step splits a kernel's work: `tid` is a runtime
     value, `nthreads` fixed when the module is compiled."""
 
-    def __init__(self, tid, nthreads: int):
+    def __init__(self, tid, nthreads: int, sync=None):
         self.tid = tid
         self.nthreads = nthreads
+        self.sync = sync        # the step's barrier block, for a kernel that waits inside
+
+    def barrier(self, b):
+        """Wait until every thread has reached this point of the kernel (the kernel
+        was given the sync block: codegen/module.py's needs_sync)."""
+        from .sync import call_barrier     # (sync.py builds on this module)
+        assert self.sync is not None, "a kernel with a barrier inside needs the sync block"
+        call_barrier(b, self.sync, self.nthreads, self.tid)
 
     def share(self, b, size: int, align: int = 1):
         """[lo, hi) of range(size) for this thread: contiguous chunks, multiples of align."""
@@ -137,10 +145,13 @@ def linear_index(b: ir.IRBuilder, idx, shape):
     return off if off is not None else i64(0)
 
 
-def kernel_function(module, name: str, npointers: int):
+def kernel_function(module, name: str, npointers: int, shared: int = 0):
     """(function, tid, pointer arguments) of a kernel or a kernel's stage: internal,
     never inlined (the entry calls each kernel once per thread, and a shared body is
-    one function), its buffers marked noalias (the memory plan never overlaps them)."""
+    one function), its buffers marked noalias (the memory plan never overlaps them),
+    except the last `shared` ones: memory other threads write while the kernel runs
+    (across a barrier inside it), which LLVM must not assume only this function
+    touches."""
     fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [I64] + [PTR] * npointers),
                      name=name)
     fn.linkage = "internal"
@@ -148,7 +159,7 @@ def kernel_function(module, name: str, npointers: int):
     fn.attributes.add("nounwind")
     tid, *ptrs = fn.args
     tid.name = "tid"
-    for a in ptrs:
+    for a in ptrs[:npointers - shared]:
         a.add_attribute("noalias")
     return fn, tid, ptrs
 

@@ -21,12 +21,13 @@ from ..ir.passes.plan_memory import MemoryPlan
 from .irutil import F32, I8, I32, I64, PTR, Partition, i64, kernel_function, one_per_body
 from . import cold as cold_code, io_pointers
 from .kernel_key import kernel_key
+from .sync import call_barrier
 from .target import host
 from .lower.elementwise import Intrinsics
 from .lower.group import lower_group as _lower_group
 from .lower.conv import lower_conv, scratch_bytes as conv_scratch
 from .lower.loop import lower_loop
-from .lower.matmul import lower_matmul, scratch_bytes as matmul_scratch
+from .lower.matmul import k_split, lower_matmul, scratch_bytes as matmul_scratch
 from .lower.reduce import lower_reduce
 from .lower.rows import lower_rows
 from .lower.scatter import lower_scatter
@@ -218,9 +219,7 @@ class _Context:
 
     def barrier(self, b, sync, tid):
         if self.nthreads > 1:
-            f = self.module.globals.get("kc_barrier") or ir.Function(
-                self.module, ir.FunctionType(ir.VoidType(), [PTR, I32, I64]), name="kc_barrier")
-            b.call(f, [sync, ir.Constant(I32, self.nthreads), tid])
+            call_barrier(b, sync, self.nthreads, tid)
 
     def memcpy(self, b, dst, src, nbytes):
         f = self.module.globals.get("llvm.memcpy.p0.p0.i64") or ir.Function(
@@ -303,6 +302,8 @@ def emit_entry(ctx: _Context, b, e: Entry, state, work, tid, sync, inputs: dict,
                 if loc == "scratch":
                     args.append(b.gep(work, [i64(plan.scratch[k.name])], inbounds=True,
                                       source_etype=I8))
+                elif loc == "sync":
+                    args.append(sync)
                 else:
                     args.append(address(loc))
             b.call(kf, args)
@@ -388,9 +389,17 @@ class _Pending:
         return bool(self.reads or self.writes)
 
 
+def needs_sync(graph, kernel: Kernel, nthreads: int) -> bool:
+    """Whether the kernel waits for the other threads inside (a product split along K
+    adds the threads' partial sums after a barrier)."""
+    return kernel.kind == "matmul" and k_split(graph, kernel, nthreads)
+
+
 def _kernel_args(e: Entry, k: Kernel, nthreads: int):
     """(argument locations, which argument each input and output is, has scratch).
-    One argument per distinct buffer: an in-place update shares its leaf's buffer."""
+    One argument per distinct buffer: an in-place update shares its leaf's buffer.
+    After the buffers: "scratch" (the kernel's arena space) and "sync" (the step's
+    barrier block), where the kernel takes them."""
     plan = e.plan
     arg_locs, buffers_by_loc = [], {}
     for v in [*k.inputs, *k.outputs]:
@@ -402,6 +411,8 @@ def _kernel_args(e: Entry, k: Kernel, nthreads: int):
     needs_scratch = scratch_bytes(e.fused.graph, k, nthreads) > 0
     if needs_scratch:
         arg_locs.append("scratch")
+    if needs_sync(e.fused.graph, k, nthreads):
+        arg_locs.append("sync")
     return arg_locs, aliasing, needs_scratch
 
 
@@ -409,10 +420,15 @@ def _build_kernel(module, fn, e: Entry, k: Kernel, nthreads: int):
     g, plan = e.fused.graph, e.plan
     arg_locs, _, needs_scratch = _kernel_args(e, k, nthreads)
     buffers_by_loc = {loc: i for i, loc in enumerate(arg_locs) if loc != "scratch"}
-    kf, tid, ptrs = kernel_function(module, f"{e.name}.{k.name}", len(arg_locs))
+    sync = "sync" in arg_locs
+    # (threads write the scratch of a kernel that waits inside: not noalias there)
+    kf, tid, ptrs = kernel_function(module, f"{e.name}.{k.name}", len(arg_locs),
+                                    shared=(needs_scratch + 1) if sync else 0)
     buffers = {v: ptrs[buffers_by_loc[plan.locations[v]]] for v in [*k.inputs, *k.outputs]}
     b = ir.IRBuilder(kf.append_basic_block("entry"))
-    part = Partition(tid, nthreads) if nthreads > 1 else None
-    LOWER[k.kind](b, g, k, buffers, fn, ptrs[-1] if needs_scratch else None, part)
+    part = Partition(tid, nthreads, ptrs[arg_locs.index("sync")] if sync else None) \
+        if nthreads > 1 else None
+    scratch = ptrs[arg_locs.index("scratch")] if needs_scratch else None
+    LOWER[k.kind](b, g, k, buffers, fn, scratch, part)
     b.ret_void()
     return kf

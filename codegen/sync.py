@@ -27,6 +27,10 @@ block: thread t's barrier epoch (i64) at +64*t.
 """
 from __future__ import annotations
 
+from llvmlite import ir
+
+from .irutil import I32, I64, PTR
+
 # Spin budgets, in polls of the shared line (a few ns each). Neither `pause` nor
 # the cycle counter in the loops: in a VM both can trap to the hypervisor, which
 # measured 25 us per barrier with pause (0.85 us without) and worse with rdtsc.
@@ -38,6 +42,14 @@ IDLE_NAPS = 200                     # (about 10 ms), then block until woken
 # The futex system call's number where the workers block in it (else they keep napping).
 _FUTEX = {"x86_64": 202, "aarch64": 98}
 _FUTEX_WAIT, _FUTEX_WAKE = 128, 129         # FUTEX_WAIT/WAKE | FUTEX_PRIVATE_FLAG
+
+
+def call_barrier(b, sync, nthreads: int, tid):
+    """A call of kc_barrier (defined by ir_text) for `nthreads` threads."""
+    module = b.module
+    f = module.globals.get("kc_barrier") or ir.Function(
+        module, ir.FunctionType(ir.VoidType(), [PTR, I32, I64]), name="kc_barrier")
+    b.call(f, [sync, ir.Constant(I32, nthreads), tid])
 
 
 def _futex_number():
