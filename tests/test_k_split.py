@@ -136,3 +136,17 @@ def test_which_products_split(shape, expected):
     v = g.add("matmul", [a, b], transpose_a=False, transpose_b=False)
     k = Kernel(name="k0", kind="matmul", members=[v], inputs=[a, b], outputs=[v])
     assert matmul_mod.k_split(g, k, nthreads) is expected
+
+
+def test_split_in_8_wide_vectors_matches_the_reference():
+    """Code for an AVX2 CPU (it runs here too): 8 accumulators a tile, so up to 8 rows."""
+    from kcompile.codegen.target import compiling_for
+    with compiling_for("haswell", "+avx,+avx2,+fma,+sse4.2"):
+        assert matmul_mod.split_accumulators() == 8
+        nat, ref = _pair(_mlp([784, 512, 250, 10]), 2, dict(
+            optimizer="sgd", loss="categorical_crossentropy"))
+        for batch in (1, 3, 8):
+            x = rng.standard_normal((batch, 784)).astype(np.float32)
+            np.testing.assert_allclose(nat.predict_on_batch(x), ref.predict_on_batch(x),
+                                       rtol=1e-5, atol=1e-6)
+            assert len(_split_kernels(nat._executable(batch), "predict", 2)) == 2
