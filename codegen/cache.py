@@ -77,6 +77,16 @@ def load(key: str):
         return None
 
 
+def remove(key: str) -> None:
+    """Drop the entry for key, if there is one."""
+    path = _path(key)
+    if path is not None:
+        try:
+            path.unlink()
+        except OSError:
+            pass        # absent, or another process removed it first
+
+
 def store(key: str, obj: bytes, meta: dict) -> None:
     path = _path(key)
     if path is None:

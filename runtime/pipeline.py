@@ -91,6 +91,12 @@ def _kept(table: dict, key, compute):
     return table[key]
 
 
+def _busy_key(key: str) -> str:
+    """The cache key of the marker of a program form whose thread count was chosen
+    while the host's other cores were taken."""
+    return hashlib.sha256(f"chosen-busy:{key}".encode()).hexdigest()
+
+
 class Pipeline:
     """The stages of one program (a set of entry points over one State), each computed
     once on first use and kept."""
@@ -105,6 +111,10 @@ class Pipeline:
         self.backend = backend
         self.use_cache = use_cache
         self._nthreads = nthreads
+        # the thread count was measured on a host whose other cores were taken; the
+        # cached form of the program that count chose, if any, to be replaced
+        self._chosen_busy = False
+        self._stale_key: str | None = None
         self._graphs: dict = {}         # (stage, entry) -> graph or fused graph: any thread count
         self._stages: dict = {}         # stage (, entry) -> product for this thread count
         self._siblings: dict[int, Pipeline] = {}
@@ -161,21 +171,47 @@ class Pipeline:
             n = default_threads(*work, measure=False)
             if n is None and self.use_cache and self.backend == "native":
                 n = self._cached_thread_count()
-            self._nthreads = n if n is not None else default_threads(
-                *work, moved_bytes=max(updated_bytes(g) for g in graphs))
+            if n is None:
+                seen = {}
+                n = default_threads(*work, moved_bytes=max(updated_bytes(g) for g in graphs),
+                                    seen=seen)
+                self._chosen_busy = seen.get("busy", False)
+            self._nthreads = n
+            self._forget_stale_form()
         return self._nthreads
 
     def _cached_thread_count(self):
         """The thread count of the one compiled form of this program the disk cache
         holds, if it holds one: a cached program loads without measuring the host
-        (runtime/barrier_probe.py), so its first step stays a few milliseconds."""
+        (runtime/barrier_probe.py), so its first step stays a few milliseconds. Not a
+        form whose count was chosen while other processes held the cores (a busy
+        marker beside it): that choice is made again, and the form it chose replaced
+        once a choice is made on a host with free cores (a batch-1 predict kept on
+        one thread by a moment's load is 4x slower for good otherwise)."""
         found = []
         for n in sorted({1, available_cpus()}):
             self._nthreads = n
             if cache.contains(self.cache_key()):
                 found.append(n)
+        key = None
+        if len(found) == 1:
+            self._nthreads = found[0]
+            key = self.cache_key()
         self._nthreads = None
+        if key is not None and cache.contains(_busy_key(key)):
+            self._stale_key = key
+            return None
         return found[0] if len(found) == 1 else None
+
+    def _forget_stale_form(self):
+        """After a choice made again on a host with free cores: the form chosen while
+        they were taken goes (unless it is the one chosen now), and its marker."""
+        stale, self._stale_key = self._stale_key, None
+        if stale is None or self._chosen_busy:
+            return
+        cache.remove(_busy_key(stale))
+        if stale != self.cache_key():
+            cache.remove(stale)
 
     def with_threads(self, nthreads: int) -> "Pipeline":
         """This program for `nthreads` threads: the graph stages are shared."""
@@ -251,6 +287,8 @@ class Pipeline:
             layout = self.layout()
             if self.use_cache:
                 cache.store(key, code.obj, layout)
+                if self._chosen_busy:
+                    cache.store(_busy_key(key), b"", {})
             return Compiled(code.obj, layout, False, code.timings)
         return _kept(self._stages, "compiled", compute)
 

@@ -30,7 +30,7 @@ def available_cpus() -> int:
 
 def default_threads(flops_per_step: float, scan_steps=(), bytes_per_step: float = 0.0,
                     barriers: int = 0, measure: bool = True,
-                    moved_bytes: float = 0.0) -> int | None:
+                    moved_bytes: float = 0.0, seen: dict | None = None) -> int | None:
     """Threads for a step: the CPUs this process may use where the time they save
     exceeds what their barriers cost on this host (choose_threads);
     KCOMPILE_NUM_THREADS overrides.
@@ -49,6 +49,9 @@ def default_threads(flops_per_step: float, scan_steps=(), bytes_per_step: float 
     measure=False: None where only the host's measured costs can decide.
     moved_bytes: what a step writes that every thread reads in the next (a training
     step's updated weights), charged where the host's costs decide (choose_threads).
+    seen: where the host was measured, seen["busy"] tells whether its other cores were
+    taken then (a speedup under WORST_SPEEDUP_PER_CPU each): a moment's load, so a
+    choice made then is to be made again (runtime/pipeline.py).
     """
     env = os.environ.get("KCOMPILE_NUM_THREADS")
     if env:
@@ -73,6 +76,8 @@ def default_threads(flops_per_step: float, scan_steps=(), bytes_per_step: float 
         return None
     from .barrier_probe import measured
     barrier_s, wake_s, speedup = measured(cpus)
+    if seen is not None:
+        seen["busy"] = speedup < WORST_SPEEDUP_PER_CPU * cpus
     return choose_threads(flops_per_step, bytes_per_step, barriers, cpus, barrier_s, wake_s,
                           speedup, moved_bytes)
 

@@ -192,3 +192,73 @@ def test_weights_every_thread_reads_after_an_update_are_charged():
     g = pipeline.graph("train_step")
     assert choose_threads(flops(g), leaf_bytes(g), barrier_estimate(g), 2, **IDLE,
                           moved_bytes=updated_bytes(g)) == 2
+
+
+def test_a_count_chosen_while_the_cores_were_taken_is_chosen_again(tmp_path, monkeypatch):
+    """A program compiled while another process held the other core keeps one thread
+    in the cache with a marker; the next process to load it measures again, and on
+    free cores compiles the two-thread form, which replaces it: later loads take that
+    form without measuring."""
+    from kcompile.codegen import cache
+    from kcompile.runtime import barrier_probe, pipeline as pipeline_mod
+    monkeypatch.setenv("KCOMPILE_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("KCOMPILE_NUM_THREADS", raising=False)
+    monkeypatch.delenv("KCOMPILE_NO_CACHE", raising=False)
+    monkeypatch.setattr(threads, "available_cpus", lambda: 2)
+    monkeypatch.setattr(pipeline_mod, "available_cpus", lambda: 2)
+
+    def program():     # the same program each time, as in a new process
+        return _named_mlp()._pipeline(1)[1]
+
+    calls = []
+
+    def probe(costs):
+        return lambda n: calls.append(n) or (costs["barrier_s"], costs["wake_s"],
+                                             costs["speedup"])
+    monkeypatch.setattr(barrier_probe, "measured", probe(BUSY))
+    busy = program()
+    assert busy.nthreads == 1 and calls
+    busy.compiled()
+    busy_key = busy.cache_key()
+    assert cache.contains(busy_key) and cache.contains(pipeline_mod._busy_key(busy_key))
+
+    calls.clear()
+    monkeypatch.setattr(barrier_probe, "measured", probe(IDLE))
+    quiet = program()
+    assert quiet.nthreads == 2 and calls      # measured again, not taken from the cache
+    assert not cache.contains(busy_key)
+    assert not cache.contains(pipeline_mod._busy_key(busy_key))
+    quiet.compiled()
+
+    monkeypatch.setattr(barrier_probe, "measured", _probe_forbidden)
+    later = program()
+    assert later.nthreads == 2 and later.compiled().from_cache
+
+
+def test_a_count_chosen_on_free_cores_is_kept(tmp_path, monkeypatch):
+    from kcompile.codegen import cache
+    from kcompile.runtime import barrier_probe, pipeline as pipeline_mod
+    monkeypatch.setenv("KCOMPILE_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("KCOMPILE_NUM_THREADS", raising=False)
+    monkeypatch.delenv("KCOMPILE_NO_CACHE", raising=False)
+    monkeypatch.setattr(threads, "available_cpus", lambda: 2)
+    monkeypatch.setattr(pipeline_mod, "available_cpus", lambda: 2)
+    monkeypatch.setattr(barrier_probe, "measured",
+                        lambda n: (IDLE["barrier_s"], IDLE["wake_s"], IDLE["speedup"]))
+    first = _named_mlp()._pipeline(1)[1]
+    assert first.nthreads == 2
+    first.compiled()
+    assert not cache.contains(pipeline_mod._busy_key(first.cache_key()))
+    monkeypatch.setattr(barrier_probe, "measured", _probe_forbidden)
+    assert _named_mlp()._pipeline(1)[1].nthreads == 2
+
+
+def _named_mlp():
+    """784-512-256-10 whose layers have the same names in every call."""
+    m = models.Sequential([layers.Input((784,)),
+                           layers.Dense(512, activation="relu", name="hidden_1"),
+                           layers.Dense(256, activation="relu", name="hidden_2"),
+                           layers.Dense(10, activation="softmax", name="classes")],
+                          name="named_mlp")
+    m.compile(optimizer="adam", loss="categorical_crossentropy")
+    return m
