@@ -193,3 +193,68 @@ def test_a_scan_result_read_twice_is_one_value_compiled():
     plan = plan_memory(fg, st.offsets, lambda k: scratch_bytes(fg.graph, k, 1))
     with pytest.raises(ValueError, match="both read its result 0"):
         build_module([Entry("f", fg, plan)], 1)
+
+
+def _backward_body(g):
+    """The body of the reverse scan autodiff made of g's scan."""
+    d = autodiff(g)
+    scans = [n for n in d.nodes.values() if n.op == "scan"]
+    forward, backward = sorted(scans, key=lambda n: n.params["reverse"] != scans[0].params["reverse"])
+    return forward.params["body"], backward.params["body"]
+
+
+def test_the_backward_step_reads_the_forward_steps_tanh():
+    """tanh's VJP reads its value: the forward scan keeps it (one more per-step output)
+    and the backward step computes no tanh; the VJP is unchanged (finite differences
+    above run on this graph)."""
+    forward, backward = _backward_body(rnn_graph(4))
+    assert forward.n_ys == 2            # y0 and the kept tanh
+    assert not any(n.op == "tanh" for n in backward.graph.nodes.values())
+
+
+def test_past_the_budget_the_backward_step_recomputes(monkeypatch):
+    from kcompile.ir.passes import scan_vjp
+    monkeypatch.setattr(scan_vjp, "RESIDUAL_BYTES", 0)
+    forward, backward = _backward_body(rnn_graph(4))
+    assert forward.n_ys == 1
+    assert any(n.op == "tanh" for n in backward.graph.nodes.values())
+    test_vjp_matches_finite_differences(False, False)
+
+
+def linear_rnn_graph(T, units):
+    """h' = h U + x_t: a product of the carry whose value the backward step reads
+    only if it is kept (no transcendental after it)."""
+    g = Graph()
+    x = Sym(g, g.leaf("param", TensorType((T, B, units)), "x"))
+    Uw = Sym(g, g.leaf("param", TensorType((units, units)), "U"))
+    h0 = Sym(g, g.leaf("param", TensorType((B, units)), "h0"))
+
+    def step(k, c, xs):
+        hn = c[0] @ k[0] + xs[0]
+        return [hn], [hn * hn]
+    finals, ys = F.scan(step, [Uw], [h0], [x])
+    g.outputs["loss"] = (F.sum(ys[0]) + F.sum(finals[0])).id
+    return g
+
+
+@pytest.mark.parametrize("units,kept", [(16, 1), (4, 0)])
+def test_a_product_of_the_carry_is_kept_when_it_sums_enough_terms(units, kept):
+    forward, _ = _backward_body(linear_rnn_graph(3, units))
+    assert forward.n_ys == 1 + kept
+    g = linear_rnn_graph(3, units)
+    rng = np.random.default_rng(5)
+    v = {"x": rng.normal(size=(3, B, units)), "U": rng.normal(size=(units, units)) * 0.3,
+         "h0": rng.normal(size=(B, units))}
+    grads, _ = interpret(autodiff(g), v, float64=True)
+    eps = 1e-6
+    for name in ("U", "h0"):
+        fd = np.zeros_like(v[name])
+        for idx in list(np.ndindex(fd.shape))[:12]:
+            hi = {k: a.copy() for k, a in v.items()}
+            hi[name][idx] += eps
+            lo = {k: a.copy() for k, a in v.items()}
+            lo[name][idx] -= eps
+            fd[idx] = (interpret(g, hi, float64=True)[0]["loss"]
+                       - interpret(g, lo, float64=True)[0]["loss"]) / (2 * eps)
+            np.testing.assert_allclose(grads["grad/" + name][idx], fd[idx], rtol=1e-5,
+                                       atol=1e-6, err_msg=f"{name}{idx}")
