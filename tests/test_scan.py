@@ -76,17 +76,21 @@ def test_vjp_matches_finite_differences(reverse, two):
     g = rnn_graph(T, reverse, two)
     v = values(T, 1)
     grads, _ = interpret(autodiff(g), v, float64=True)
-    eps = 1e-6
     for name in v:
         fd = np.zeros_like(v[name])
         for idx in np.ndindex(fd.shape):
-            hi = {k: a.copy() for k, a in v.items()}
-            hi[name][idx] += eps
-            lo = {k: a.copy() for k, a in v.items()}
-            lo[name][idx] -= eps
-            fd[idx] = (interpret(g, hi, float64=True)[0]["loss"]
-                       - interpret(g, lo, float64=True)[0]["loss"]) / (2 * eps)
+            fd[idx] = _finite_difference(g, v, name, idx)
         np.testing.assert_allclose(grads["grad/" + name], fd, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def _finite_difference(g, v, name, idx, eps=1e-6):
+    """d loss / d v[name][idx], by central differences in float64."""
+    hi = {k: a.copy() for k, a in v.items()}
+    hi[name][idx] += eps
+    lo = {k: a.copy() for k, a in v.items()}
+    lo[name][idx] -= eps
+    return (interpret(g, hi, float64=True)[0]["loss"]
+            - interpret(g, lo, float64=True)[0]["loss"]) / (2 * eps)
 
 
 @pytest.mark.parametrize("nthreads", [1, 2])
@@ -246,15 +250,8 @@ def test_a_product_of_the_carry_is_kept_when_it_sums_enough_terms(units, kept):
     v = {"x": rng.normal(size=(3, B, units)), "U": rng.normal(size=(units, units)) * 0.3,
          "h0": rng.normal(size=(B, units))}
     grads, _ = interpret(autodiff(g), v, float64=True)
-    eps = 1e-6
     for name in ("U", "h0"):
-        fd = np.zeros_like(v[name])
-        for idx in list(np.ndindex(fd.shape))[:12]:
-            hi = {k: a.copy() for k, a in v.items()}
-            hi[name][idx] += eps
-            lo = {k: a.copy() for k, a in v.items()}
-            lo[name][idx] -= eps
-            fd[idx] = (interpret(g, hi, float64=True)[0]["loss"]
-                       - interpret(g, lo, float64=True)[0]["loss"]) / (2 * eps)
-            np.testing.assert_allclose(grads["grad/" + name][idx], fd[idx], rtol=1e-5,
+        for idx in list(np.ndindex(v[name].shape))[:12]:
+            np.testing.assert_allclose(grads["grad/" + name][idx],
+                                       _finite_difference(g, v, name, idx), rtol=1e-5,
                                        atol=1e-6, err_msg=f"{name}{idx}")
