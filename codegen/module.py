@@ -228,6 +228,23 @@ class _Context:
         b.call(f, [dst, src, nbytes if isinstance(nbytes, ir.Value) else i64(nbytes),
                    ir.Constant(ir.IntType(1), 0)])
 
+    def shared_memcpy(self, b, dst, src, nbytes: int, tid):
+        """Copy `nbytes` from src to dst, each thread its share (whole cache lines): a
+        copy of a scan step's outputs no longer waits on thread 0 alone."""
+        if self.nthreads == 1:
+            self.memcpy(b, dst, src, nbytes)
+            return
+        chunk = -(-nbytes // self.nthreads)
+        chunk = -(-chunk // 64) * 64
+        lo = b.mul(tid, i64(chunk))
+        lo = b.select(b.icmp_signed("<", lo, i64(nbytes)), lo, i64(nbytes))
+        hi = b.add(lo, i64(chunk))
+        hi = b.select(b.icmp_signed("<", hi, i64(nbytes)), hi, i64(nbytes))
+
+        def at(p):
+            return b.gep(p, [lo], inbounds=True, source_etype=I8)
+        self.memcpy(b, at(dst), at(src), b.sub(hi, lo))
+
     def memset(self, b, dst, nbytes):
         """Zero `nbytes` (an i64 value or int) at dst."""
         f = self.module.globals.get("llvm.memset.p0.i64") or ir.Function(

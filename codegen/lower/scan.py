@@ -10,8 +10,8 @@ scan's scratch holds the carries and the body's arena:
 Per step (t, or T-1-t for a reverse scan): the carries are saved to the
 step's slot of the saved-carries result (when something reads it), the body
 kernels run (threads split each one, barriers between dependent ones), the body's
-outputs are copied to their slots. Copies are made by thread 0 between
-barriers. The graph and the compile time do not grow with the sequence length.
+outputs are copied to their slots, each thread a share. The other copies are made
+by thread 0 between barriers. The graph and the compile time do not grow with the sequence length.
 """
 from __future__ import annotations
 
@@ -135,19 +135,19 @@ def emit_scan(ctx, b, e, k, address, work, tid, sync):
         emit_entry(ctx, b, body_entry, carries, body_work, tid, sync, inputs, saved_ranges)
         outs = [(j, results[nc + j]) for j in range(ny) if nc + j in results]
         if outs:
-            def store():
-                for j, r in outs:
-                    y = bg.outputs[f"y{j}"]
-                    loc = bplan.locations[y]
-                    src = {"state": carries, "work": body_work}.get(loc.region)
-                    src = inputs[loc.offset] if loc.region == "input" else (
-                        b.gep(src, [i64(loc.offset)], inbounds=True, source_etype=I8)
-                        if src is not None else None)
-                    if src is None:
-                        raise NotImplementedError("a scan output that is a constant")
-                    nbytes = bg.type(y).nbytes
-                    ctx.memcpy(b, slot(address(plan.locations[r]), nbytes, t), src, nbytes)
-            ctx.thread0(b, tid, store)
+            # every thread copies its share of each output (they are the step's largest
+            # copies: an LSTM's kept gates for its backward pass, 128 KB a step in W3)
+            for j, r in outs:
+                y = bg.outputs[f"y{j}"]
+                loc = bplan.locations[y]
+                src = {"state": carries, "work": body_work}.get(loc.region)
+                src = inputs[loc.offset] if loc.region == "input" else (
+                    b.gep(src, [i64(loc.offset)], inbounds=True, source_etype=I8)
+                    if src is not None else None)
+                if src is None:
+                    raise NotImplementedError("a scan output that is a constant")
+                nbytes = bg.type(y).nbytes
+                ctx.shared_memcpy(b, slot(address(plan.locations[r]), nbytes, t), src, nbytes, tid)
             ctx.barrier(b, sync, tid)
     loop(b, steps, step, name="t")
 
