@@ -203,7 +203,8 @@ def _backward_body(g):
     """The body of the reverse scan autodiff made of g's scan."""
     d = autodiff(g)
     scans = [n for n in d.nodes.values() if n.op == "scan"]
-    forward, backward = sorted(scans, key=lambda n: n.params["reverse"] != scans[0].params["reverse"])
+    first = scans[0].params["reverse"]
+    forward, backward = sorted(scans, key=lambda n: n.params["reverse"] != first)
     return forward.params["body"], backward.params["body"]
 
 

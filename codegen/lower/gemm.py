@@ -172,8 +172,8 @@ def _masked(module, kind, vec):
     return ir.Function(module, fnty, name=name)
 
 
-def product_tile(b, A, B, C, K, lda, ldb, ldc, i0, j0, rows, W, V, last_lanes=None, a_trans=False,
-          kblock=None, epilogue=None, b_at=None, between=None):
+def product_tile(b, A, B, C, K, lda, ldb, ldc, i0, j0, rows, W, V, last_lanes=None,
+                 a_trans=False, kblock=None, epilogue=None, b_at=None, between=None):
     """One rows x (V*W) tile of C; the last vector covers only `last_lanes` columns
     (masked loads and stores) when given. With a_trans, A is stored K x M (C = A^T B):
     the values broadcast at step k are then contiguous, and no transpose is needed.
@@ -310,13 +310,13 @@ def _row_tiles(b, A, B, C, M, K, lda, ldb, ldc, j0, W, V, last_lanes, a_trans, r
         _pipelined_tiles(b, A, B, C, K, lda, ldb, ldc, j0, W, V, last_lanes, a_trans, lo,
                          full_hi, epilogue, mr, b_at)
     elif m_tiles:
-        loop(b, full_hi, lambda b, it, _: product_tile(b, A, B, C, K, lda, ldb, ldc, b.mul(it, i64(mr)),
-                                                 j0, mr, W, V, last_lanes, a_trans, kblock,
-                                                 epilogue, b_at),
-             name="it", start=lo)
+        loop(b, full_hi, lambda b, it, _: product_tile(
+            b, A, B, C, K, lda, ldb, ldc, b.mul(it, i64(mr)), j0, mr, W, V, last_lanes,
+            a_trans, kblock, epilogue, b_at), name="it", start=lo)
     if rem:
-        emit = lambda: product_tile(b, A, B, C, K, lda, ldb, ldc, i64(m_tiles * mr), j0, rem, W, V,  # noqa: E731
-                             last_lanes, a_trans, kblock, epilogue, b_at)
+        def emit():
+            product_tile(b, A, B, C, K, lda, ldb, ldc, i64(m_tiles * mr), j0, rem, W, V,
+                         last_lanes, a_trans, kblock, epilogue, b_at)
         if rows:    # the thread whose (non-empty) share ends with the last tile
             _when(b, b.and_(b.icmp_signed("==", hi, i64(count)), b.icmp_signed("<", lo, hi)), emit)
         else:
@@ -343,9 +343,10 @@ def _pipelined_tiles(b, A, B, C, K, lda, ldb, ldc, j0, W, V, last_lanes, a_trans
 
     def tile(b, it, _):
         previous = b.sub(it, i64(1))
-        product_tile(b, A, B, C, K, lda, ldb, ldc, b.mul(it, i64(mr)), j0, mr, W, V, last_lanes,
-              a_trans, None, epilogue, b_at, between=(mr, lambda b, r: _when(
-                  b, b.icmp_signed(">", it, lo), lambda: row(b, previous, r))))
+        def between(b, r):
+            _when(b, b.icmp_signed(">", it, lo), lambda: row(b, previous, r))
+        product_tile(b, A, B, C, K, lda, ldb, ldc, b.mul(it, i64(mr)), j0, mr, W, V,
+                     last_lanes, a_trans, None, epilogue, b_at, between=(mr, between))
     loop(b, hi, tile, name="it", start=lo)
     _when(b, b.icmp_signed(">", hi, lo), lambda: loop(
         b, mr, lambda b, r, _: row(b, b.sub(hi, i64(1)), r), name="er"))

@@ -14,7 +14,7 @@ from ...ir.passes.fuse import Kernel
 from ..irutil import F32, I8, REDUCE_FLAGS, f32, i64, loop
 from .emitter import Emitter
 from ..tuning import gemm_tiling
-from .gemm import product_tile, fence, gemm, k_block, vector_shape
+from .gemm import fence, gemm, k_block, product_tile, vector_shape
 
 ROWS = 8
 NARROW_TILE = 32   # epilogue widths up to this run as a loop of fenced rows
@@ -318,13 +318,13 @@ def _matmul_k_split(b, A, B, C, M, N, K, part, epilogue, partials, stride):
     block = (k0, k1, ir.Constant(ir.IntType(1), 1), ir.Constant(ir.IntType(1), 0))
     full, rest = N // NR, N % NR
     if full:
-        loop(b, full, lambda b, jt, _: product_tile(b, A, B, mine, K, K, N, N, i64(0),
-                                             b.mul(jt, i64(NR)), M, W, V, kblock=block),
-             name="jt")
+        loop(b, full, lambda b, jt, _: product_tile(
+            b, A, B, mine, K, K, N, N, i64(0), b.mul(jt, i64(NR)), M, W, V, kblock=block),
+            name="jt")
     if rest:
         edge_v = -(-rest // W)
         product_tile(b, A, B, mine, K, K, N, N, i64(0), i64(full * NR), M, W, edge_v,
-              last_lanes=rest - (edge_v - 1) * W, kblock=block)
+                     last_lanes=rest - (edge_v - 1) * W, kblock=block)
     part.barrier(b)
     lo, hi = part.share(b, N, align=W)
 
