@@ -80,6 +80,15 @@ def serial(graph, k: Kernel, nthreads: int) -> bool:
     return work <= SERIAL_FLOPS
 
 
+def step_barriers(fused: FusedGraph, nthreads: int) -> int:
+    """About how many barriers a step of these kernels makes on `nthreads` threads: one
+    before each kernel the threads share (kernels on thread 0 alone need none between
+    them), one inside each product split along K, and the one before the step returns."""
+    g = fused.graph
+    shared = [k for k in fused.kernels if k.kind != "view" and not serial(g, k, nthreads)]
+    return len(shared) + sum(needs_sync(g, k, nthreads) for k in shared) + 1
+
+
 @dataclass
 class Entry:
     name: str

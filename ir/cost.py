@@ -63,9 +63,11 @@ def leaf_bytes(graph: Graph) -> int:
 _KERNEL_KINDS = ("reduction", "matmul", "gather", "scatter", "conv", "scan")
 
 
-def updated_bytes(graph: Graph) -> int:
-    """Bytes of the parameters a step updates (a training step's weights)."""
-    return sum(graph.type(v).nbytes for v in graph.updates if graph.nodes[v].role == "param")
+def updated_bytes(graph: Graph, local=lambda v: False) -> int:
+    """Bytes of the parameters a step updates (a training step's weights), but those
+    `local(v)` says each thread reads only the part it updates."""
+    return sum(graph.type(v).nbytes for v in graph.updates
+               if graph.nodes[v].role == "param" and not local(v))
 
 
 def barrier_estimate(graph: Graph) -> int:

@@ -36,9 +36,11 @@ from ..ir.fingerprint import graph_fingerprint
 from ..ir.graph import Graph
 from ..ir.passes import autodiff, optimizer_step, simplify
 from ..ir.passes.fuse import fuse
+from ..ir.passes.reach import upstream
 from ..ir.passes.plan_memory import plan_memory
 from ..codegen import cache, io_pointers, jit, tuning
-from ..codegen.module import Entry, build_module, module_text, scratch_bytes
+from ..codegen.module import Entry, build_module, module_text, scratch_bytes, step_barriers
+from ..codegen.lower.matmul import splits_along_k
 from ..codegen.target import fingerprint
 from .state import State
 from .threads import available_cpus, default_threads
@@ -89,6 +91,23 @@ def _kept(table: dict, key, compute):
     if key not in table:
         table[key] = compute()
     return table[key]
+
+
+def _read_by_own_rows(g: Graph, v: int, nthreads: int, live: set) -> bool:
+    """Whether every live product reading weight v takes it as the B of a product split
+    along K (codegen/lower/matmul.py): each thread then reads the rows of v it updates
+    (the update splits them the same way), and no update crosses between cores. (The
+    first layer's input gradient, dead code until simplify, does not count.)"""
+    products = [u for u in g.users(v) if g.nodes[u].op == "matmul" and u in live]
+    for u in products:
+        n = g.nodes[u]
+        if n.inputs[1] != v or n.inputs[0] == v or n.params["transpose_a"] \
+                or n.params["transpose_b"]:
+            return False
+        M, K = g.type(n.inputs[0]).shape
+        if not splits_along_k(M, g.type(u).shape[1], K, nthreads):
+            return False
+    return bool(products)
 
 
 def _busy_key(key: str) -> str:
@@ -173,8 +192,14 @@ class Pipeline:
                 n = self._cached_thread_count()
             if n is None:
                 seen = {}
-                n = default_threads(*work, moved_bytes=max(updated_bytes(g) for g in graphs),
-                                    seen=seen)
+                cpus = available_cpus()
+                moved = max(updated_bytes(g, lambda v, g=g, live=upstream(g.dag, g.roots()):
+                                          _read_by_own_rows(g, v, cpus, live))
+                            for g in graphs)
+                # the host's costs decide: counted on the fused steps, the barriers are
+                # those the step makes, not one per op (W5's training step: 4, not 15)
+                barriers = max(step_barriers(self.fused(e), cpus) for e in self.traced)
+                n = default_threads(*work[:3], barriers, moved_bytes=moved, seen=seen)
                 self._chosen_busy = seen.get("busy", False)
             self._nthreads = n
             self._forget_stale_form()

@@ -126,7 +126,9 @@ def choose_threads(flops: float, nbytes: float, barriers: int, cpus: int,
     # Weights a training step updates, each thread its share, are read whole by every
     # thread in the next step: (cpus-1)/cpus of them cross between the cores' caches
     # each step, at about the probe's cost per byte (W5, 784-32-10 RMSprop: 100 KB of
-    # weights, one thread 23 us, two 31 us on a quiet 2-vCPU Xeon).
+    # weights, one thread 23 us, two 31 us on a quiet 2-vCPU Xeon, its first product
+    # split by rows). Weights read by products split along K are not in moved_bytes:
+    # each thread reads the rows it updates (runtime/pipeline.py; W5 so: 24 us on two).
     traffic = moved_bytes * (cpus - 1) / cpus * barrier_s / PROBE_EXCHANGE_BYTES
     shared = work / max(speedup, 1e-3) + wake_s + barriers * barrier_s + traffic
     return cpus if shared < 0.9 * work else 1

@@ -173,8 +173,9 @@ def test_idle_workers_block_in_the_kernel_and_wake_for_the_next_step():
 def test_weights_every_thread_reads_after_an_update_are_charged():
     """A training step's updated weights cross between the cores every step (each
     thread writes its share, every thread reads them all next step): charged at the
-    probe's cost per byte, they keep W5's step (784-32-10, RMSprop, 100 KB of weights)
-    on one thread at an idle host's costs, and cost W1's (2.1 MB) far less than it gains."""
+    probe's cost per byte, they would keep W5's step (784-32-10, RMSprop, 100 KB of
+    weights) on one thread at an idle host's costs, and cost W1's (2.1 MB) far less than
+    it gains. (W5's first weights are read by their own rows: the next test.)"""
     from kcompile.runtime.threads import PROBE_EXCHANGE_BYTES
     m = models.Sequential([layers.Input((784,)), layers.Dense(32, activation="relu"),
                            layers.Dense(10, activation="softmax")])
@@ -262,3 +263,39 @@ def _named_mlp():
                           name="named_mlp")
     m.compile(optimizer="adam", loss="categorical_crossentropy")
     return m
+
+
+def test_a_weight_each_thread_reads_by_its_own_rows_is_not_charged(monkeypatch):
+    """W5's first layer (32x784 by 784x32) is split along K: each thread reads the rows
+    of the weights it updates, which do not cross between the cores. Not charged, and
+    with the barriers the fused step makes (4, not one per op), the step takes both
+    cores at an idle host's costs. A hidden layer's weights are also read whole,
+    transposed, for the input gradient: charged."""
+    from kcompile.runtime import barrier_probe, pipeline as pipeline_mod
+    monkeypatch.delenv("KCOMPILE_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "available_cpus", lambda: 2)
+    monkeypatch.setattr(pipeline_mod, "available_cpus", lambda: 2)
+    monkeypatch.setattr(barrier_probe, "measured",
+                        lambda n: (IDLE["barrier_s"], IDLE["wake_s"], IDLE["speedup"]))
+    m = models.Sequential([layers.Input((784,)), layers.Dense(32, activation="relu"),
+                           layers.Dense(10, activation="softmax")])
+    m.compile(optimizer=optimizers.RMSprop(), loss="categorical_crossentropy")
+    _, pipeline = m._pipeline(32, [((10,), "float32")])
+    pipeline.use_cache = False
+    g = pipeline.graph("train_step")
+    live = pipeline_mod.upstream(g.dag, g.roots())
+    local = {g.nodes[v].name for v in g.updates
+             if pipeline_mod._read_by_own_rows(g, v, 2, live)}
+    assert local == {"dense/kernel"}
+    assert pipeline.nthreads == 2
+    from kcompile.codegen.module import step_barriers
+    assert step_barriers(pipeline.fused("train_step"), 2) < barrier_estimate(g)
+    _, w1 = mlp_784_512_256_10()._pipeline(4, [((10,), "float32")])
+    g = w1.graph("train_step")
+    live = pipeline_mod.upstream(g.dag, g.roots())
+    names = {g.nodes[v].name: pipeline_mod._read_by_own_rows(g, v, 2, live) for v in g.updates
+             if g.nodes[v].role == "param"}
+    # batch 4: the first product splits along K and its input gradient is dead; the
+    # second layer's weights also serve the first layer's gradient, transposed
+    assert names[next(n for n in names if n.endswith("kernel"))] is True
+    assert sum(names.values()) == 1, names

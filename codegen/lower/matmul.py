@@ -34,21 +34,34 @@ NT_MAX_M = 16
 # Measured, batch-1 predict of Dense MLPs on two threads of a Xeon (native step, by
 # columns -> along K): 784-512-256-10 16.4 -> 9.3 us, 784-500-250-10 14.2 -> 12.4,
 # 784-300-100-10 9.4 -> 6.9, 1000-1000-10 39 -> 35; 784-512-256-10 at batch 2 18.7 ->
-# 12.4, 4 27 -> 19, 8 43.6 -> 37.6, 16 77.5 -> 69.5. Up to as many rows as a tile's
-# accumulators (split_accumulators): a tile then spans all the rows of A.
-KSPLIT_MIN_BYTES = 1 << 18      # a B this big is worth the barrier
+# 12.4, 4 27 -> 19, 8 43.6 -> 37.6, 16 77.5 -> 69.5. W5's training step (784-32-10 at
+# batch 32, its forward product 32x784 by 784x32 split along K, each thread updating the
+# rows of the weights it reads): 29.4 us on one thread, 35.7 on two split by rows,
+# 24.6 on two split along K.
+KSPLIT_MIN_BYTES = 1 << 16      # a B this big is worth the barrier
 
 
 def k_split(graph, kernel: Kernel, nthreads: int) -> bool:
     """Is this product split between the threads along K (see KSPLIT_MIN_BYTES)?"""
-    if nthreads == 1:
-        return False
     v = matmul_of(graph, kernel)
     p = graph.nodes[v].params
     M, N = graph.type(v).shape
-    K = _k_of(graph, v)
-    return not p["transpose_a"] and not p["transpose_b"] and M <= split_accumulators() \
-        and K >= 64 * nthreads and K * N * 4 >= KSPLIT_MIN_BYTES
+    return not p["transpose_a"] and not p["transpose_b"] and \
+        splits_along_k(M, N, _k_of(graph, v), nthreads)
+
+
+def splits_along_k(M: int, N: int, K: int, nthreads: int) -> bool:
+    """Whether A (M x K) @ B (K x N) on `nthreads` threads is split along K: few rows
+    (a row per accumulator of a tile; twice that for a product at most two vectors
+    wide, which threads could not split by columns: each would read all of B), K of
+    at least 64 per thread, and B of at least KSPLIT_MIN_BYTES. Each thread then reads
+    its own rows of B only (a weight a training step updates stays in the cache of
+    the core that updates it: runtime/pipeline.py)."""
+    if nthreads == 1:
+        return False
+    acc = split_accumulators()
+    few = M <= acc or (M <= 2 * acc and N <= 2 * vector_shape()[0])
+    return few and K >= 64 * nthreads and K * N * 4 >= KSPLIT_MIN_BYTES
 
 
 def split_accumulators() -> int:
@@ -311,20 +324,24 @@ def _matmul_k_split(b, A, B, C, M, N, K, part, epilogue, partials, stride):
     after a barrier each adds the threads' sums (in thread order: the same bits on every
     call) for its share of the columns and runs the epilogue on them."""
     W, _ = vector_shape()
-    V = split_accumulators() // M
+    acc = split_accumulators()
+    V = max(1, acc // M)
+    rows = min(M, acc // V)
     NR = V * W
     mine = _gep(b, partials, b.mul(part.tid, i64(stride)))
     k0, k1 = part.share(b, K)
     block = (k0, k1, ir.Constant(ir.IntType(1), 1), ir.Constant(ir.IntType(1), 0))
     full, rest = N // NR, N % NR
-    if full:
-        loop(b, full, lambda b, jt, _: product_tile(
-            b, A, B, mine, K, K, N, N, i64(0), b.mul(jt, i64(NR)), M, W, V, kblock=block),
-            name="jt")
-    if rest:
-        edge_v = -(-rest // W)
-        product_tile(b, A, B, mine, K, K, N, N, i64(0), i64(full * NR), M, W, edge_v,
-                     last_lanes=rest - (edge_v - 1) * W, kblock=block)
+    for i0 in range(0, M, rows):
+        r = min(rows, M - i0)
+        if full:
+            loop(b, full, lambda b, jt, _: product_tile(
+                b, A, B, mine, K, K, N, N, i64(i0), b.mul(jt, i64(NR)), r, W, V, kblock=block),
+                name="jt")
+        if rest:
+            edge_v = -(-rest // W)
+            product_tile(b, A, B, mine, K, K, N, N, i64(i0), i64(full * NR), r, W, edge_v,
+                         last_lanes=rest - (edge_v - 1) * W, kblock=block)
     part.barrier(b)
     lo, hi = part.share(b, N, align=W)
 
