@@ -243,12 +243,7 @@ class _Context:
         if self.nthreads == 1:
             self.memcpy(b, dst, src, nbytes)
             return
-        chunk = -(-nbytes // self.nthreads)
-        chunk = -(-chunk // 64) * 64
-        lo = b.mul(tid, i64(chunk))
-        lo = b.select(b.icmp_signed("<", lo, i64(nbytes)), lo, i64(nbytes))
-        hi = b.add(lo, i64(chunk))
-        hi = b.select(b.icmp_signed("<", hi, i64(nbytes)), hi, i64(nbytes))
+        lo, hi = Partition(tid, self.nthreads).share(b, nbytes, align=64)
 
         def at(p):
             return b.gep(p, [lo], inbounds=True, source_etype=I8)
@@ -445,7 +440,7 @@ def _kernel_args(e: Entry, k: Kernel, nthreads: int):
 def _build_kernel(module, fn, e: Entry, k: Kernel, nthreads: int):
     g, plan = e.fused.graph, e.plan
     arg_locs, _, needs_scratch = _kernel_args(e, k, nthreads)
-    buffers_by_loc = {loc: i for i, loc in enumerate(arg_locs) if loc != "scratch"}
+    buffers_by_loc = {loc: i for i, loc in enumerate(arg_locs) if loc not in ("scratch", "sync")}
     sync = "sync" in arg_locs
     # (threads write the scratch of a kernel that waits inside: not noalias there)
     kf, tid, ptrs = kernel_function(module, f"{e.name}.{k.name}", len(arg_locs),

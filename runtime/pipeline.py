@@ -40,7 +40,7 @@ from ..ir.passes.reach import upstream
 from ..ir.passes.plan_memory import plan_memory
 from ..codegen import cache, io_pointers, jit, tuning
 from ..codegen.module import Entry, build_module, module_text, scratch_bytes, step_barriers
-from ..codegen.lower.matmul import splits_along_k
+from ..codegen.lower.matmul import product_splits_along_k
 from ..codegen.target import fingerprint
 from .state import State
 from .threads import available_cpus, default_threads
@@ -99,15 +99,12 @@ def _read_by_own_rows(g: Graph, v: int, nthreads: int, live: set) -> bool:
     (the update splits them the same way), and no update crosses between cores. (The
     first layer's input gradient, dead code until simplify, does not count.)"""
     products = [u for u in g.users(v) if g.nodes[u].op == "matmul" and u in live]
-    for u in products:
-        n = g.nodes[u]
-        if n.inputs[1] != v or n.inputs[0] == v or n.params["transpose_a"] \
-                or n.params["transpose_b"]:
-            return False
-        M, K = g.type(n.inputs[0]).shape
-        if not splits_along_k(M, g.type(u).shape[1], K, nthreads):
-            return False
-    return bool(products)
+
+    def reads_as_b(u):          # (v @ v would read it as A too)
+        a, b = g.nodes[u].inputs
+        return b == v != a
+    return bool(products) and all(reads_as_b(u) and product_splits_along_k(g, u, nthreads)
+                                  for u in products)
 
 
 def _busy_key(key: str) -> str:
@@ -130,10 +127,9 @@ class Pipeline:
         self.backend = backend
         self.use_cache = use_cache
         self._nthreads = nthreads
-        # the thread count was measured on a host whose other cores were taken; the
-        # cached form of the program that count chose, if any, to be replaced
+        # the thread count was measured on a host whose other cores were taken (its
+        # compiled form is stored with a marker: chosen again at the next load)
         self._chosen_busy = False
-        self._stale_key: str | None = None
         self._graphs: dict = {}         # (stage, entry) -> graph or fused graph: any thread count
         self._stages: dict = {}         # stage (, entry) -> product for this thread count
         self._siblings: dict[int, Pipeline] = {}
@@ -187,9 +183,9 @@ class Pipeline:
             graphs = [self.graph(e) for e in self.traced]
             work = (max(flops(g) for g in graphs), [f for g in graphs for f in scan_step_flops(g)],
                     max(leaf_bytes(g) for g in graphs), max(barrier_estimate(g) for g in graphs))
-            n = default_threads(*work, measure=False)
+            n, stale = default_threads(*work, measure=False), None
             if n is None and self.use_cache and self.backend == "native":
-                n = self._cached_thread_count()
+                n, stale = self._cached_thread_count()
             if n is None:
                 seen = {}
                 cpus = available_cpus()
@@ -202,17 +198,18 @@ class Pipeline:
                 n = default_threads(*work[:3], barriers, moved_bytes=moved, seen=seen)
                 self._chosen_busy = seen.get("busy", False)
             self._nthreads = n
-            self._forget_stale_form()
+            if stale is not None and not self._chosen_busy:
+                self._forget_stale_form(stale)
         return self._nthreads
 
-    def _cached_thread_count(self):
-        """The thread count of the one compiled form of this program the disk cache
+    def _cached_thread_count(self) -> tuple[int | None, str | None]:
+        """(thread count, None) of the one compiled form of this program the disk cache
         holds, if it holds one: a cached program loads without measuring the host
         (runtime/barrier_probe.py), so its first step stays a few milliseconds. Not a
         form whose count was chosen while other processes held the cores (a busy
-        marker beside it): that choice is made again, and the form it chose replaced
-        once a choice is made on a host with free cores (a batch-1 predict kept on
-        one thread by a moment's load is 4x slower for good otherwise)."""
+        marker beside it): (None, its key), the choice made again, and the form it
+        chose replaced once a choice is made on a host with free cores (a batch-1
+        predict kept on one thread by a moment's load is 4x slower for good otherwise)."""
         found = []
         for n in sorted({1, available_cpus()}):
             self._nthreads = n
@@ -224,16 +221,13 @@ class Pipeline:
             key = self.cache_key()
         self._nthreads = None
         if key is not None and cache.contains(_busy_key(key)):
-            self._stale_key = key
-            return None
-        return found[0] if len(found) == 1 else None
+            return None, key
+        return (found[0] if len(found) == 1 else None), None
 
-    def _forget_stale_form(self):
+    def _forget_stale_form(self, stale: str):
         """After a choice made again on a host with free cores: the form chosen while
-        they were taken goes (unless it is the one chosen now), and its marker."""
-        stale, self._stale_key = self._stale_key, None
-        if stale is None or self._chosen_busy:
-            return
+        they were taken (cache key `stale`) goes, unless it is the one chosen now, and
+        so does its marker."""
         cache.remove(_busy_key(stale))
         if stale != self.cache_key():
             cache.remove(stale)

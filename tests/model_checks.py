@@ -117,3 +117,27 @@ class G:
         for k, s in outs.items():
             self.g.outputs[k] = s.id
         return self
+
+
+def native_and_reference(build, nthreads, optimizer, **compile_args):
+    """Two copies of build()'s model, compiled native on `nthreads` threads and on the
+    reference interpreter, with the same weights. `optimizer`: a name, or a function
+    making one (each model needs its own: an optimizer counts its steps)."""
+    out = []
+    for backend in ("native", "reference"):
+        m = build()
+        m.compile(optimizer=optimizer() if callable(optimizer) else optimizer,
+                  **compile_args, backend=backend)
+        m._nthreads = nthreads
+        out.append(m)
+    out[1].set_weights(out[0].get_weights())
+    return out
+
+
+def assert_trains_alike(nat, ref, x, y, steps, rtol=1e-4):
+    """`steps` train_on_batch steps of both: the same losses, then the same weights."""
+    for _ in range(steps):
+        a, b = nat.train_on_batch(x, y), ref.train_on_batch(x, y)
+        assert np.isclose(a, b, rtol=rtol, atol=1e-6), (a, b)
+    for w, v in zip(nat.get_weights(), ref.get_weights()):
+        np.testing.assert_allclose(w, v, rtol=rtol, atol=1e-5)

@@ -10,19 +10,13 @@ import pytest
 
 from kcompile import layers, models, optimizers
 from kcompile.codegen.lower import matmul as matmul_mod
+from model_checks import assert_trains_alike, native_and_reference
 
 rng = np.random.default_rng(11)
 
 
 def _pair(build, nthreads, compile_args):
-    out = []
-    for backend in ("native", "reference"):
-        m = build()
-        m.compile(**compile_args, backend=backend)
-        m._nthreads = nthreads
-        out.append(m)
-    out[1].set_weights(out[0].get_weights())
-    return out
+    return native_and_reference(build, nthreads, **compile_args)
 
 
 def _split_kernels(exe, entry, nthreads):
@@ -88,14 +82,10 @@ def test_a_product_without_an_epilogue():
 
 def test_training_at_a_small_batch_matches_the_reference():
     nat, ref = _pair(_mlp([784, 512, 10]), 2, dict(
-        optimizer=optimizers.SGD(0.01, momentum=0.9), loss="categorical_crossentropy"))
+        optimizer=lambda: optimizers.SGD(0.01, momentum=0.9), loss="categorical_crossentropy"))
     x = rng.standard_normal((4, 784)).astype(np.float32)
     y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 4)]
-    for _ in range(4):
-        a, b = nat.train_on_batch(x, y), ref.train_on_batch(x, y)
-        assert np.isclose(a, b, rtol=1e-4, atol=1e-6), (a, b)
-    for w, v in zip(nat.get_weights(), ref.get_weights()):
-        np.testing.assert_allclose(w, v, rtol=1e-4, atol=1e-5)
+    assert_trains_alike(nat, ref, x, y, steps=4)
     assert _split_kernels(nat._executable(4), "train_step", 2)
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from kcompile import layers, models, optimizers
 from kcompile.codegen import module as module_mod
+from model_checks import assert_trains_alike, native_and_reference
 
 rng = np.random.default_rng(3)
 
@@ -19,16 +20,10 @@ def _entry_body(exe, entry):
 
 
 def _pair(nthreads):
-    out = []
-    for backend in ("native", "reference"):
-        m = models.Sequential([layers.Input((256,)), layers.Dense(128, activation="relu"),
-                               layers.Dense(10, activation="softmax")])
-        m.compile(optimizer=optimizers.Adam(0.001), loss="categorical_crossentropy",
-                  backend=backend)
-        m._nthreads = nthreads
-        out.append(m)
-    out[1].set_weights(out[0].get_weights())
-    return out
+    return native_and_reference(
+        lambda: models.Sequential([layers.Input((256,)), layers.Dense(128, activation="relu"),
+                                   layers.Dense(10, activation="softmax")]),
+        nthreads, optimizer=lambda: optimizers.Adam(0.001), loss="categorical_crossentropy")
 
 
 def test_a_serial_tail_needs_one_barrier_and_predicts_as_the_reference():
@@ -65,11 +60,7 @@ def test_training_with_serial_kernels_matches_the_reference(nthreads):
     nat, ref = _pair(nthreads)
     x = rng.standard_normal((8, 256)).astype(np.float32)
     y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 8)]
-    for _ in range(5):
-        a, b = nat.train_on_batch(x, y), ref.train_on_batch(x, y)
-        assert np.isclose(a, b, rtol=1e-4, atol=1e-6), (a, b)
-    for w, v in zip(nat.get_weights(), ref.get_weights()):
-        np.testing.assert_allclose(w, v, rtol=1e-4, atol=1e-5)
+    assert_trains_alike(nat, ref, x, y, steps=5)
     if nthreads == 2:
         g = nat._executable(8).pipeline.fused("train_step")
         assert any(module_mod.serial(g.graph, k, 2) for k in g.kernels)

@@ -42,8 +42,12 @@ KSPLIT_MIN_BYTES = 1 << 16      # a B this big is worth the barrier
 
 
 def k_split(graph, kernel: Kernel, nthreads: int) -> bool:
-    """Is this product split between the threads along K (see KSPLIT_MIN_BYTES)?"""
-    v = matmul_of(graph, kernel)
+    """Is this kernel's product split between the threads along K (KSPLIT_MIN_BYTES)?"""
+    return product_splits_along_k(graph, matmul_of(graph, kernel), nthreads)
+
+
+def product_splits_along_k(graph, v: int, nthreads: int) -> bool:
+    """Is matmul node v, on `nthreads` threads, split along K (splits_along_k)?"""
     p = graph.nodes[v].params
     M, N = graph.type(v).shape
     return not p["transpose_a"] and not p["transpose_b"] and \

@@ -11,7 +11,8 @@ Per step (t, or T-1-t for a reverse scan): the carries are saved to the
 step's slot of the saved-carries result (when something reads it), the body
 kernels run (threads split each one, barriers between dependent ones), the body's
 outputs are copied to their slots, each thread a share. The other copies are made
-by thread 0 between barriers. The graph and the compile time do not grow with the sequence length.
+by thread 0 between barriers. The graph and the compile time do not grow with the
+sequence length.
 """
 from __future__ import annotations
 
